@@ -1,0 +1,172 @@
+// Command vpn-passthrough is the daemon and its CLI: check, apply, daemon,
+// status. It only wires packages together; the logic lives under src/.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/vpn-passthrough/vpn-passthrough/src/daemon"
+	"github.com/vpn-passthrough/vpn-passthrough/src/nft"
+	"github.com/vpn-passthrough/vpn-passthrough/src/status"
+)
+
+// version is set by the build (-X main.version=...).
+var version = "dev"
+
+const defaultConfig = "/etc/config/vpn-passthrough"
+
+const usage = `usage: vpn-passthrough <command> [flags]
+
+commands:
+  daemon  [--config FILE] [--socket PATH]   apply, reload on SIGHUP, repair, clean up on SIGTERM
+  check   [--config FILE]                   validate the config, print capabilities and the plan
+  apply   [--dry-run] [--config FILE]       print (--dry-run) or install the ruleset once
+  remove                                    delete the ruleset
+  status  [--json] [--socket PATH]          ask the running daemon
+  rpcd    list | call <method>              rpcd exec plugin (luci.vpn-passthrough)
+  version
+`
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "vpn-passthrough: %v\n", err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+type usageError struct{ msg string }
+
+func (u usageError) Error() string { return u.msg }
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return usageError{"no command"}
+	}
+	cmd, args := args[0], args[1:]
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", defaultConfig, "UCI config file")
+	sock := fs.String("socket", status.DefaultSocket, "status socket")
+	asJSON := fs.Bool("json", false, "print JSON")
+	dry := fs.Bool("dry-run", false, "print the ruleset instead of installing it")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err.Error()}
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	switch cmd {
+	case "daemon":
+		return daemon.Run(ctx, daemon.Options{ConfigPath: *cfgPath, SocketPath: *sock, Root: "/", Version: version, Log: log})
+	case "check":
+		l, err := load(*cfgPath)
+		if err != nil {
+			return err
+		}
+		for _, w := range l.Warnings {
+			fmt.Fprintf(stdout, "warning: %s: %s\n", *cfgPath, w)
+		}
+		if *asJSON {
+			return json.NewEncoder(stdout).Encode(map[string]any{
+				"capabilities": l.Caps, "protocols": l.Plan.Decisions, "topology": l.Plan.Topology, "warnings": l.Plan.Warnings})
+		}
+		fmt.Fprintf(stdout, "config %s: valid\n\n", *cfgPath)
+		fmt.Fprint(stdout, capsText(l))
+		fmt.Fprintln(stdout)
+		fmt.Fprint(stdout, l.Plan.Summary())
+		fmt.Fprintln(stdout)
+		fmt.Fprint(stdout, l.Plan.Render())
+		return nil
+	case "apply":
+		l, err := load(*cfgPath)
+		if err != nil {
+			return err
+		}
+		if *dry {
+			fmt.Fprint(stdout, l.Plan.Render())
+			return nil
+		}
+		n, err := nft.Open()
+		if err != nil {
+			return err
+		}
+		return n.Apply(l.Plan)
+	case "remove":
+		n, err := nft.Open()
+		if err != nil {
+			return err
+		}
+		return n.Remove("vpn_passthrough")
+	case "status":
+		s, err := status.Fetch(*sock)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(s)
+		}
+		fmt.Fprint(stdout, s.Text())
+		return nil
+	case "rpcd":
+		return rpcd(fs.Args(), stdin, stdout, *sock)
+	case "version":
+		fmt.Fprintln(stdout, version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return usageError{fmt.Sprintf("unknown command %q", cmd)}
+}
+
+// load runs the same pipeline as the daemon. Without netlink access (not
+// root) it still validates and plans, with the capabilities it could read.
+func load(path string) (*daemon.Loaded, error) {
+	n, err := nft.Open()
+	if err != nil {
+		n = nil
+	}
+	return daemon.Load(path, "/", n)
+}
+
+func capsText(l *daemon.Loaded) string {
+	c := l.Caps
+	yes := func(b bool) string {
+		if b {
+			return "yes"
+		}
+		return "no"
+	}
+	rows := []struct {
+		name string
+		ok   bool
+		key  string
+	}{
+		{"nf_tables", c.NFTables, "nftables"},
+		{"conntrack", c.Conntrack, "conntrack"},
+		{"nf_conntrack_pptp", c.PPTPHelper, "nf_conntrack_pptp"},
+		{"nf_nat_pptp", c.PPTPNAT, "nf_nat_pptp"},
+		{"GRE tracking", c.GRETracking, "gre_tracking"},
+		{"nfnetlink_queue", c.NFQueue, "nfnetlink_queue"},
+		{"nft queue expression", c.NFTQueueExpr, "nft_queue_expr"},
+		{"xt NFQUEUE (compat)", c.XTNFQueue, "xt_nfqueue_compat"},
+	}
+	s := fmt.Sprintf("kernel %s capabilities:\n", c.KernelRelease)
+	for _, r := range rows {
+		s += fmt.Sprintf("  %-22s %-4s %s\n", r.name, yes(r.ok), c.Notes[r.key])
+	}
+	return s
+}

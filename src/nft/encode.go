@@ -1,0 +1,152 @@
+package nft
+
+import (
+	"encoding/binary"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"github.com/google/nftables/xt"
+	"golang.org/x/sys/unix"
+
+	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
+)
+
+// setLookup resolves a set name to the set object added in the same batch.
+type setLookup func(name string) *nftables.Set
+
+// ruleExprs encodes a plan rule as nftables expressions, in the order the
+// plan.Rule fields promise. It must stay in step with plan.Rule.String; the
+// system test compares the two through the kernel.
+func ruleExprs(r plan.Rule, sets setLookup, queueCompat bool) ([]expr.Any, error) {
+	var e []expr.Any
+	cmp := func(data []byte) expr.Any { return &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: data} }
+	lookup := func(name string) (expr.Any, error) {
+		s := sets(name)
+		if s == nil {
+			return nil, errorf("rule refers to unknown set %q", name)
+		}
+		return &expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID}, nil
+	}
+	if r.IIFSet != "" {
+		l, err := lookup(r.IIFSet)
+		if err != nil {
+			return nil, err
+		}
+		e = append(e, &expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1}, l)
+	}
+	if r.OIFSet != "" {
+		l, err := lookup(r.OIFSet)
+		if err != nil {
+			return nil, err
+		}
+		e = append(e, &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1}, l)
+	}
+	if r.IPv4Only || r.SAddrSet != "" || r.DAddrSet != "" {
+		e = append(e, &expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1}, cmp([]byte{unix.NFPROTO_IPV4}))
+	}
+	for _, a := range []struct {
+		set    string
+		offset uint32
+	}{{r.SAddrSet, 12}, {r.DAddrSet, 16}} {
+		if a.set == "" {
+			continue
+		}
+		l, err := lookup(a.set)
+		if err != nil {
+			return nil, err
+		}
+		e = append(e, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: a.offset, Len: 4}, l)
+	}
+	if r.L4 != plan.ProtoAny {
+		e = append(e, &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1}, cmp([]byte{byte(r.L4)}))
+	}
+	if r.SPort != 0 {
+		e = append(e, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
+			cmp(binaryutil.BigEndian.PutUint16(r.SPort)))
+	}
+	if r.DPort != 0 {
+		e = append(e, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			cmp(binaryutil.BigEndian.PutUint16(r.DPort)))
+	}
+	if r.MarkMask != 0 {
+		// meta mark is in host byte order, as nft encodes it.
+		e = append(e,
+			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(r.MarkMask), Xor: make([]byte, 4)},
+			cmp(binaryutil.NativeEndian.PutUint32(r.Mark)))
+	}
+	if r.Limit != nil {
+		e = append(e, &expr.Limit{Type: expr.LimitTypePkts, Rate: r.Limit.PerSecond, Unit: expr.LimitTimeSecond, Burst: r.Limit.Burst})
+	}
+	if r.Log != "" {
+		e = append(e, &expr.Log{Key: 1 << unix.NFTA_LOG_PREFIX, Data: []byte(r.Log)})
+	}
+	if r.Counter != "" {
+		e = append(e, &expr.Objref{Type: int(nftables.ObjTypeCounter), Name: r.Counter})
+	}
+	if r.CtHelper != "" {
+		e = append(e, &expr.Objref{Type: int(nftables.ObjTypeCtHelper), Name: r.CtHelper})
+	}
+	if r.Notrack {
+		e = append(e, &expr.Notrack{})
+	}
+	if r.SetMark {
+		e = append(e,
+			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(^plan.MarkMask),
+				Xor:  binaryutil.NativeEndian.PutUint32(plan.Mark)},
+			&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1})
+	}
+	if r.Queue != nil {
+		e = append(e, queueExpr(*r.Queue, queueCompat))
+	}
+	switch r.Verdict {
+	case plan.VerdictAccept:
+		e = append(e, &expr.Verdict{Kind: expr.VerdictAccept})
+	case plan.VerdictDrop:
+		e = append(e, &expr.Verdict{Kind: expr.VerdictDrop})
+	}
+	return e, nil
+}
+
+// Kernel constants for the xtables NFQUEUE target (uapi
+// linux/netfilter/xt_NFQUEUE.h): revision 3 carries queuenum, queues_total
+// and flags.
+const (
+	xtNFQueueRev        = 3
+	xtNFQueueFlagBypass = 0x01
+)
+
+// queueExpr sends a packet to NFQUEUE: the native `queue` expression where
+// the kernel has nft_queue (OpenWrt's kmod-nft-queue), or else the xtables
+// NFQUEUE target through nft_compat (what iptables-nft emits).
+func queueExpr(q plan.QueueStmt, compat bool) expr.Any {
+	if !compat {
+		e := &expr.Queue{Num: q.Num, Total: 1}
+		if q.Bypass {
+			e.Flag = expr.QueueFlagBypass
+		}
+		return e
+	}
+	// struct xt_NFQ_info_v3 { __u16 queuenum; __u16 queues_total; __u16 flags; }
+	// in host byte order, padded to 8 bytes as XT_ALIGN wants.
+	info := make([]byte, 8)
+	binary.NativeEndian.PutUint16(info[0:], q.Num)
+	binary.NativeEndian.PutUint16(info[2:], 1)
+	if q.Bypass {
+		binary.NativeEndian.PutUint16(info[4:], xtNFQueueFlagBypass)
+	}
+	u := xt.Unknown(info)
+	return &expr.Target{Name: "NFQUEUE", Rev: xtNFQueueRev, Info: &u}
+}
+
+func comment(c string) []byte {
+	if c == "" {
+		return nil
+	}
+	return userdata.AppendString(nil, userdata.TypeComment, c)
+}

@@ -1,0 +1,85 @@
+package nft
+
+import (
+	"context"
+	"time"
+
+	"github.com/google/nftables"
+)
+
+// Watch signals on gone whenever table inet <name> is deleted by anyone
+// (`nft delete table`, `fw4 flush`, `/etc/init.d/firewall restart`). It
+// listens to nftables netlink events rather than polling. It also signals
+// right after (re)subscribing, because events sent while it was not listening
+// (start-up, a receive-buffer overrun) are lost; the receiver then checks
+// whether the table exists. Our own applies delete and re-add the table in one
+// batch, so the receiver must check, not assume. It returns when ctx ends.
+func Watch(ctx context.Context, name string, gone chan<- struct{}) error {
+	notify := func() {
+		select {
+		case gone <- struct{}{}:
+		default: // one pending signal is enough
+		}
+	}
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		c, err := nftables.New()
+		if err != nil {
+			return errorf("watch: %w", err)
+		}
+		mon := nftables.NewMonitor(
+			nftables.WithMonitorAction(nftables.MonitorActionAny),
+			nftables.WithMonitorObject(nftables.MonitorObjectTables),
+			nftables.WithMonitorEventBuffer(256))
+		events, err := c.AddMonitor(mon)
+		if err != nil {
+			return errorf("watch: subscribe to nftables events: %w", err)
+		}
+		notify()
+		resubscribe := false
+		for !resubscribe {
+			select {
+			case <-ctx.Done():
+				mon.Close()
+				drain(events)
+				return nil
+			case ev, ok := <-events:
+				switch {
+				case !ok:
+					resubscribe = true
+				case ev.Type == nftables.MonitorEventTypeOOB:
+					// Usually ENOBUFS after an event storm: start over.
+					mon.Close()
+					drain(events)
+					resubscribe = true
+				case ev.Type == nftables.MonitorEventTypeDelTable:
+					if t, ok := ev.Data.(*nftables.Table); ok && t.Name == name && t.Family == nftables.TableFamilyINet {
+						notify()
+					}
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+	}
+	return nil
+}
+
+// drain empties an event channel until the monitor closes it, so its
+// goroutines end; bounded in time in case it never closes.
+func drain(events <-chan *nftables.MonitorEvent) {
+	deadline := time.After(2 * time.Second)
+	for {
+		select {
+		case _, ok := <-events:
+			if !ok {
+				return
+			}
+		case <-deadline:
+			return
+		}
+	}
+}

@@ -1,0 +1,215 @@
+package plan
+
+import (
+	"fmt"
+
+	"github.com/vpn-passthrough/vpn-passthrough/src/config"
+)
+
+// Chain priorities. fw4's filter chains sit at 0; ours run just before, so a
+// block counts the packet even though fw4 would also see it, and a helper is
+// assigned before fw4's own helper chains could assign another one.
+const (
+	PrioHelper  int32 = -1   // prerouting: ct helper assignment (after conntrack at -200)
+	PrioForward int32 = -1   // forward: blocks and pass counters
+	PrioRaw     int32 = -300 // prerouting/output: notrack for userspace engines
+	PrioMangle  int32 = -150 // prerouting: inbound engine demux before routing
+	PrioSrcNAT  int32 = 100  // postrouting: outbound engine rewrite after routing
+)
+
+// Input is everything Build needs. All of it is plain data.
+type Input struct {
+	Config   config.Config
+	Caps     Caps
+	Topology config.Topology
+}
+
+// Build maps (config, capabilities, topology) to the desired state. It never
+// fails for a valid config; the error covers inputs it cannot plan for.
+func Build(in Input) (*Plan, error) {
+	c := in.Config
+	p := &Plan{Table: TableName, Topology: in.Topology}
+	if !c.Enabled {
+		for _, pr := range Protos {
+			p.Decisions = append(p.Decisions, Decision{Proto: pr, Datapath: PathUntouched,
+				Reason: "globals.enabled is off: vpn-passthrough installs nothing"})
+		}
+		return p, nil
+	}
+	if !in.Caps.NFTables {
+		return nil, errorf("the kernel has no nf_tables: nothing can be installed")
+	}
+	if len(in.Topology.LAN) == 0 || len(in.Topology.WAN) == 0 {
+		return nil, errorf("no LAN or WAN devices to filter on")
+	}
+	p.Sets = []Set{
+		{Name: SetLAN, Type: "ifname", Elements: in.Topology.LAN},
+		{Name: SetWAN, Type: "ifname", Elements: in.Topology.WAN},
+	}
+	pre := Chain{Name: "prerouting", Hook: HookPrerouting, Priority: PrioHelper}
+	fwd := Chain{Name: "forward", Hook: HookForward, Priority: PrioForward}
+
+	for _, pr := range Protos {
+		d := decide(pr, c, in.Caps)
+		p.Decisions = append(p.Decisions, d)
+		if d.Degraded != "" {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("%s: %s", pr, d.Degraded))
+		}
+		if d.Datapath == PathBlocked {
+			p.Counters = append(p.Counters, BlockedCounter(pr))
+			fwd.Rules = append(fwd.Rules, blockRules(pr, c.LogBlocked)...)
+			continue
+		}
+		p.Counters = append(p.Counters, PassedCounter(pr, "out"), PassedCounter(pr, "in"))
+		fwd.Rules = append(fwd.Rules, passCounterRules(pr)...)
+		if pr == PPTP && d.Datapath == PathKernel && in.Caps.PPTPHelper {
+			p.Helpers = append(p.Helpers, Helper{Name: "pptp", Type: "pptp", L4: ProtoTCP, L3IPv4: true})
+			pre.Rules = append(pre.Rules, Rule{
+				Comment:  "vpn-passthrough: PPTP control gets the kernel pptp helper, also on masquerading zones",
+				IIFSet:   SetLAN,
+				IPv4Only: true,
+				L4:       ProtoTCP,
+				DPort:    1723,
+				CtHelper: "pptp",
+			})
+		}
+	}
+	if len(pre.Rules) > 0 {
+		p.Chains = append(p.Chains, pre)
+	}
+	p.Chains = append(p.Chains, fwd)
+	return p, nil
+}
+
+// decide picks the datapath of one protocol and says why.
+func decide(pr Proto, c config.Config, caps Caps) Decision {
+	d := Decision{Proto: pr, Enabled: enabled(pr, c)}
+	if !d.Enabled {
+		d.Datapath = PathBlocked
+		d.Reason = "toggle off: " + blockedDesc(pr) + " from LAN to WAN are dropped"
+		return d
+	}
+	d.Datapath = PathKernel
+	switch pr {
+	case PPTP:
+		helper := caps.PPTPHelper && caps.PPTPNAT
+		missing := missingPPTP(caps)
+		switch {
+		case c.Mode == config.ModeUserspace:
+			d.Reason = "mode userspace requested, but this build has no userspace PPTP engine yet: kernel conntrack is used"
+			d.Degraded = degradedPPTP(caps)
+		case helper:
+			d.Reason = fmt.Sprintf("mode %s: kernel has nf_conntrack_pptp and nf_nat_pptp; helper assigned to LAN->WAN TCP 1723", c.Mode)
+		default:
+			d.Reason = fmt.Sprintf("mode %s: kernel lacks %s", c.Mode, missing)
+			d.Degraded = degradedPPTP(caps)
+		}
+	case L2TP:
+		d.Reason = "UDP 1701 is tracked and NATed by the kernel; replies return as established"
+	case IPsec:
+		d.Reason = "IKE (UDP 500), NAT-T (UDP 4500) and ESP are tracked by the kernel; replies return as established"
+		d.Degraded = "raw ESP is tracked by address pair only: one LAN client per server without NAT-T; AH cannot pass NAT by design"
+	}
+	return d
+}
+
+func missingPPTP(caps Caps) string {
+	switch {
+	case !caps.PPTPHelper && !caps.PPTPNAT:
+		return "nf_conntrack_pptp and nf_nat_pptp (kmod-nf-nathelper-extra)"
+	case !caps.PPTPHelper:
+		return "nf_conntrack_pptp (kmod-nf-nathelper-extra)"
+	case !caps.PPTPNAT:
+		return "nf_nat_pptp (kmod-nf-nathelper-extra)"
+	}
+	return ""
+}
+
+func degradedPPTP(caps Caps) string {
+	if caps.PPTPHelper && caps.PPTPNAT {
+		return ""
+	}
+	return "without the kernel PPTP helper GRE is tracked by address pair only: one PPTP client per server (install kmod-nf-nathelper-extra)"
+}
+
+func enabled(pr Proto, c config.Config) bool {
+	switch pr {
+	case PPTP:
+		return c.PPTP.Enabled
+	case L2TP:
+		return c.L2TP.Enabled
+	case IPsec:
+		return c.IPsec.Enabled
+	}
+	return false
+}
+
+func blockedDesc(pr Proto) string {
+	switch pr {
+	case PPTP:
+		return "TCP 1723 and GRE"
+	case L2TP:
+		return "UDP 1701"
+	case IPsec:
+		return "ESP, AH, UDP 500 and UDP 4500"
+	}
+	return ""
+}
+
+// match is the protocol part of a rule: an L4 protocol and maybe a port.
+type match struct {
+	l4   L4
+	port uint16
+}
+
+// protoMatches lists what a protocol's traffic looks like, LAN to WAN.
+func protoMatches(pr Proto) []match {
+	switch pr {
+	case PPTP:
+		return []match{{ProtoTCP, 1723}, {ProtoGRE, 0}}
+	case L2TP:
+		return []match{{ProtoUDP, 1701}}
+	case IPsec:
+		return []match{{ProtoESP, 0}, {ProtoAH, 0}, {ProtoUDP, 500}, {ProtoUDP, 4500}}
+	}
+	return nil
+}
+
+// blockRules drop a disabled protocol LAN->WAN. Drop is final in nftables, so
+// a drop in our table blocks whatever fw4 would accept later.
+func blockRules(pr Proto, log bool) []Rule {
+	var rules []Rule
+	for _, m := range protoMatches(pr) {
+		base := Rule{IIFSet: SetLAN, OIFSet: SetWAN, L4: m.l4, DPort: m.port}
+		if log {
+			// A separate, rate-limited log rule: limit in the drop rule
+			// itself would let packets over the rate through.
+			l := base
+			l.Limit = &Limit{PerSecond: 5, Burst: 10}
+			l.Log = fmt.Sprintf("vpn-passthrough blocked %s: ", pr)
+			rules = append(rules, l)
+		}
+		r := base
+		r.Counter = BlockedCounter(pr)
+		r.Verdict = VerdictDrop
+		r.Comment = fmt.Sprintf("vpn-passthrough: %s off", pr)
+		rules = append(rules, r)
+	}
+	return rules
+}
+
+// passCounterRules count a protocol's forwarded packets in each direction.
+// They have no verdict: accepting is left to fw4 (its forward policy is drop,
+// and an accept here could not override it anyway).
+func passCounterRules(pr Proto) []Rule {
+	var rules []Rule
+	for _, m := range protoMatches(pr) {
+		if m.l4 == ProtoAH {
+			continue // AH cannot pass NAT; counting it as passed would mislead
+		}
+		rules = append(rules,
+			Rule{IIFSet: SetLAN, OIFSet: SetWAN, L4: m.l4, DPort: m.port, Counter: PassedCounter(pr, "out")},
+			Rule{IIFSet: SetWAN, OIFSet: SetLAN, L4: m.l4, SPort: m.port, Counter: PassedCounter(pr, "in")})
+	}
+	return rules
+}

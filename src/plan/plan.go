@@ -1,0 +1,149 @@
+package plan
+
+import (
+	"fmt"
+
+	"github.com/vpn-passthrough/vpn-passthrough/src/config"
+)
+
+// Names shared with the fw4 include (files/usr/share/nftables.d) and tests.
+const (
+	TableName = "vpn_passthrough" // table inet vpn_passthrough
+	SetLAN    = "lan_devs"
+	SetWAN    = "wan_devs"
+
+	// Mark is what the userspace engines put on packets they forward; the
+	// fw4 include accepts it before fw4's forward policy drop.
+	Mark     uint32 = 0x00560000
+	MarkMask uint32 = 0x00ff0000
+)
+
+// Proto names a VPN protocol family the daemon controls.
+type Proto string
+
+const (
+	PPTP  Proto = "pptp"
+	L2TP  Proto = "l2tp"
+	IPsec Proto = "ipsec"
+)
+
+// Protos is the fixed display order.
+var Protos = [...]Proto{PPTP, L2TP, IPsec}
+
+// Datapath is what carries a protocol once the plan is applied.
+type Datapath string
+
+const (
+	PathKernel    Datapath = "kernel"    // conntrack (+ helper), kernel NAT
+	PathUserspace Datapath = "userspace" // NFQUEUE engine in this daemon
+	PathBlocked   Datapath = "blocked"   // toggle off: LAN->WAN dropped
+	PathUntouched Datapath = "untouched" // daemon disabled: nothing installed
+)
+
+// Decision is the plan's choice for one protocol, with the reason a user sees
+// in `check` and `status`.
+type Decision struct {
+	Proto    Proto    `json:"proto"`
+	Enabled  bool     `json:"enabled"`
+	Datapath Datapath `json:"datapath"`
+	Reason   string   `json:"reason"`
+	Degraded string   `json:"degraded,omitempty"` // what does not work, if anything
+}
+
+// Caps is what the kernel offers, as measured by the probe package.
+type Caps struct {
+	NFTables      bool   `json:"nftables"`
+	Conntrack     bool   `json:"conntrack"`
+	PPTPHelper    bool   `json:"nf_conntrack_pptp"`
+	PPTPNAT       bool   `json:"nf_nat_pptp"`
+	GRETracking   bool   `json:"gre_tracking"`
+	NFQueue       bool   `json:"nfnetlink_queue"`
+	NFTQueueExpr  bool   `json:"nft_queue_expr"`    // nftables `queue` statement (kmod-nft-queue)
+	XTNFQueue     bool   `json:"xt_nfqueue_compat"` // xtables NFQUEUE target through nft_compat
+	KernelRelease string `json:"kernel_release,omitempty"`
+	// Notes says how each capability was found (path or netlink probe).
+	Notes map[string]string `json:"notes,omitempty"`
+}
+
+// QueueReady reports whether a userspace engine can receive packets.
+func (c Caps) QueueReady() bool { return c.NFQueue && (c.NFTQueueExpr || c.XTNFQueue) }
+
+// Set is a named nftables set.
+type Set struct {
+	Name     string
+	Type     string // "ifname", "ipv4_addr"
+	Elements []string
+}
+
+// Helper is a ct helper object; rules refer to it by Name.
+type Helper struct {
+	Name   string // object name
+	Type   string // kernel helper name, e.g. "pptp"
+	L4     L4     // ProtoTCP
+	L3IPv4 bool
+}
+
+// Hook is a netfilter hook a base chain attaches to.
+type Hook string
+
+const (
+	HookPrerouting  Hook = "prerouting"
+	HookForward     Hook = "forward"
+	HookPostrouting Hook = "postrouting"
+	HookOutput      Hook = "output"
+)
+
+// Chain is a base chain of our table. Policy is always accept: our chains only
+// drop, assign helpers or queue; accepting is fw4's job (or nobody's).
+type Chain struct {
+	Name     string
+	Hook     Hook
+	Priority int32
+	Rules    []Rule
+}
+
+// Queue is the engine a plan needs running, and its queue number.
+type Queue struct {
+	Num    uint16 `json:"num"`
+	Engine string `json:"engine"` // "pptp", "esp"
+}
+
+// Plan is the whole desired state of our table.
+type Plan struct {
+	Table     string
+	Sets      []Set
+	Counters  []string
+	Helpers   []Helper
+	Chains    []Chain
+	Queues    []Queue
+	Decisions []Decision
+	Topology  config.Topology
+	Warnings  []string
+	// QueueCompat says queue rules use the xtables NFQUEUE target through
+	// nft_compat because the kernel lacks the native `queue` expression.
+	QueueCompat bool
+}
+
+// Empty reports whether the plan installs nothing (daemon disabled).
+func (p *Plan) Empty() bool { return len(p.Chains) == 0 }
+
+// Decision returns the decision for a protocol.
+func (p *Plan) Decision(pr Proto) Decision {
+	for _, d := range p.Decisions {
+		if d.Proto == pr {
+			return d
+		}
+	}
+	return Decision{Proto: pr}
+}
+
+// CounterName is the named counter that counts what a toggle blocks.
+func BlockedCounter(pr Proto) string { return "blocked_" + string(pr) }
+
+// PassedCounter counts a protocol's packets forwarded in one direction.
+func PassedCounter(pr Proto, dir string) string { return "passed_" + string(pr) + "_" + dir }
+
+func (p Proto) String() string { return string(p) }
+
+// errorf keeps error texts uniform.
+func errorf(format string, a ...any) error { return fmt.Errorf("plan: "+format, a...) }

@@ -1,0 +1,83 @@
+package plan
+
+// L4 is an IP protocol number (the `meta l4proto` value).
+type L4 uint8
+
+// IANA protocol numbers.
+const (
+	ProtoAny L4 = 0
+	ProtoTCP L4 = 6
+	ProtoUDP L4 = 17
+	ProtoGRE L4 = 47
+	ProtoESP L4 = 50
+	ProtoAH  L4 = 51
+)
+
+func (l L4) String() string {
+	switch l {
+	case ProtoTCP:
+		return "tcp"
+	case ProtoUDP:
+		return "udp"
+	case ProtoGRE:
+		return "gre"
+	case ProtoESP:
+		return "esp"
+	case ProtoAH:
+		return "ah"
+	}
+	return "any"
+}
+
+// Verdict ends a rule.
+type Verdict uint8
+
+const (
+	VerdictNone Verdict = iota // continue with the next rule
+	VerdictAccept
+	VerdictDrop
+)
+
+// Limit is a packet rate limit (`limit rate N/second burst B packets`).
+type Limit struct {
+	PerSecond uint64
+	Burst     uint32
+}
+
+// QueueStmt sends the packet to an NFQUEUE.
+type QueueStmt struct {
+	Num uint16
+	// Bypass accepts packets when no program listens on the queue
+	// (fail-open). Without it a dead daemon black-holes the traffic.
+	Bypass bool
+}
+
+// Rule is one nftables rule in a small, fixed shape: all matches must hold,
+// then the statements run in the order of the fields below. Zero values mean
+// "no such match/statement". A fixed shape keeps the nft text renderer and
+// the netlink encoder in step and easy to test against each other.
+type Rule struct {
+	Comment string
+
+	// Matches.
+	IIFSet   string // iifname @set
+	OIFSet   string // oifname @set
+	IPv4Only bool   // meta nfproto ipv4
+	L4       L4     // meta l4proto
+	DPort    uint16 // th dport (needs L4 TCP or UDP)
+	SPort    uint16 // th sport
+	SAddrSet string // ip saddr @set (IPv4)
+	DAddrSet string // ip daddr @set (IPv4)
+	MarkMask uint32 // meta mark & MarkMask == Mark
+	Mark     uint32
+
+	// Statements.
+	Limit    *Limit
+	Log      string // log prefix
+	Counter  string // counter name "..."
+	CtHelper string // ct helper set "..."
+	Notrack  bool
+	SetMark  bool // meta mark set meta mark & ^MarkMask | Mark
+	Queue    *QueueStmt
+	Verdict  Verdict
+}

@@ -1,0 +1,178 @@
+package probe
+
+import (
+	"bufio"
+	"compress/gzip"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/vpn-passthrough/vpn-passthrough/src/config"
+	"github.com/vpn-passthrough/vpn-passthrough/src/nft"
+	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
+)
+
+// Root is the file system root to read /sys and /proc under ("/" in
+// production; a fixture directory in tests).
+type Root string
+
+// module reports whether a kernel module is present: loaded (/sys/module),
+// built in (modules.builtin), or compiled in per /proc/config.gz. Built-in
+// modules without parameters have no /sys/module entry, hence the other two.
+func (r Root) module(name, configSym string, cfg map[string]string) (bool, string) {
+	p := filepath.Join(string(r), "sys/module", name)
+	if _, err := os.Stat(p); err == nil {
+		return true, "/sys/module/" + name
+	}
+	rel := r.release()
+	if rel != "" {
+		mb := filepath.Join(string(r), "lib/modules", rel, "modules.builtin")
+		if data, err := os.ReadFile(mb); err == nil {
+			for _, line := range strings.Split(string(data), "\n") {
+				if strings.TrimSuffix(filepath.Base(line), ".ko") == name {
+					return true, mb
+				}
+			}
+		}
+	}
+	if v, ok := cfg[configSym]; ok {
+		if v == "y" {
+			return true, "/proc/config.gz " + configSym + "=y"
+		}
+		return false, "/proc/config.gz " + configSym + "=" + v + " but not loaded"
+	}
+	return false, "not in /sys/module, modules.builtin or /proc/config.gz"
+}
+
+func (r Root) release() string {
+	b, err := os.ReadFile(filepath.Join(string(r), "proc/sys/kernel/osrelease"))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// kconfig reads /proc/config.gz when the kernel exposes it (OpenWrt usually
+// does not; Debian does), as a fallback for built-in modules.
+func (r Root) kconfig() map[string]string {
+	out := map[string]string{}
+	f, err := os.Open(filepath.Join(string(r), "proc/config.gz"))
+	if err != nil {
+		return out
+	}
+	defer f.Close()
+	z, err := gzip.NewReader(f)
+	if err != nil {
+		return out
+	}
+	sc := bufio.NewScanner(io.LimitReader(z, 8<<20))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), "=")
+		if ok && strings.HasPrefix(k, "CONFIG_") {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func (r Root) exists(p string) bool {
+	_, err := os.Stat(filepath.Join(string(r), p))
+	return err == nil
+}
+
+// Caps measures the kernel. n may be nil (no netlink access, e.g. not root):
+// then the nftables probes report false with the reason.
+func Caps(r Root, n *nft.Conn) plan.Caps {
+	c := plan.Caps{Notes: map[string]string{}, KernelRelease: r.release()}
+	cfg := r.kconfig()
+	var helperNote string
+	c.PPTPHelper, helperNote = r.module("nf_conntrack_pptp", "CONFIG_NF_CONNTRACK_PPTP", cfg)
+	c.Notes["nf_conntrack_pptp"] = helperNote
+	c.PPTPNAT, c.Notes["nf_nat_pptp"] = r.module("nf_nat_pptp", "CONFIG_NF_NAT_PPTP", cfg)
+	c.Conntrack = r.exists("proc/sys/net/netfilter/nf_conntrack_max")
+	c.Notes["conntrack"] = "/proc/sys/net/netfilter/nf_conntrack_max"
+	// GRE tracking is part of nf_conntrack since Linux 5.1; its sysctl is
+	// the reliable sign either way.
+	c.GRETracking = r.exists("proc/sys/net/netfilter/nf_conntrack_gre_timeout")
+	c.Notes["gre_tracking"] = "/proc/sys/net/netfilter/nf_conntrack_gre_timeout"
+	c.NFQueue = r.exists("proc/net/netfilter/nfnetlink_queue")
+	c.Notes["nfnetlink_queue"] = "/proc/net/netfilter/nfnetlink_queue"
+	if n == nil {
+		c.Notes["nftables"] = "no netlink connection"
+		return c
+	}
+	if _, err := n.Exists(plan.TableName); err != nil {
+		c.Notes["nftables"] = err.Error()
+		return c
+	}
+	c.NFTables = true
+	c.Notes["nftables"] = "netlink"
+	// The netlink probe is authoritative for the conntrack helper: it is
+	// what `ct helper set "pptp"` needs, and it autoloads the module.
+	if err := n.ProbeCtHelper("pptp", 6); err != nil {
+		c.PPTPHelper = false
+		c.Notes["nf_conntrack_pptp"] = fmt.Sprintf("netlink ct helper probe: %v", err)
+	} else {
+		c.PPTPHelper = true
+		c.Notes["nf_conntrack_pptp"] = "netlink ct helper probe (" + helperNote + ")"
+	}
+	if err := n.ProbeQueue(false); err != nil {
+		c.Notes["nft_queue_expr"] = fmt.Sprintf("netlink probe: %v", err)
+	} else {
+		c.NFTQueueExpr = true
+		c.Notes["nft_queue_expr"] = "netlink probe"
+	}
+	if err := n.ProbeQueue(true); err != nil {
+		c.Notes["xt_nfqueue_compat"] = fmt.Sprintf("netlink probe: %v", err)
+	} else {
+		c.XTNFQueue = true
+		c.Notes["xt_nfqueue_compat"] = "netlink probe"
+	}
+	return c
+}
+
+// System lists links and the IPv4 default route's device.
+func System(r Root) (config.System, error) {
+	var s config.System
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return s, fmt.Errorf("probe: list links: %w", err)
+	}
+	for _, i := range ifs {
+		s.Links = append(s.Links, config.Link{Name: i.Name, Up: i.Flags&net.FlagUp != 0, Loopback: i.Flags&net.FlagLoopback != 0})
+	}
+	s.DefaultRouteDev, err = defaultRouteDev(filepath.Join(string(r), "proc/net/route"))
+	return s, err
+}
+
+// defaultRouteDev reads /proc/net/route: the line with destination and mask 0.
+func defaultRouteDev(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("probe: %w", err)
+	}
+	return parseRoutes(string(data)), nil
+}
+
+func parseRoutes(text string) string {
+	best, bestMetric := "", -1
+	for i, line := range strings.Split(text, "\n") {
+		f := strings.Fields(line)
+		if i == 0 || len(f) < 8 {
+			continue
+		}
+		// Iface Destination Gateway Flags RefCnt Use Metric Mask ...
+		if f[1] != "00000000" || f[7] != "00000000" {
+			continue
+		}
+		var metric int
+		fmt.Sscan(f[6], &metric)
+		if bestMetric < 0 || metric < bestMetric {
+			best, bestMetric = f[0], metric
+		}
+	}
+	return best
+}
