@@ -32,7 +32,11 @@ type Daemon struct {
 	connMu sync.Mutex
 	conn   *nft.Conn
 
-	mu        sync.Mutex
+	ctx context.Context // the run's context, parent of engine contexts
+
+	mu sync.Mutex
+	// engines by name: written by the main loop under mu, read by Status.
+	engines   map[string]*running
 	applied   *Loaded // last good, applied state
 	appliedAt time.Time
 	repairs   int
@@ -48,14 +52,14 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	d := &Daemon{opts: o, conn: conn}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	d := &Daemon{opts: o, conn: conn, ctx: ctx, engines: map[string]*running{}}
 	log := o.Log
 
 	if err := d.reload("start"); err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -104,12 +108,30 @@ func (d *Daemon) reload(why string) error {
 	for _, w := range l.Plan.Warnings {
 		log.Warn("limitation", "detail", w)
 	}
+	// Engines listen before their queue rules exist, so no packet meets an
+	// empty queue (the rules use bypass, but fail-open is for crashes).
+	next, stale, err := syncEngines(d.ctx, d.engines, l, log)
+	if err != nil {
+		log.Error("engine start failed, keeping the last good state", "trigger", why, "err", err)
+		d.setErr(err)
+		return err
+	}
 	if err := d.conn.Apply(l.Plan); err != nil {
+		for name, r := range next {
+			if d.engines[name] != r {
+				r.stop()
+			}
+		}
 		log.Error("apply failed, keeping the last good state", "trigger", why, "err", err)
 		d.setErr(err)
 		return err
 	}
+	for _, r := range stale {
+		r.stop()
+		log.Info("engine stopped", "engine", r.q.Engine, "queue", r.q.Num)
+	}
 	d.mu.Lock()
+	d.engines = next
 	d.applied, d.appliedAt = l, time.Now()
 	d.lastErr = ""
 	d.mu.Unlock()
@@ -151,6 +173,15 @@ func (d *Daemon) shutdown() error {
 	d.connMu.Lock()
 	defer d.connMu.Unlock()
 	err := d.conn.Remove(plan.TableName)
+	// Rules first, then engines: a queue rule whose listener is gone would
+	// fall back to bypass, but there is no reason to get there.
+	d.mu.Lock()
+	engines := d.engines
+	d.engines = nil
+	d.mu.Unlock()
+	for _, r := range engines {
+		r.stop()
+	}
 	if err != nil {
 		d.opts.Log.Error("remove failed", "err", err)
 		return err
@@ -196,6 +227,18 @@ func (d *Daemon) Status() status.Status {
 	s.Topology = p.Topology
 	s.Caps = d.applied.Caps
 	s.Warnings = p.Warnings
+	for _, r := range d.engines {
+		s.Sessions = append(s.Sessions, r.eng.Sessions()...)
+		for k, v := range r.eng.Counters() {
+			s.Counters[r.q.Engine+"_"+k] = status.Counter{Packets: v}
+		}
+	}
+	if len(p.Queues) > 0 {
+		s.QueueRules = "native nft queue"
+		if p.QueueCompat {
+			s.QueueRules = "xt NFQUEUE through nft_compat"
+		}
+	}
 	if cerr == nil {
 		for k, v := range cs {
 			s.Counters[k] = status.Counter{Packets: v.Packets, Bytes: v.Bytes}

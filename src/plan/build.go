@@ -52,9 +52,6 @@ func Build(in Input) (*Plan, error) {
 	for _, pr := range Protos {
 		d := decide(pr, c, in.Caps)
 		p.Decisions = append(p.Decisions, d)
-		if d.Degraded != "" {
-			p.Warnings = append(p.Warnings, fmt.Sprintf("%s: %s", pr, d.Degraded))
-		}
 		if d.Datapath == PathBlocked {
 			p.Counters = append(p.Counters, BlockedCounter(pr))
 			fwd.Rules = append(fwd.Rules, blockRules(pr, c.LogBlocked)...)
@@ -62,6 +59,19 @@ func Build(in Input) (*Plan, error) {
 		}
 		p.Counters = append(p.Counters, PassedCounter(pr, "out"), PassedCounter(pr, "in"))
 		fwd.Rules = append(fwd.Rules, passCounterRules(pr)...)
+		if d.Datapath == PathUserspace {
+			var built bool
+			switch pr {
+			case PPTP:
+				built = userspacePPTP(p, in, &pre, &fwd)
+			case IPsec:
+				built = userspaceESP(p, in, &pre, &fwd)
+			}
+			if !built {
+				d = kernelFallback(d, in.Caps)
+			}
+			p.Decisions[len(p.Decisions)-1] = d
+		}
 		if pr == PPTP && d.Datapath == PathKernel && in.Caps.PPTPHelper {
 			p.Helpers = append(p.Helpers, Helper{Name: "pptp", Type: "pptp", L4: ProtoTCP, L3IPv4: true})
 			pre.Rules = append(pre.Rules, Rule{
@@ -74,6 +84,12 @@ func Build(in Input) (*Plan, error) {
 			})
 		}
 	}
+	for _, d := range p.Decisions {
+		if d.Degraded != "" {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("%s: %s", d.Proto, d.Degraded))
+		}
+	}
+	p.QueueCompat = len(p.Queues) > 0 && !in.Caps.NFTQueueExpr
 	if len(pre.Rules) > 0 {
 		p.Chains = append(p.Chains, pre)
 	}
@@ -95,9 +111,15 @@ func decide(pr Proto, c config.Config, caps Caps) Decision {
 		helper := caps.PPTPHelper && caps.PPTPNAT
 		missing := missingPPTP(caps)
 		switch {
+		case c.Mode == config.ModeUserspace && caps.QueueReady():
+			d.Datapath = PathUserspace
+			d.Reason = "mode userspace: Call-ID NAT in this daemon through NFQUEUE"
 		case c.Mode == config.ModeUserspace:
-			d.Reason = "mode userspace requested, but this build has no userspace PPTP engine yet: kernel conntrack is used"
+			d.Reason = "mode userspace requested, but the kernel lacks NFQUEUE (nfnetlink_queue and nft queue or xt_NFQUEUE): kernel conntrack is used"
 			d.Degraded = degradedPPTP(caps)
+		case c.Mode == config.ModeAuto && !helper && caps.QueueReady():
+			d.Datapath = PathUserspace
+			d.Reason = "mode auto: kernel lacks " + missing + ", so Call-ID NAT runs in this daemon through NFQUEUE"
 		case helper:
 			d.Reason = fmt.Sprintf("mode %s: kernel has nf_conntrack_pptp and nf_nat_pptp; helper assigned to LAN->WAN TCP 1723", c.Mode)
 		default:
@@ -107,8 +129,34 @@ func decide(pr Proto, c config.Config, caps Caps) Decision {
 	case L2TP:
 		d.Reason = "UDP 1701 is tracked and NATed by the kernel; replies return as established"
 	case IPsec:
+		mux := c.IPsec.ESPMux == config.ESPMuxOn || (c.IPsec.ESPMux == config.ESPMuxAuto && c.Mode != config.ModeKernel)
+		if mux && caps.QueueReady() {
+			d.Datapath = PathUserspace
+			d.Reason = "raw ESP is multiplexed by SPI in this daemon (several LAN clients per server); IKE and NAT-T use kernel NAT"
+			d.Degraded = "AH cannot pass NAT by design"
+			return d
+		}
 		d.Reason = "IKE (UDP 500), NAT-T (UDP 4500) and ESP are tracked by the kernel; replies return as established"
-		d.Degraded = "raw ESP is tracked by address pair only: one LAN client per server without NAT-T; AH cannot pass NAT by design"
+		d.Degraded = espLimit
+		if mux {
+			d.Reason += " (ESP multiplexer wanted, but the kernel lacks NFQUEUE)"
+		}
+	}
+	return d
+}
+
+const espLimit = "raw ESP is tracked by address pair only: one LAN client per server without NAT-T; AH cannot pass NAT by design"
+
+// kernelFallback turns a userspace decision into the kernel one when this
+// build has no engine for the protocol.
+func kernelFallback(d Decision, caps Caps) Decision {
+	d.Datapath = PathKernel
+	d.Reason = "no userspace engine for " + string(d.Proto) + " in this build: kernel conntrack is used"
+	switch d.Proto {
+	case PPTP:
+		d.Degraded = degradedPPTP(caps)
+	case IPsec:
+		d.Degraded = espLimit
 	}
 	return d
 }

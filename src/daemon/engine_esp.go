@@ -1,0 +1,12 @@
+package daemon
+
+import (
+	"errors"
+	"log/slog"
+
+	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
+)
+
+func newESPEngine(q plan.Queue, l *Loaded, log *slog.Logger) (Engine, error) {
+	return nil, errors.New("daemon: no userspace ESP engine in this build")
+}
