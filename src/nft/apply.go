@@ -21,8 +21,14 @@ type Conn struct {
 }
 
 // Open connects to nftables in the current network namespace.
-func Open() (*Conn, error) {
-	c, err := nftables.New()
+func Open() (*Conn, error) { return open() }
+
+// OpenNetNS connects to nftables in the network namespace behind fd (an open
+// /var/run/netns/NAME), for tests and tools that manage several namespaces.
+func OpenNetNS(fd int) (*Conn, error) { return open(nftables.WithNetNSFd(fd)) }
+
+func open(opts ...nftables.ConnOption) (*Conn, error) {
+	c, err := nftables.New(opts...)
 	if err != nil {
 		return nil, errorf("netlink: %w", err)
 	}

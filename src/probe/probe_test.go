@@ -1,0 +1,73 @@
+package probe
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParseRoutes(t *testing.T) {
+	text := `Iface	Destination	Gateway 	Flags	RefCnt	Use	Metric	Mask		MTU	Window	IRTT
+eth0	0002A8C0	00000000	0001	0	0	0	00FFFFFF	0	0	0
+wwan0	00000000	0101A8C0	0003	0	0	20	00000000	0	0	0
+eth1	00000000	01C6A8C0	0003	0	0	10	00000000	0	0	0
+`
+	if got := parseRoutes(text); got != "eth1" {
+		t.Errorf("default route device = %q, want eth1 (lowest metric)", got)
+	}
+	if got := parseRoutes("Iface\tDestination\n"); got != "" {
+		t.Errorf("no routes: got %q", got)
+	}
+}
+
+func write(t *testing.T, root, path, content string) {
+	t.Helper()
+	p := filepath.Join(root, path)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCapsFromFiles checks the file-based half of the probe on a fixture
+// root: a loadable module shows in /sys/module, a built-in one only in
+// modules.builtin.
+func TestCapsFromFiles(t *testing.T) {
+	root := t.TempDir()
+	write(t, root, "proc/sys/kernel/osrelease", "6.6.73\n")
+	write(t, root, "sys/module/nf_conntrack_pptp/refcnt", "1\n")
+	write(t, root, "lib/modules/6.6.73/modules.builtin", "kernel/net/netfilter/nf_conntrack.ko\nkernel/net/ipv4/netfilter/nf_nat_pptp.ko\n")
+	write(t, root, "proc/sys/net/netfilter/nf_conntrack_max", "1024\n")
+	write(t, root, "proc/sys/net/netfilter/nf_conntrack_gre_timeout", "30\n")
+	c := Caps(Root(root), nil)
+	if !c.PPTPHelper || !strings.Contains(c.Notes["nf_conntrack_pptp"], "/sys/module") {
+		t.Errorf("helper: %v %q", c.PPTPHelper, c.Notes["nf_conntrack_pptp"])
+	}
+	if !c.PPTPNAT || !strings.Contains(c.Notes["nf_nat_pptp"], "modules.builtin") {
+		t.Errorf("nat helper: %v %q", c.PPTPNAT, c.Notes["nf_nat_pptp"])
+	}
+	if !c.Conntrack || !c.GRETracking {
+		t.Errorf("conntrack %v gre %v", c.Conntrack, c.GRETracking)
+	}
+	if c.NFQueue || c.NFTables {
+		t.Errorf("reported what the fixture lacks: %+v", c)
+	}
+	if c.KernelRelease != "6.6.73" {
+		t.Errorf("release %q", c.KernelRelease)
+	}
+}
+
+func TestCapsMissingHelper(t *testing.T) {
+	root := t.TempDir()
+	write(t, root, "proc/sys/kernel/osrelease", "5.15.0\n")
+	c := Caps(Root(root), nil)
+	if c.PPTPHelper || c.PPTPNAT {
+		t.Errorf("helper reported on an empty root: %+v", c)
+	}
+	if c.Notes["nf_conntrack_pptp"] == "" {
+		t.Error("no note saying where it looked")
+	}
+}
