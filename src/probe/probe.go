@@ -144,17 +144,12 @@ func System(r Root) (config.System, error) {
 	for _, i := range ifs {
 		s.Links = append(s.Links, config.Link{Name: i.Name, Up: i.Flags&net.FlagUp != 0, Loopback: i.Flags&net.FlagLoopback != 0})
 	}
-	s.DefaultRouteDev, err = defaultRouteDev(filepath.Join(string(r), "proc/net/route"))
-	return s, err
-}
-
-// defaultRouteDev reads /proc/net/route: the line with destination and mask 0.
-func defaultRouteDev(path string) (string, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("probe: %w", err)
+	// Without /proc/net/route there is no default route to find; topology
+	// resolution then says so if it needs one.
+	if data, err := os.ReadFile(filepath.Join(string(r), "proc/net/route")); err == nil {
+		s.DefaultRouteDev = parseRoutes(string(data))
 	}
-	return parseRoutes(string(data)), nil
+	return s, nil
 }
 
 func parseRoutes(text string) string {

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCLI(t *testing.T, stdin string, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err := run(context.Background(), args, strings.NewReader(stdin), &out, &errb)
+	return out.String(), errb.String(), err
+}
+
+func TestUsage(t *testing.T) {
+	if _, _, err := runCLI(t, ""); err == nil {
+		t.Error("no command accepted")
+	}
+	if _, serr, err := runCLI(t, "", "frobnicate"); err == nil || !strings.Contains(serr, "usage") {
+		t.Errorf("unknown command: %v %q", err, serr)
+	}
+}
+
+func TestCheckBadConfig(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "vpn-passthrough")
+	os.WriteFile(cfg, []byte("config globals 'globals'\n\toption mode 'fast'\n"), 0o644)
+	_, _, err := runCLI(t, "", "check", "--config", cfg)
+	if err == nil || !strings.Contains(err.Error(), `"mode"`) || !strings.Contains(err.Error(), `"fast"`) {
+		t.Fatalf("check on bad config: %v", err)
+	}
+}
+
+func TestRPCD(t *testing.T) {
+	out, _, err := runCLI(t, "", "rpcd", "list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list map[string]map[string]any
+	if err := json.Unmarshal([]byte(out), &list); err != nil || list["status"] == nil {
+		t.Fatalf("list = %q (%v)", out, err)
+	}
+	sock := filepath.Join(t.TempDir(), "none.sock")
+	out, _, err = runCLI(t, `{"ubus_rpc_session":"x"}`, "rpcd", "call", "status", "--socket", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var obj map[string]any
+	if err := json.Unmarshal([]byte(out), &obj); err != nil {
+		t.Fatalf("call status without daemon is not one JSON object: %q", out)
+	}
+	if obj["running"] != false || obj["error"] == nil {
+		t.Errorf("call status without daemon = %v", obj)
+	}
+	out, _, _ = runCLI(t, `{}`, "rpcd", "call", "reboot")
+	if !strings.Contains(out, `unknown method`) {
+		t.Errorf("unknown method: %q", out)
+	}
+	out, _, _ = runCLI(t, `[1,2]`, "rpcd", "call", "status")
+	if !strings.Contains(out, "not a JSON object") {
+		t.Errorf("array args: %q", out)
+	}
+}
