@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vpn-passthrough/vpn-passthrough/src/ct"
 	"github.com/vpn-passthrough/vpn-passthrough/src/nft"
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
 	"github.com/vpn-passthrough/vpn-passthrough/src/probe"
@@ -202,6 +203,7 @@ func (d *Daemon) Status() status.Status {
 	d.connMu.Lock()
 	cs, cerr := d.conn.Counters(plan.TableName)
 	d.connMu.Unlock()
+	flows, ferr := ct.Dump()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	s := status.Status{
@@ -227,6 +229,9 @@ func (d *Daemon) Status() status.Status {
 	s.Topology = p.Topology
 	s.Caps = d.applied.Caps
 	s.Warnings = p.Warnings
+	if ferr == nil {
+		s.Sessions = kernelSessions(flows, p)
+	}
 	for _, r := range d.engines {
 		s.Sessions = append(s.Sessions, r.eng.Sessions()...)
 		for k, v := range r.eng.Counters() {
