@@ -5,11 +5,6 @@ import (
 	"testing"
 )
 
-// hexIKEv2SAInit: IKEv2 header (RFC 7296 section 3.1), IKE_SA_INIT (34)
-// request from the initiator: SPIi 0011223344556677, SPIr 0, next payload
-// SA (33), version 2.0, flags I, message ID 0, length 28 (header only).
-const hexIKEv2SAInit = "0011223344556677 | 0000000000000000 | 21 | 20 | 22 | 08 | 00000000 | 0000001c"
-
 const (
 	// UDP 192.168.1.100:500 -> 203.0.113.5:500 carrying a 28-byte IKEv2
 	// IKE_SA_INIT header (initiator SPI 0011223344556677). Checksum 0xed56.
