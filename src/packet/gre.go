@@ -167,10 +167,10 @@ func (g GRE) PayloadLength() uint16 {
 	return binary.BigEndian.Uint16(g[greOpt:])
 }
 
-// CallID is the low half of the version 1 key: the Peer's Call ID of the
-// receiver, that is the Call ID the receiver chose for this call in its
-// Outgoing-Call-Request/Reply or Incoming-Call-Request/Reply (RFC 2637
-// section 4.1). Valid iff Version is 1.
+// CallID is the low half of the version 1 key, which RFC 2637 section 4.1
+// calls the Peer's Call ID: the Call ID that the receiver of this packet
+// chose for the call (in its Outgoing-Call-Request/Reply or
+// Incoming-Call-Request/Reply). Valid iff Version is 1.
 func (g GRE) CallID() uint16 {
 	if g.Version() != 1 {
 		return 0

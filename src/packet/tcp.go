@@ -119,7 +119,8 @@ func (t TCP) UpdateChecksumAddr(old, new netip.Addr) {
 
 // Rewrite16 stores v big-endian at byte offset off of the segment (header or
 // payload, any alignment) and updates the checksum incrementally. Use it to
-// rewrite a PPTP Call ID inside the TCP payload.
+// rewrite a PPTP Call ID inside the TCP payload. The field must not overlap
+// the checksum field (offsets 15 to 17).
 func (t TCP) Rewrite16(off int, v uint16) {
 	old := binary.BigEndian.Uint16(t[off:])
 	binary.BigEndian.PutUint16(t[off:], v)

@@ -92,7 +92,8 @@ func (u UDP) UpdateChecksumAddr(old, new netip.Addr) {
 }
 
 // Rewrite16 stores v big-endian at byte offset off of the datagram (header
-// or payload, any alignment) and updates a non-zero checksum.
+// or payload, any alignment) and updates a non-zero checksum. The field must
+// not overlap the checksum field (offsets 5 to 7).
 func (u UDP) Rewrite16(off int, v uint16) {
 	old := binary.BigEndian.Uint16(u[off:])
 	binary.BigEndian.PutUint16(u[off:], v)
