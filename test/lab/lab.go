@@ -390,3 +390,29 @@ func (l *Lab) ExecSplit(ns string, args ...string) (stdout, stderr string, err e
 
 // Client returns LAN client i (1-based).
 func (l *Lab) Client(i int) Host { return l.Clients[i-1] }
+
+// ExecStdin is Exec with stdin.
+func (l *Lab) ExecStdin(ns, stdin string, args ...string) (string, error) {
+	return runStdin(stdin, "ip", append([]string{"netns", "exec", ns}, args...)...)
+}
+
+// NewNamespace adds an empty namespace named <prefix>-<suffix>, deleted by
+// Close at the latest (or by DeleteNamespace).
+func (l *Lab) NewNamespace(suffix string) (string, error) {
+	ns := l.Prefix + "-" + suffix
+	return ns, l.addNS(ns)
+}
+
+// DeleteNamespace deletes a namespace made by NewNamespace.
+func (l *Lab) DeleteNamespace(ns string) error {
+	l.mu.Lock()
+	for i, n := range l.namespaces {
+		if n == ns {
+			l.namespaces = append(l.namespaces[:i], l.namespaces[i+1:]...)
+			break
+		}
+	}
+	l.mu.Unlock()
+	_, err := run(context.Background(), "ip", "netns", "del", ns)
+	return err
+}

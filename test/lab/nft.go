@@ -51,8 +51,14 @@ type Rule struct {
 	Expr    json.RawMessage `json:"expr"`
 }
 
-// Key identifies what a rule does (chain, expressions, comment), not its handle.
-func (r Rule) Key() string { return r.Chain + "|" + string(r.Expr) + "|" + r.Comment }
+// Key identifies what a rule does (chain, expressions, comment), not its
+// handle or the values of its anonymous counters.
+func (r Rule) Key() string {
+	expr := reCounterValues.ReplaceAllString(string(r.Expr), `"counter": {}`)
+	return r.Chain + "|" + expr + "|" + r.Comment
+}
+
+var reCounterValues = regexp.MustCompile(`"counter": \{"packets": \d+, "bytes": \d+\}`)
 
 // TableObjects is a table as `nft -j list table` shows it.
 type TableObjects struct {
