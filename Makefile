@@ -41,10 +41,79 @@ unit:
 lab: build
 	VPNPT_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -p 1 -timeout 15m ./test/...
 
-test: deps lint go123 build unit lab
+test: deps lint go123 build unit lab test-pkg
 
 demo: deps build
 	VPNPT_BIN=$(CURDIR)/$(BIN) $(GO) run ./test/cmd/demo
 
 clean:
 	rm -rf bin dist
+
+# ---- OpenWrt packages: cross binaries, .ipk files, sizes, package tests ----
+# Package version <base>-r<commits on HEAD>: valid for opkg and for apk, and it
+# grows with every commit. Keep IPK_BASE_VERSION equal to PKG_VERSION in
+# openwrt-feed/net/vpn-passthrough/Makefile (a test checks).
+IPK_BASE_VERSION := 0.1.0
+IPK_VERSION := $(IPK_BASE_VERSION)-r$(shell git rev-list --count HEAD 2>/dev/null || echo 1)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+DIST := dist
+# OpenWrt package architecture -> Go target (static, CGO_ENABLED=0).
+CROSS_ARCHES := mips_24kc mipsel_24kc arm_cortex-a7_neon-vfpv4 aarch64_cortex-a53 x86_64
+GOENV_mips_24kc := GOARCH=mips GOMIPS=softfloat
+GOENV_mipsel_24kc := GOARCH=mipsle GOMIPS=softfloat
+GOENV_arm_cortex-a7_neon-vfpv4 := GOARCH=arm GOARM=7
+GOENV_aarch64_cortex-a53 := GOARCH=arm64
+GOENV_x86_64 := GOARCH=amd64 GOAMD64=v1
+CROSS_LDFLAGS := -s -w -buildid= -X main.version=$(IPK_VERSION)
+# Same list as DEPENDS in openwrt-feed/net/vpn-passthrough/Makefile (a test checks).
+IPK_DEPENDS := kmod-nft-core,kmod-nft-queue
+IPK_SUGGESTS := kmod-nf-nathelper-extra
+IPK_COMMON = -version $(IPK_VERSION) -mtime $(SOURCE_DATE_EPOCH) -maintainer 'vpn-passthrough developers' \
+	-url https://github.com/vpn-passthrough/vpn-passthrough -o $(DIST)
+IPK_DESC := Real VPN passthrough (PPTP, L2TP, IPsec) through the router NAT.\nKernel conntrack helpers where present (install kmod-nf-nathelper-extra for\nthe PPTP helper), NFQUEUE engines where not; toggling a protocol off blocks it.
+LUCI_DESC := LuCI support for vpn-passthrough: settings and live status.
+# Packages whose tests also run big-endian under qemu-user (no netlink there).
+QEMU_TEST_PKGS := src/packet src/uci src/config src/plan src/ipk
+
+.PHONY: cross-% test-pkg
+
+cross: $(addprefix cross-,$(CROSS_ARCHES))
+
+cross-%:
+	@mkdir -p $(DIST)/bin/$*
+	CGO_ENABLED=0 GOOS=linux $(GOENV_$*) $(GO) build -trimpath -ldflags '$(CROSS_LDFLAGS)' -o $(DIST)/bin/$*/vpn-passthrough $(CMD)
+
+bin/mkipk: $(wildcard src/ipk/*.go src/cmd/mkipk/*.go)
+	CGO_ENABLED=0 $(GO) build -o $@ ./src/cmd/mkipk
+
+ipk: cross bin/mkipk
+	rm -f $(DIST)/*.ipk
+	@for a in $(CROSS_ARCHES); do \
+		bin/mkipk -name vpn-passthrough -arch $$a -section net $(IPK_COMMON) \
+			-depends '$(IPK_DEPENDS)' -suggests '$(IPK_SUGGESTS)' -description '$(IPK_DESC)' \
+			-tree files=/ -mode /etc/config/vpn-passthrough=0600 \
+			-file $(DIST)/bin/$$a/vpn-passthrough=/usr/bin/vpn-passthrough:0755 \
+			-conffile /etc/config/vpn-passthrough || exit 1; \
+	done
+	bin/mkipk -name luci-app-vpn-passthrough -arch all -section luci $(IPK_COMMON) \
+		-depends 'luci-base,vpn-passthrough' -description '$(LUCI_DESC)' \
+		-tree luci-app/htdocs=/www -tree luci-app/root=/ -postinst-pkg luci-app/postinst-pkg
+
+size: ipk
+	@printf '%-28s %12s %9s\n' 'binary (stripped)' bytes MiB
+	@for a in $(CROSS_ARCHES); do s=$$(stat -c %s $(DIST)/bin/$$a/vpn-passthrough); \
+		awk -v a=$$a -v s=$$s 'BEGIN { printf "%-28s %12d %9.2f\n", a, s, s/1048576 }'; done
+	@printf '%-54s %12s %9s\n' 'package' bytes MiB
+	@for f in $(DIST)/*.ipk; do s=$$(stat -c %s $$f); \
+		awk -v f=$${f#$(DIST)/} -v s=$$s 'BEGIN { printf "%-54s %12d %9.2f\n", f, s, s/1048576 }'; done
+
+# The unit tests of the pure packages on big-endian 32-bit MIPS (softfloat).
+qemu-test:
+	@pkgs=""; for p in $(QEMU_TEST_PKGS); do ls $$p/*_test.go >/dev/null 2>&1 && pkgs="$$pkgs ./$$p/"; done; \
+	echo "GOARCH=mips GOMIPS=softfloat go test -exec qemu-mips-static$$pkgs"; \
+	CGO_ENABLED=0 GOARCH=mips GOMIPS=softfloat $(GO) test -count=1 -exec qemu-mips-static $$pkgs
+
+# Build every .ipk, take each apart and check it (src/ipk/dist_test.go), and
+# run the parser tests big-endian.
+test-pkg: ipk qemu-test
+	VPNPT_DIST=$(CURDIR)/$(DIST) VPNPT_VERSION=$(IPK_VERSION) $(GO) test -count=1 -v -run 'TestDist|TestFeed' ./src/ipk/
