@@ -113,6 +113,10 @@ type Daemon struct {
 	Socket string // its status socket
 }
 
+// DaemonDir is where StartDaemon puts the config; the daemon reads OpenWrt's
+// firewall and network configs from the same directory if they exist.
+func (l *Lab) DaemonDir() string { return l.Dir }
+
 // StartDaemon writes config and starts `BIN daemon --config F --socket S` in
 // the router, then waits until its table exists.
 func (l *Lab) StartDaemon(bin, config string) (*Daemon, error) {
@@ -193,6 +197,9 @@ type Status struct {
 		Datapath string `json:"datapath"`
 		Reason   string `json:"reason"`
 	} `json:"protocols"`
+	Topology struct {
+		LAN, WAN []string
+	} `json:"topology"`
 	Counters  map[string]Counter `json:"counters"`
 	Repairs   int                `json:"repairs"`
 	LastError string             `json:"last_error"`
