@@ -75,7 +75,7 @@ LUCI_DESC := LuCI support for vpn-passthrough: settings and live status.
 # Packages whose tests also run big-endian under qemu-user (no netlink there).
 QEMU_TEST_PKGS := src/packet src/uci src/config src/plan src/ipk
 
-.PHONY: cross-% test-pkg
+.PHONY: test-pkg
 
 cross: $(addprefix cross-,$(CROSS_ARCHES))
 
