@@ -230,6 +230,34 @@ func TestKernelMode(t *testing.T) {
 		}
 	})
 
+	step("log_blocked: block rules log only when asked", func(t *testing.T) {
+		logged := func(tbl *lab.TableObjects) int {
+			n := 0
+			for _, r := range tbl.Rules {
+				if strings.Contains(string(r.Expr), `{"log":`) {
+					n++
+				}
+			}
+			return n
+		}
+		if n := logged(e.table(t)); n != 0 {
+			t.Errorf("%d rules log with log_blocked '0'", n)
+		}
+		withLog := l2tpOff
+		withLog.LogBlocked = true
+		if err := d.Apply(withLog.String()); err != nil {
+			t.Fatal(err)
+		}
+		if n := logged(e.table(t)); n == 0 {
+			t.Errorf("no rule logs with log_blocked '1' and l2tp off")
+		}
+		// Logging must not change what is blocked.
+		r, err := l.UDPClient(1, "l2tp", "--count", "2", "--wait", "300ms")
+		if err == nil || r.Received != 0 {
+			t.Errorf("l2tp with log_blocked: %+v, %v", r, err)
+		}
+	})
+
 	step("reload back and forth: same rules for the same config", func(t *testing.T) {
 		if err := d.Apply(ipsecOff.String()); err != nil {
 			t.Fatal(err)

@@ -254,3 +254,50 @@ func TestBlockByHand(t *testing.T) {
 		t.Errorf("counter %+v, %v; want 4 packets", c, err)
 	}
 }
+
+// TestPPTPCallReopen clears a call and opens another on the same control
+// connection, through the kernel helper (assigned by fw4's helper_lan here).
+func TestPPTPCallReopen(t *testing.T) {
+	l := Start(t, Config{})
+	srv, err := l.StartServers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.ConntrackFlush(); err != nil {
+		t.Fatal(err)
+	}
+	mark := srv.Mark()
+	r, err := l.PPTPClient(1, "--call-id", "9", "--count", "5", "--calls", "3")
+	if err != nil || !r.OK || len(r.Calls) != 3 {
+		t.Fatalf("three calls in a row: %+v, %v", r, err)
+	}
+	for i, c := range r.Calls {
+		if c.Received != 5 || !c.Cleared {
+			t.Errorf("call %d: %+v", i+1, c)
+		}
+	}
+	if evs := srv.Events(mark, "call-clear"); len(evs) != 3 {
+		t.Errorf("server saw %d Call-Clear-Requests, want 3: %+v", len(evs), evs)
+	}
+}
+
+// TestTwoClientsRawESP records the kernel fact lab.md states: raw ESP from a
+// second LAN client to the same server through masquerade is lost (generic
+// conntrack by address pair cannot tell the two apart). This is what the
+// userspace ESP engine exists for.
+func TestTwoClientsRawESP(t *testing.T) {
+	l := Start(t, Config{})
+	if _, err := l.StartServers(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.ConntrackFlush(); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := l.RawClient(1, "esp", "--count", "3", "--spi", "0x1001"); err != nil || !r.OK {
+		t.Fatalf("first client: %+v, %v", r, err)
+	}
+	r, err := l.RawClient(2, "esp", "--count", "3", "--spi", "0x1002", "--wait", "500ms")
+	if err == nil || r.Received != 0 {
+		t.Errorf("second client's raw ESP came back without an engine: %+v, %v", r, err)
+	}
+}

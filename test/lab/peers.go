@@ -147,6 +147,7 @@ type PPTPCall struct {
 	Sent              int  `json:"sent"`
 	Received          int  `json:"received"`
 	Cleared           bool `json:"cleared"`
+	CDNCallID         int  `json:"cdn_call_id"`
 }
 
 // PPTPResult is what `peer pptp-client` reports.

@@ -227,10 +227,15 @@ type pptpCallResult struct {
 	// PeerCallIDInReply is the Peer's Call ID of the Outgoing-Call-Reply as
 	// the client received it; through a correct NAT it equals the client's
 	// own Call ID again.
-	PeerCallIDInReply int  `json:"peer_call_id_in_reply"`
-	Sent              int  `json:"sent"`
-	Received          int  `json:"received"`
-	Cleared           bool `json:"cleared"`
+	PeerCallIDInReply int `json:"peer_call_id_in_reply"`
+	Sent              int `json:"sent"`
+	Received          int `json:"received"`
+	// Cleared: the Call-Clear-Request was answered by a
+	// Call-Disconnect-Notify. CDNCallID is that notify's Call ID as received:
+	// RFC 2637 2.13 says it is the PAC's Call ID, but Linux's nf_nat_pptp
+	// rewrites it like a Peer's Call ID (to the client's own Call ID).
+	Cleared   bool `json:"cleared"`
+	CDNCallID int  `json:"cdn_call_id"`
 }
 
 type pptpResult struct {
@@ -305,7 +310,7 @@ func runPPTPClient(ctx context.Context, out *emitter, args []string) error {
 	interval := fs.Duration("interval", 10*time.Millisecond, "between GRE packets")
 	timeout := fs.Duration("timeout", 10*time.Second, "overall time limit")
 	connTimeout := fs.Duration("connect-timeout", 3*time.Second, "TCP connect and per-reply limit")
-	wait := fs.Duration("wait", time.Second, "how long to wait for the last GRE replies")
+	wait := fs.Duration("wait", 2*time.Second, "how long to wait for the last GRE replies")
 	marker := fs.String("marker", defaultMarker("pptp"), "payload marker (no spaces)")
 	calls := fs.Int("calls", 1, "calls to open one after the other on the control connection")
 	doClear := fs.Bool("clear", true, "clear each call and stop the control connection at the end")
@@ -458,7 +463,7 @@ func runPPTPClient(ctx context.Context, out *emitter, args []string) error {
 				res.Calls = append(res.Calls, cr)
 				return fail(fmt.Errorf("clear call %d: %w", call+1, err))
 			}
-			cr.Cleared = be.Uint16(cdn[offClearCallID:]) == serverID
+			cr.Cleared, cr.CDNCallID = true, int(be.Uint16(cdn[offClearCallID:]))
 		}
 		res.Calls = append(res.Calls, cr)
 		if peer != uint16(*callID) {

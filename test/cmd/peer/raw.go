@@ -129,7 +129,7 @@ func rawClientFunc(name string) func(context.Context, *emitter, []string) error 
 		spi := fs.Uint("spi", 0x100, "our SPI")
 		count := fs.Int("count", 10, "packets to send")
 		interval := fs.Duration("interval", 10*time.Millisecond, "between packets")
-		wait := fs.Duration("wait", time.Second, "how long to wait for the last replies")
+		wait := fs.Duration("wait", 2*time.Second, "how long to wait for the last replies")
 		timeout := fs.Duration("timeout", 10*time.Second, "overall time limit")
 		marker := fs.String("marker", defaultMarker(name), "payload marker (no spaces)")
 		if err := fs.Parse(args); err != nil {

@@ -187,7 +187,7 @@ func runUDPClient(ctx context.Context, out *emitter, args []string) error {
 	sport := fs.Int("sport", -1, "source port (default: the protocol's port; 0: any)")
 	count := fs.Int("count", 10, "datagrams to send")
 	interval := fs.Duration("interval", 10*time.Millisecond, "between datagrams")
-	wait := fs.Duration("wait", time.Second, "how long to wait for the last replies")
+	wait := fs.Duration("wait", 2*time.Second, "how long to wait for the last replies")
 	timeout := fs.Duration("timeout", 10*time.Second, "overall time limit")
 	marker := fs.String("marker", "", "payload marker (no spaces)")
 	tunnelID := fs.Uint("tunnel-id", 0x1001, "l2tp: our Assigned Tunnel ID")
