@@ -1,7 +1,7 @@
 // Package lab builds a network-namespace router lab for vpn-passthrough's
 // integration tests and demo.
 //
-// Topology (all names are unique per lab, prefixed "vpt<pid><rand>"):
+// Topology (all names are unique per lab, prefixed "vpt<pid>-<rand>"):
 //
 //	lan1 10.10.1.2/24 --eth0 | r-lan1 10.10.1.1 \
 //	lan2 10.10.2.2/24 --eth0 | r-lan2 10.10.2.1  router (forwarding, masquerade) r-wan 198.51.100.1 | eth0-- wan 198.51.100.2/24

@@ -11,8 +11,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -170,7 +173,8 @@ func New(cfg Config) (l *Lab, err error) {
 	}
 	var rnd [2]byte
 	_, _ = rand.Read(rnd[:])
-	prefix := fmt.Sprintf("vpt%d%s", os.Getpid(), hex.EncodeToString(rnd[:]))
+	CleanStale(cfg.Logf)
+	prefix := fmt.Sprintf("vpt%d-%s", os.Getpid(), hex.EncodeToString(rnd[:]))
 	dir, err := os.MkdirTemp("", prefix+"-")
 	if err != nil {
 		return nil, err
@@ -229,7 +233,7 @@ func (l *Lab) addNS(name string) error {
 	l.namespaces = append(l.namespaces, name)
 	l.mu.Unlock()
 	// No IPv6: it only adds router solicitations and MLD noise here.
-	_, err := l.Exec(name, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+	err := l.Sysctl(name, map[string]string{"net/ipv6/conf/all/disable_ipv6": "1", "net/ipv6/conf/default/disable_ipv6": "1"})
 	if err != nil {
 		return err
 	}
@@ -279,7 +283,7 @@ func (l *Lab) buildTopology() error {
 	if _, err := run(context.Background(), "ip", "-n", l.Router, "route", "add", "default", "via", l.Server.Addr.String(), "dev", wanDev); err != nil {
 		return err
 	}
-	if _, err := l.Exec(l.Router, "sysctl", "-qw", "net.ipv4.ip_forward=1"); err != nil {
+	if err := l.Sysctl(l.Router, map[string]string{"net/ipv4/ip_forward": "1"}); err != nil {
 		return err
 	}
 	l.logf("topology %s: router %s, server %s (%s), clients %s", l.Prefix, l.Router, l.Server.NS, l.Server.Addr, l.clientList())
@@ -324,9 +328,7 @@ func (l *Lab) Close() {
 		// Anything still inside (e.g. a child a process left behind) goes
 		// too: these namespaces are ours alone.
 		if out, err := run(context.Background(), "ip", "netns", "pids", ns); err == nil {
-			for _, pid := range strings.Fields(out) {
-				_, _ = run(context.Background(), "kill", "-9", pid)
-			}
+			killPids(out)
 		}
 		if _, err := run(context.Background(), "ip", "netns", "del", ns); err != nil {
 			l.logf("cleanup: %v", err)
@@ -415,4 +417,64 @@ func (l *Lab) DeleteNamespace(ns string) error {
 	l.mu.Unlock()
 	_, err := run(context.Background(), "ip", "netns", "del", ns)
 	return err
+}
+
+// Sysctl writes /proc/sys/<key> = value inside namespace ns (keys use
+// slashes). It needs only sh(1), not procps.
+func (l *Lab) Sysctl(ns string, kv map[string]string) error {
+	var script strings.Builder
+	for k, v := range kv {
+		fmt.Fprintf(&script, "echo %s > /proc/sys/%s && ", v, k)
+	}
+	script.WriteString("true")
+	_, err := l.Exec(ns, "sh", "-c", script.String())
+	return err
+}
+
+// killPids SIGKILLs the pids listed (whitespace-separated) in s.
+func killPids(s string) {
+	for _, f := range strings.Fields(s) {
+		if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// reStale matches what New names: namespaces "vpt<pid>-<4 hex>-<role>" and
+// scratch directories "vpt<pid>-<4 hex>-<digits>".
+var reStale = regexp.MustCompile(`^vpt(\d+)-[0-9a-f]{4}-`)
+
+// CleanStale removes namespaces and scratch directories a lab of an earlier,
+// killed test process left behind (its pid is gone). Labs of live processes
+// are left alone.
+func CleanStale(logf func(string, ...any)) {
+	dead := func(name string) bool {
+		m := reStale.FindStringSubmatch(name)
+		if m == nil {
+			return false
+		}
+		_, err := os.Stat("/proc/" + m[1])
+		return os.IsNotExist(err)
+	}
+	if out, err := run(context.Background(), "ip", "netns", "list"); err == nil {
+		for _, line := range strings.Split(out, "\n") {
+			f := strings.Fields(line)
+			if len(f) == 0 || !dead(f[0]) {
+				continue
+			}
+			if pids, err := run(context.Background(), "ip", "netns", "pids", f[0]); err == nil {
+				killPids(pids)
+			}
+			if _, err := run(context.Background(), "ip", "netns", "del", f[0]); err == nil && logf != nil {
+				logf("lab: removed stale namespace %s", f[0])
+			}
+		}
+	}
+	if ents, err := os.ReadDir(os.TempDir()); err == nil {
+		for _, e := range ents {
+			if e.IsDir() && dead(e.Name()) {
+				_ = os.RemoveAll(filepath.Join(os.TempDir(), e.Name()))
+			}
+		}
+	}
 }

@@ -28,7 +28,9 @@ func (l *Lab) PeerBin() (string, error) {
 	if peerCache.bin != "" {
 		return peerCache.bin, nil
 	}
-	dir, err := os.MkdirTemp("", "vpt-peer-")
+	// Named like a lab's scratch directory, so CleanStale can remove it
+	// after a killed run.
+	dir, err := os.MkdirTemp("", fmt.Sprintf("vpt%d-%04x-", os.Getpid(), 0))
 	if err != nil {
 		return "", err
 	}
