@@ -47,6 +47,23 @@ func TestTopology(t *testing.T) {
 	if !strings.Contains(fw4, `iifname { "r-lan1", "r-lan2", "r-lan3" } jump forward_lan`) {
 		t.Errorf("fw4 was not loaded with the lab's LAN devices:\n%s", fw4)
 	}
+	// The package's own fw4 includes are rendered, as on a router with the
+	// package installed: its chain-pre/forward rules come first in forward.
+	incs, _ := filepath.Glob(filepath.Join(l.Repo, "files", "usr", "share", "nftables.d", "chain-pre", "forward", "*.nft"))
+	if len(incs) > 0 {
+		tbl, err := l.ListTable("inet", "fw4")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range tbl.Rules {
+			if r.Chain == "forward" {
+				if strings.HasPrefix(r.Comment, "!fw4:") {
+					t.Errorf("forward starts with fw4's %q, not the package's chain-pre include %v", r.Comment, incs)
+				}
+				break
+			}
+		}
+	}
 }
 
 // TestFW4ChainPreInclude loads a chain-pre/forward fragment the way fw4
