@@ -76,7 +76,7 @@ type Stats struct {
 
 type counters struct {
 	packets, batches, verdicts, sends, enobufs, nlerrors, badmsgs, truncated, senderrs atomic.Uint64
-	lastNLErr                                                                         atomic.Int32
+	lastNLErr                                                                          atomic.Int32
 }
 
 // Queue is a bound NFQUEUE. Run must be called from one goroutine.
