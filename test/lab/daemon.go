@@ -198,7 +198,8 @@ type Status struct {
 		Reason   string `json:"reason"`
 	} `json:"protocols"`
 	Topology struct {
-		LAN, WAN []string
+		LAN []string `json:"lan"`
+		WAN []string `json:"wan"`
 	} `json:"topology"`
 	Counters  map[string]Counter `json:"counters"`
 	Repairs   int                `json:"repairs"`
