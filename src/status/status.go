@@ -10,6 +10,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/config"
@@ -137,11 +138,22 @@ func (s Status) Text() string {
 	}
 	b.WriteString("\n")
 	if len(s.Sessions) > 0 {
-		b.WriteString("\nSESSIONS\nPROTO  CLIENT           SERVER           ID(orig>trans)     PEER ID     STATE        PKTS OUT/IN     AGE  IDLE\n")
+		b.WriteString("\nSESSIONS\n")
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "PROTO\tCLIENT\tSERVER\tID (orig > trans)\tPEER ID\tPKTS OUT/IN\tAGE/IDLE\tSTATE")
 		for _, x := range s.Sessions {
-			fmt.Fprintf(&b, "%-6s %-16s %-16s %-18s %-11s %-12s %7d/%-7d %5ds %4ds\n", x.Proto, x.Client, x.Server,
-				x.OrigID+">"+x.TransID, x.PeerID, x.State, x.PacketsOut, x.PacketsIn, x.AgeSeconds, x.IdleSeconds)
+			ids := ""
+			if x.OrigID != "" || x.TransID != "" {
+				ids = x.OrigID + " > " + x.TransID
+			}
+			age := "-"
+			if x.AgeSeconds > 0 || x.IdleSeconds > 0 {
+				age = fmt.Sprintf("%ds/%ds", x.AgeSeconds, x.IdleSeconds)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", x.Proto, x.Client, x.Server, ids, x.PeerID,
+				x.PacketsOut, x.PacketsIn, age, x.State)
 		}
+		tw.Flush()
 	}
 	for _, w := range s.Warnings {
 		fmt.Fprintf(&b, "warning: %s\n", w)
