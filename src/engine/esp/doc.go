@@ -1,0 +1,139 @@
+// Package esp is the userspace ESP multiplexer: it lets several LAN clients
+// use raw ESP (IP protocol 50, RFC 4303) with the same server through the
+// router's NAT, which Linux conntrack cannot do (it tracks ESP by address
+// pair only, so a second client's SA collides with the first: insert_failed).
+// It also watches IKE (UDP 500, RFC 7296 and RFC 2409) for timing, and with
+// ipsec.keep_ike_port translates IKE itself so every client keeps source
+// port 500.
+//
+// The Tracker is pure (tables and decisions; callers pass the time); the
+// Engine connects it to NFQUEUE (src/nfqueue). The rules that feed the queue
+// come from src/plan (userspace_esp.go).
+//
+// # Datapath
+//
+//   - Outbound ESP (LAN to WAN) is untracked in raw prerouting and queued in
+//     the forward hook, after routing: the engine learns (client, server,
+//     outbound SPI), rewrites the source to the outgoing WAN device's
+//     address and marks the packet (plan.Mark), which fw4's include accepts.
+//     The source cannot be rewritten before routing: a packet arriving with
+//     one of the router's own addresses is dropped as a martian.
+//   - Inbound ESP (arriving on the WAN) is queued in raw prerouting, before
+//     conntrack and before routing. The engine looks up (server address,
+//     SPI); if it maps to a client it rewrites the destination to that client
+//     and marks it, and a second raw chain (priority -299) untracks marked
+//     packets, so conntrack never sees them. The kernel then routes the
+//     packet to the client.
+//   - Only inbound ESP whose (server, SPI) maps to a client is forwarded.
+//     ESP from a server LAN clients use, with an SPI no client owns, is
+//     dropped and counted (esp_dropped_unknown_spi). ESP from an address no
+//     LAN client talks to is not ours: it is passed on unmarked and tracked
+//     as usual, so IPsec the router terminates itself keeps working, and it
+//     cannot reach the LAN because it is addressed to the router. A forward
+//     rule in the plan drops (and counts, esp_unsolicited) any ESP from the
+//     WAN to the LAN that the engine did not mark, so no unsolicited ESP
+//     reaches a LAN host even where fw4's default "Allow-IPSec-ESP" rule
+//     would accept it.
+//
+// # Learning an inbound SPI
+//
+// SPIs are chosen by the receiver and negotiated inside encrypted IKE, so the
+// router cannot read them; it learns them from the first packets:
+//
+//  1. A client's outbound packet on an SPI not seen before (from that client
+//     to that server) starts a new SA in state "learning": its inbound SPI is
+//     not known yet.
+//  2. An inbound packet from server S on an unknown SPI is bound to a
+//     candidate. Candidates are the clients that talked to S and are
+//     pending: they have an SA to S whose inbound SPI is unknown, or they
+//     exchanged a child-SA-creating IKE message with S (IKEv2 IKE_AUTH or
+//     CREATE_CHILD_SA, IKEv1 Quick Mode: exchange types in the cleartext IKE
+//     header) within the learn window (60 s) and have learned no inbound SPI
+//     since. The packet must also be addressed to the WAN address that
+//     client's traffic to S uses. A client that never sent S anything is never
+//     a candidate.
+//  3. Among several candidates, the one whose most recent IKE message with S
+//     (either direction) is the latest wins: a freshly negotiated SA is the
+//     one about to carry traffic. Clients without any IKE seen rank after
+//     those with; then the most recently pending SA wins; then the lower
+//     client address (so the result never depends on map order). Bindings
+//     made among several candidates are counted (esp_learned_ambiguous).
+//  4. If the server's SPI arrives before the client sent anything, the SA is
+//     created from the inbound side ("learning" the outbound SPI) and the
+//     client's next new outbound SPI to S completes it.
+//  5. Rekeying: a new outbound SPI from a known client starts a new SA and so
+//     re-learns that client's inbound SPI by the same rules; when the new SA
+//     has both SPIs, the older SAs of that client and server are marked
+//     "rekeyed" and expire after 60 s without traffic (capped by
+//     ipsec.idle_timeout). Every SA expires after ipsec.idle_timeout without
+//     traffic, and so do IKE SPIs and client-server records.
+//
+// Tables are hash maps keyed by (server, inbound SPI), (client, server,
+// outbound SPI), (client, server) and (server, IKE SPI): O(1) per packet.
+// Learning scans only the server's list of pending clients. ipsec.max_sas
+// bounds SAs and client-server records; when full, expired entries are swept
+// and otherwise new SAs are not learned (esp_table_full, one log line per
+// 10 s) while known ones keep working.
+//
+// # Two clients at the same moment
+//
+// The rule above cannot tell two SAs apart if two clients of one server get
+// new SAs at the same time and neither has received ESP yet. So the engine
+// serialises child-SA negotiations per server: while client A is
+// negotiating with S (from its first IKE_AUTH, CREATE_CHILD_SA or Quick Mode
+// message until A's new inbound SPI is learned, at most 3 s after A's last
+// such message and at most 10 s in all), a child-SA-creating request of
+// another client B with S, in either direction, is dropped (esp_ike_held;
+// the IKE session shows "held Nx"). IKE retransmits unanswered requests
+// (RFC 7296 section 2.1), so B's request passes on a later try, once A's
+// inbound SPI is known; B connects one retransmission interval later (about
+// 1 to 4 s with common clients) and both get their own replies. If A's SA
+// carries no inbound ESP within the window, B goes ahead and the timing rule
+// decides.
+//
+// # IKE and ipsec.keep_ike_port
+//
+// IKE (UDP 500) and NAT-T (UDP 4500, which carries ESP inside UDP and needs
+// no multiplexer) pass through the kernel's NAT. The engine watches UDP 500
+// in both directions (queued in forward outbound, before source NAT, and in
+// raw prerouting inbound, before de-NAT) for the timing rules, joining the two
+// views by the IKE SPIs, which NAT does not change.
+//
+// Kernel NAT keeps source port 500 for the first client to a server, and
+// must remap the second one (conntrack cannot hold two flows with the same
+// reply tuple WAN:500<->S:500); the engine reports that as an "ike" session
+// in state "remapped by kernel NAT" and logs it once. Some legacy peers
+// insist on source port 500. With keep_ike_port on, IKE from LAN port 500 to
+// port 500 is untracked and translated by the engine instead: the source
+// becomes the WAN address and the port stays 500 for every client, so the
+// first client keeps 500 and later ones share it (status: "port 500 shared
+// by N clients"). Inbound IKE to WAN:500 is routed by the IKE initiator SPI
+// (or by the responder SPI when the client was the responder), both learned
+// from the client's own messages; messages with SPIs no client uses are left
+// to the kernel (the router's own IKE). Two clients using the same IKE SPI
+// with one server cannot share the port: the second one's IKE is dropped
+// and shown as "SPI conflict" (a 64-bit random value colliding means a broken
+// client). IKE with another source port is left to kernel NAT either way.
+//
+// # AH
+//
+// AH (IP protocol 51, RFC 4302) authenticates the IP addresses, so no NAT
+// can rewrite them: AH cannot pass NAT by design. The engine never handles
+// it; with IPsec enabled it is not blocked, and with IPsec off it is
+// blocked like ESP, UDP 500 and UDP 4500.
+//
+// # Limits
+//
+// Failing open: the queue rules use the bypass flag, so while the daemon is
+// down outbound ESP leaves untranslated (with its LAN source, dropped by
+// upstream routers) and inbound ESP is left to the kernel, which delivers it
+// to the router, not to the LAN. ICMP errors about ESP packets (such as
+// "fragmentation needed") are not translated for the untracked flows. An
+// attacker who can spoof a server's address and races the server's first
+// inbound packet can bind a bogus SPI to a learning client; that is a denial
+// of service for that SA until its next rekey or idle expiry (ESP integrity
+// protects the data), the same exposure every SPI-learning NAT has.
+//
+// The package must not log per forwarded packet or allocate per packet of a
+// known SA (tests assert zero allocations).
+package esp

@@ -1,0 +1,736 @@
+package esp
+
+import (
+	"context"
+	"encoding/binary"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/vpn-passthrough/vpn-passthrough/src/packet"
+)
+
+// Defaults for the timing rules (doc.go explains each one).
+const (
+	DefaultMaxSAs      = 4096
+	DefaultIdleTimeout = 10 * time.Minute
+	// DefaultHoldWindow is how long after the last IKE message of a
+	// child-SA exchange another client's child-SA request to the same
+	// server is held back, unless the first client's inbound SPI is
+	// learned sooner.
+	DefaultHoldWindow = 3 * time.Second
+	// DefaultHoldMax caps one client's negotiation window however many
+	// IKE_AUTH rounds it takes (EAP), so no client can hold others forever.
+	DefaultHoldMax = 10 * time.Second
+	// DefaultLearnWindow is how long after a child-SA exchange a client
+	// counts as waiting for a new inbound SPI, without having sent ESP yet.
+	DefaultLearnWindow = 60 * time.Second
+	// DefaultRekeyGrace is how long an SA that a newer SA of the same
+	// client and server replaced may stay idle before it expires (capped by
+	// the idle timeout).
+	DefaultRekeyGrace = 60 * time.Second
+)
+
+// Options configure a Tracker. Zero values take the defaults above.
+type Options struct {
+	MaxSAs      int           // SAs (and client-server pairs) the tables hold
+	IdleTimeout time.Duration // an SA, pair or IKE SPI unused this long expires
+	KeepIKEPort bool          // NAT IKE on 500->500 here, keeping source port 500
+	HoldWindow  time.Duration
+	HoldMax     time.Duration
+	LearnWindow time.Duration
+	RekeyGrace  time.Duration
+	// Log gets one line per learning, hold, remap and expiry event, never
+	// one per forwarded packet. nil discards.
+	Log *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxSAs <= 0 {
+		o.MaxSAs = DefaultMaxSAs
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = DefaultIdleTimeout
+	}
+	if o.HoldWindow <= 0 {
+		o.HoldWindow = DefaultHoldWindow
+	}
+	if o.HoldMax <= 0 {
+		o.HoldMax = DefaultHoldMax
+	}
+	if o.LearnWindow <= 0 {
+		o.LearnWindow = DefaultLearnWindow
+	}
+	if o.RekeyGrace <= 0 {
+		o.RekeyGrace = DefaultRekeyGrace
+	}
+	if o.RekeyGrace > o.IdleTimeout {
+		o.RekeyGrace = o.IdleTimeout
+	}
+	if o.Log == nil {
+		o.Log = slog.New(discard{})
+	}
+	return o
+}
+
+// Dir is where a packet was queued.
+type Dir uint8
+
+const (
+	// Outbound: LAN to WAN, queued in the forward hook (after routing,
+	// before source NAT), with the outgoing device's address as WAN.
+	Outbound Dir = iota + 1
+	// Inbound: arriving on the WAN, queued in raw prerouting (before
+	// conntrack and before routing).
+	Inbound
+)
+
+// Verdict is what to do with a queued packet.
+type Verdict uint8
+
+const (
+	// Accept: pass the packet on unchanged and unmarked; the kernel
+	// (conntrack, NAT, fw4) treats it as if the engine were not there.
+	Accept Verdict = iota
+	// Forward: the packet was rewritten in place; pass it on with the
+	// payload and plan.Mark, which keeps it out of conntrack (inbound) and
+	// lets fw4's forward chain accept it.
+	Forward
+	// Drop: discard the packet (counted in Stats).
+	Drop
+)
+
+func (v Verdict) String() string {
+	switch v {
+	case Accept:
+		return "accept"
+	case Forward:
+		return "forward"
+	case Drop:
+		return "drop"
+	}
+	return "?"
+}
+
+// Stats are the tracker's counters (Counters() in status).
+type Stats struct {
+	OutForwarded    uint64 // outbound ESP rewritten to the WAN address
+	InForwarded     uint64 // inbound ESP demultiplexed to a client
+	InUnknownSPI    uint64 // inbound ESP from a server LAN clients use, SPI maps to no client: dropped
+	InNotOurs       uint64 // inbound ESP from an address no LAN client talks to, or not to our WAN address: left to the kernel
+	Malformed       uint64 // unparsable ESP/IP: dropped
+	NoWANAddress    uint64 // outbound while the WAN device had no IPv4 address: dropped
+	TableFull       uint64 // an SA or pair not created because MaxSAs was reached
+	LearnedOut      uint64 // new outbound SPIs
+	LearnedIn       uint64 // inbound SPIs bound to a client
+	Ambiguous       uint64 // inbound SPIs bound while several clients were candidates
+	Expired         uint64 // SAs removed by idle or rekey expiry
+	IKESeen         uint64 // IKE messages observed
+	IKEHeld         uint64 // child-SA requests held back (dropped) while another client negotiated
+	IKEOutNAT       uint64 // outbound IKE source-NATed here (keep_ike_port)
+	IKEInDemuxed    uint64 // inbound IKE routed to a client by IKE SPI (keep_ike_port)
+	IKEInUnknown    uint64 // inbound IKE with SPIs no LAN client uses: left to the kernel
+	IKEMalformed    uint64 // UDP 500 payload that is not IKE
+	IKERemapped     uint64 // client IKE flows whose source port 500 the kernel NAT changed
+	IKESPIConflicts uint64 // two clients used the same IKE SPI with one server
+}
+
+// Map returns the counters by the names status shows (prefixed "esp_" by
+// the daemon).
+func (s Stats) Map() map[string]uint64 {
+	return map[string]uint64{
+		"out_forwarded":          s.OutForwarded,
+		"in_forwarded":           s.InForwarded,
+		"dropped_unknown_spi":    s.InUnknownSPI,
+		"in_not_ours":            s.InNotOurs,
+		"dropped_malformed":      s.Malformed,
+		"dropped_no_wan_address": s.NoWANAddress,
+		"table_full":             s.TableFull,
+		"learned_out_spi":        s.LearnedOut,
+		"learned_in_spi":         s.LearnedIn,
+		"learned_ambiguous":      s.Ambiguous,
+		"expired_sa":             s.Expired,
+		"ike_seen":               s.IKESeen,
+		"ike_held":               s.IKEHeld,
+		"ike_out_nat":            s.IKEOutNAT,
+		"ike_in_demuxed":         s.IKEInDemuxed,
+		"ike_in_unknown":         s.IKEInUnknown,
+		"ike_malformed":          s.IKEMalformed,
+		"ike_remapped":           s.IKERemapped,
+		"ike_spi_conflicts":      s.IKESPIConflicts,
+	}
+}
+
+// ip4 is an IPv4 address as a big-endian number: cheap map keys.
+type ip4 uint32
+
+func ip4Of(a netip.Addr) ip4 {
+	b := a.As4()
+	return ip4(binary.BigEndian.Uint32(b[:]))
+}
+
+func (a ip4) Addr() netip.Addr {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], uint32(a))
+	return netip.AddrFrom4(b)
+}
+
+func (a ip4) String() string { return a.Addr().String() }
+
+type inKey struct {
+	server ip4
+	spi    uint32
+}
+
+type outKey struct {
+	client, server ip4
+	spi            uint32
+}
+
+type pairKey struct{ client, server ip4 }
+
+type ikeKey struct {
+	server ip4
+	spi    uint64
+}
+
+// sa is one ESP security association pair as the router sees it: the SPI
+// the client sends with (out, chosen by the server) and the SPI the server
+// sends with (in, chosen by the client). Either may be unknown (0) while it
+// is being learned.
+type sa struct {
+	pair      *pair
+	out, in   uint32
+	wan       ip4 // the address the client's ESP leaves with
+	created   time.Duration
+	complete  time.Duration // when both SPIs became known; 0 if not yet
+	lastOut   time.Duration
+	lastIn    time.Duration
+	rekeyedAt time.Duration // a newer SA of the same pair completed; 0 if not
+	ambiguous bool          // in was learned with more than one candidate
+	pktsOut   uint64
+	bytesOut  uint64
+	pktsIn    uint64
+	bytesIn   uint64
+}
+
+func (s *sa) outOnly() bool { return s.out != 0 && s.in == 0 }
+func (s *sa) inOnly() bool  { return s.in != 0 && s.out == 0 }
+
+func (s *sa) lastUsed() time.Duration {
+	return max(s.created, s.lastOut, s.lastIn, s.rekeyedAt)
+}
+
+// pair is what the tracker knows about one LAN client and one server.
+type pair struct {
+	client, server ip4
+	wan            ip4 // WAN address the client's traffic to server uses; 0 unknown
+	sas            []*sa
+	created        time.Duration
+	lastSeen       time.Duration
+
+	// IKE timing (see doc.go). Times are 0 when never seen.
+	lastIKE    time.Duration // last IKE message either way
+	childStart time.Duration // first message of the current child-SA exchange
+	childLast  time.Duration // last message of a child-SA exchange
+	learnedAt  time.Duration // last time an inbound SPI was bound to this pair
+	qmMsgID    uint32        // IKEv1 Quick Mode message ID in progress
+
+	// IKE NAT (for status and keep_ike_port).
+	ikeSPI        uint64 // latest IKE SA initiator SPI
+	ikeClientPort uint16 // the client's IKE source port
+	ikeWANPort    uint16 // the port the server sees; 0 unknown
+	ikeUserNAT    bool   // IKE of this pair is NATed here (keep_ike_port)
+	ikeConflict   bool
+	remapLogged   bool
+	ikePktsOut    uint64
+	ikePktsIn     uint64
+	ikeBytesOut   uint64
+	ikeBytesIn    uint64
+	ikeHeld       uint64
+	ikeSPIs       int  // entries in Tracker.ikeSPIs that point here
+	listed        bool // on its server's pending list
+}
+
+type server struct {
+	pairs   []*pair
+	pending []*pair // pairs that may be learning an inbound SPI (superset)
+}
+
+type ikeEntry struct {
+	pair     *pair
+	lastSeen time.Duration
+}
+
+// Tracker holds the SPI tables and decides about each queued packet. It is
+// pure (no clock, no I/O: callers pass the time) and not safe for
+// concurrent use; the Engine serialises calls.
+type Tracker struct {
+	opt     Options
+	in      map[inKey]*sa
+	out     map[outKey]*sa
+	pairs   map[pairKey]*pair
+	servers map[ip4]*server
+	ikeSPIs map[ikeKey]*ikeEntry
+	nsa     int
+	st      Stats
+	// lastFullExpire rate-limits the expiry pass a full table triggers.
+	lastFullExpire time.Duration
+	fullLogged     time.Duration
+	unknownLogged  time.Duration
+}
+
+// NewTracker returns an empty tracker.
+func NewTracker(o Options) *Tracker {
+	o = o.withDefaults()
+	return &Tracker{
+		opt:     o,
+		in:      make(map[inKey]*sa),
+		out:     make(map[outKey]*sa),
+		pairs:   make(map[pairKey]*pair),
+		servers: make(map[ip4]*server),
+		ikeSPIs: make(map[ikeKey]*ikeEntry),
+	}
+}
+
+// SetOptions changes limits and timeouts and keeps every table entry. A
+// smaller MaxSAs takes effect as entries expire.
+func (t *Tracker) SetOptions(o Options) { t.opt = o.withDefaults() }
+
+// Options returns the options in effect (defaults filled in).
+func (t *Tracker) Options() Options { return t.opt }
+
+// Stats returns the counters.
+func (t *Tracker) Stats() Stats { return t.st }
+
+// Len is the number of SAs in the tables.
+func (t *Tracker) Len() int { return t.nsa }
+
+// Process decides about one IPv4 packet queued in direction dir and may
+// rewrite it in place (then the verdict is Forward). wan is the address of
+// the outgoing WAN device for Outbound packets and is ignored for Inbound
+// ones. now is a monotonic time that must be positive and never decrease.
+// Process does not allocate for packets of known SAs.
+func (t *Tracker) Process(b []byte, dir Dir, wan netip.Addr, now time.Duration) Verdict {
+	ip, err := packet.ParseIPv4(b)
+	if err != nil {
+		t.st.Malformed++
+		return Drop
+	}
+	switch ip.Protocol() {
+	case packet.ProtoESP:
+		if dir == Outbound {
+			return t.outESP(ip, wan, now)
+		}
+		return t.inESP(ip, now)
+	case packet.ProtoUDP:
+		return t.ike(ip, dir, wan, now)
+	}
+	return Accept
+}
+
+func (t *Tracker) outESP(ip packet.IPv4, wan netip.Addr, now time.Duration) Verdict {
+	if !wan.Is4() {
+		t.st.NoWANAddress++
+		return Drop
+	}
+	if ip.FragOffset() != 0 {
+		// A later fragment: no ESP header to learn from, but it must
+		// leave with the WAN address like its first fragment.
+		ip.SetSrc(wan)
+		t.st.OutForwarded++
+		return Forward
+	}
+	e, err := packet.ParseESP(ip.Payload())
+	if err != nil {
+		t.st.Malformed++
+		return Drop
+	}
+	client, srv, w := ip4Of(ip.Src()), ip4Of(ip.Dst()), ip4Of(wan)
+	s := t.out[outKey{client, srv, e.SPI()}]
+	if s == nil {
+		s = t.learnOut(client, srv, e.SPI(), w, now)
+	}
+	if s != nil {
+		s.wan = w
+		s.lastOut = now
+		s.pktsOut++
+		s.bytesOut += uint64(len(ip))
+		s.pair.wan = w
+		s.pair.lastSeen = now
+	}
+	ip.SetSrc(wan)
+	t.st.OutForwarded++
+	return Forward
+}
+
+func (t *Tracker) inESP(ip packet.IPv4, now time.Duration) Verdict {
+	if ip.FragOffset() != 0 {
+		// No SPI to demultiplex by. The kernel reassembles before raw
+		// prerouting, so this only happens without conntrack loaded.
+		t.st.Malformed++
+		return Drop
+	}
+	e, err := packet.ParseESP(ip.Payload())
+	if err != nil {
+		t.st.Malformed++
+		return Drop
+	}
+	srv, dst := ip4Of(ip.Src()), ip4Of(ip.Dst())
+	s := t.in[inKey{srv, e.SPI()}]
+	if s == nil {
+		sv := t.servers[srv]
+		if sv == nil {
+			// No LAN client talks to this address: whatever it is (the
+			// router's own IPsec, or unsolicited), it is not ours to
+			// forward. Unmarked, it cannot reach the LAN (the forward
+			// chain drops unmarked ESP from the WAN).
+			t.st.InNotOurs++
+			return Accept
+		}
+		s = t.learnIn(sv, srv, dst, e.SPI(), now)
+		if s == nil {
+			t.st.InUnknownSPI++
+			if now-t.unknownLogged >= time.Second || t.unknownLogged == 0 {
+				t.unknownLogged = now
+				t.opt.Log.Debug("esp inbound SPI maps to no client, dropped", "server", srv, "spi", hexSPI(e.SPI()))
+			}
+			return Drop
+		}
+	}
+	if s.wan != dst {
+		// Not addressed to the WAN address this SA uses (for example sent
+		// straight to a LAN address): not ours to rewrite.
+		t.st.InNotOurs++
+		return Accept
+	}
+	s.lastIn = now
+	s.pktsIn++
+	s.bytesIn += uint64(len(ip))
+	s.pair.lastSeen = now
+	ip.SetDst(s.pair.client.Addr())
+	t.st.InForwarded++
+	return Forward
+}
+
+// learnOut records a new outbound SPI of client to srv. It completes the
+// newest in-only SA of the pair if there is one (the server's SPI was seen
+// first), or starts a new SA whose inbound half is learned later. nil means
+// the tables are full.
+func (t *Tracker) learnOut(client, srv ip4, spi uint32, w ip4, now time.Duration) *sa {
+	p := t.getPair(client, srv, now)
+	if p == nil {
+		return nil
+	}
+	p.wan = w
+	t.st.LearnedOut++
+	if s := p.newest(func(s *sa) bool { return s.inOnly() && now-s.created < t.opt.LearnWindow }); s != nil {
+		s.out = spi
+		t.out[outKey{client, srv, spi}] = s
+		t.completed(p, s, now)
+		t.opt.Log.Info("esp SA established", "client", client, "server", srv,
+			"spi_out", hexSPI(spi), "spi_in", hexSPI(s.in), "learned", "outbound SPI after inbound")
+		return s
+	}
+	if !t.roomSA(now) {
+		return nil
+	}
+	s := &sa{pair: p, out: spi, wan: w, created: now}
+	p.sas = append(p.sas, s)
+	t.out[outKey{client, srv, spi}] = s
+	t.nsa++
+	t.listPending(p)
+	t.opt.Log.Info("esp outbound SPI learned, learning inbound", "client", client, "server", srv, "spi_out", hexSPI(spi),
+		"rekey", len(p.sas) > 1)
+	return s
+}
+
+// learnIn binds an unseen inbound SPI of srv to the best candidate client
+// (doc.go, "Learning an inbound SPI"). nil means no candidate (or no room).
+// It looks only at the server's pending list, so its cost is the number of
+// clients currently learning with that server, not the table size.
+func (t *Tracker) learnIn(sv *server, srv, dst ip4, spi uint32, now time.Duration) *sa {
+	var best *pair
+	n := 0
+	kept := sv.pending[:0]
+	for _, p := range sv.pending {
+		if !t.pending(p, now) {
+			p.listed = false
+			continue
+		}
+		kept = append(kept, p)
+		if p.wan != 0 && p.wan != dst {
+			continue
+		}
+		n++
+		if best == nil || t.better(p, best, now) {
+			best = p
+		}
+	}
+	clear(sv.pending[len(kept):])
+	sv.pending = kept
+	if best == nil {
+		return nil
+	}
+	p := best
+	var s *sa
+	if s = p.newest((*sa).outOnly); s != nil {
+		s.in = spi
+		t.completed(p, s, now)
+	} else {
+		if !t.roomSA(now) {
+			return nil
+		}
+		s = &sa{pair: p, in: spi, wan: dst, created: now}
+		p.sas = append(p.sas, s)
+		t.nsa++
+	}
+	if p.wan == 0 {
+		p.wan = dst
+	}
+	s.ambiguous = n > 1
+	t.in[inKey{srv, spi}] = s
+	p.learnedAt = now
+	t.st.LearnedIn++
+	how := "only candidate"
+	if n > 1 {
+		t.st.Ambiguous++
+		how = "most recent IKE exchange among candidates"
+	}
+	state := "established"
+	if s.out == 0 {
+		state = "learning outbound SPI"
+	}
+	t.opt.Log.Info("esp inbound SPI learned", "client", p.client, "server", srv, "spi_in", hexSPI(spi),
+		"spi_out", hexSPI(s.out), "candidates", n, "rule", how, "state", state)
+	return s
+}
+
+// listPending puts p on its server's pending list (once).
+func (t *Tracker) listPending(p *pair) {
+	if p.listed {
+		return
+	}
+	if sv := t.servers[p.server]; sv != nil {
+		p.listed = true
+		sv.pending = append(sv.pending, p)
+	}
+}
+
+// pending reports whether p may own an inbound SPI not seen before: it has
+// an SA whose inbound half is unknown, or a recent child-SA exchange after
+// which no inbound SPI was learned.
+func (t *Tracker) pending(p *pair, now time.Duration) bool {
+	return p.newest((*sa).outOnly) != nil || t.ikePending(p, now)
+}
+
+func (t *Tracker) ikePending(p *pair, now time.Duration) bool {
+	return p.childLast != 0 && p.learnedAt < p.childStart && now-p.childLast < t.opt.LearnWindow
+}
+
+// pendingSince is when p last became a candidate.
+func (t *Tracker) pendingSince(p *pair, now time.Duration) time.Duration {
+	var at time.Duration
+	if s := p.newest((*sa).outOnly); s != nil {
+		at = s.created
+	}
+	if t.ikePending(p, now) {
+		at = max(at, p.childLast)
+	}
+	return at
+}
+
+// better reports whether candidate a wins over b: the most recent IKE
+// message with the server; then the most recent pending SA; then the lower
+// client address, so the choice never depends on map order.
+func (t *Tracker) better(a, b *pair, now time.Duration) bool {
+	if a.lastIKE != b.lastIKE {
+		return a.lastIKE > b.lastIKE
+	}
+	if x, y := t.pendingSince(a, now), t.pendingSince(b, now); x != y {
+		return x > y
+	}
+	return a.client < b.client
+}
+
+// completed marks s as having both SPIs, and older complete SAs of the same
+// pair as replaced by it: they expire after RekeyGrace without traffic.
+func (t *Tracker) completed(p *pair, s *sa, now time.Duration) {
+	s.complete = now
+	for _, o := range p.sas {
+		if o != s && o.complete != 0 && o.rekeyedAt == 0 && o.created <= s.created {
+			o.rekeyedAt = now
+		}
+	}
+}
+
+// newest returns the most recently created SA of p for which f holds.
+func (p *pair) newest(f func(*sa) bool) *sa {
+	var best *sa
+	for _, s := range p.sas {
+		if f(s) && (best == nil || s.created >= best.created) {
+			best = s
+		}
+	}
+	return best
+}
+
+// getPair returns the pair of client and srv, creating it; nil if the
+// tables are full.
+func (t *Tracker) getPair(client, srv ip4, now time.Duration) *pair {
+	k := pairKey{client, srv}
+	if p := t.pairs[k]; p != nil {
+		return p
+	}
+	if !t.room(now, func() bool { return len(t.pairs) < t.opt.MaxSAs }) {
+		return nil
+	}
+	p := &pair{client: client, server: srv, created: now, lastSeen: now}
+	t.pairs[k] = p
+	sv := t.servers[srv]
+	if sv == nil {
+		sv = &server{}
+		t.servers[srv] = sv
+	}
+	sv.pairs = append(sv.pairs, p)
+	return p
+}
+
+// roomSA reports whether one more SA fits.
+func (t *Tracker) roomSA(now time.Duration) bool {
+	return t.room(now, func() bool { return t.nsa < t.opt.MaxSAs })
+}
+
+// room reports whether fits() holds, expiring idle entries first if it does
+// not (at most every 100 ms, so a flood of new SPIs cannot turn every packet
+// into a full scan).
+func (t *Tracker) room(now time.Duration, fits func() bool) bool {
+	if fits() {
+		return true
+	}
+	if now-t.lastFullExpire >= 100*time.Millisecond {
+		t.lastFullExpire = now
+		t.Expire(now)
+	}
+	if fits() {
+		return true
+	}
+	t.st.TableFull++
+	if t.fullLogged == 0 || now-t.fullLogged >= 10*time.Second {
+		t.fullLogged = now
+		t.opt.Log.Warn("esp tables full: new SAs are not learned (raise ipsec.max_sas)", "max_sas", t.opt.MaxSAs)
+	}
+	return false
+}
+
+// Expire removes SAs, pairs and IKE SPIs that have been idle too long:
+// IdleTimeout, or RekeyGrace for SAs a newer SA of the same pair replaced.
+func (t *Tracker) Expire(now time.Duration) {
+	for k, e := range t.ikeSPIs {
+		if now-e.lastSeen > t.opt.IdleTimeout {
+			delete(t.ikeSPIs, k)
+			e.pair.ikeSPIs--
+		}
+	}
+	for k, p := range t.pairs {
+		kept := p.sas[:0]
+		for _, s := range p.sas {
+			limit := t.opt.IdleTimeout
+			if s.rekeyedAt != 0 {
+				limit = t.opt.RekeyGrace
+			}
+			if now-s.lastUsed() <= limit {
+				kept = append(kept, s)
+				continue
+			}
+			t.removeSA(s)
+			t.st.Expired++
+			t.opt.Log.Info("esp SA expired", "client", p.client, "server", p.server,
+				"spi_out", hexSPI(s.out), "spi_in", hexSPI(s.in), "rekeyed", s.rekeyedAt != 0,
+				"idle", (now - s.lastUsed()).Round(time.Second).String())
+		}
+		clear(p.sas[len(kept):])
+		p.sas = kept
+		if len(p.sas) == 0 && now-p.lastSeen > t.opt.IdleTimeout && p.ikeSPIs == 0 {
+			delete(t.pairs, k)
+			t.dropFromServer(p)
+		}
+	}
+}
+
+func (t *Tracker) removeSA(s *sa) {
+	p := s.pair
+	if s.out != 0 {
+		if t.out[outKey{p.client, p.server, s.out}] == s {
+			delete(t.out, outKey{p.client, p.server, s.out})
+		}
+	}
+	if s.in != 0 {
+		if t.in[inKey{p.server, s.in}] == s {
+			delete(t.in, inKey{p.server, s.in})
+		}
+	}
+	t.nsa--
+}
+
+func (t *Tracker) dropFromServer(p *pair) {
+	sv := t.servers[p.server]
+	if sv == nil {
+		return
+	}
+	sv.pairs = remove(sv.pairs, p)
+	if p.listed {
+		sv.pending = remove(sv.pending, p)
+		p.listed = false
+	}
+	if len(sv.pairs) == 0 {
+		delete(t.servers, p.server)
+	}
+}
+
+// remove deletes p from list, not keeping the order.
+func remove(list []*pair, p *pair) []*pair {
+	for i, q := range list {
+		if q == p {
+			last := len(list) - 1
+			list[i] = list[last]
+			list[last] = nil
+			return list[:last]
+		}
+	}
+	return list
+}
+
+func hexSPI(v uint32) string {
+	if v == 0 {
+		return "?"
+	}
+	const digits = "0123456789abcdef"
+	var b [10]byte
+	b[0], b[1] = '0', 'x'
+	for i := 9; i >= 2; i-- {
+		b[i] = digits[v&0xf]
+		v >>= 4
+	}
+	return string(b[:])
+}
+
+func hexSPI64(v uint64) string {
+	const digits = "0123456789abcdef"
+	var b [18]byte
+	b[0], b[1] = '0', 'x'
+	for i := 17; i >= 2; i-- {
+		b[i] = digits[v&0xf]
+		v >>= 4
+	}
+	return string(b[:])
+}
+
+// discard is a slog.Handler that drops everything (slog.DiscardHandler is
+// Go 1.24).
+type discard struct{}
+
+func (discard) Enabled(context.Context, slog.Level) bool  { return false }
+func (discard) Handle(context.Context, slog.Record) error { return nil }
+func (d discard) WithAttrs([]slog.Attr) slog.Handler      { return d }
+func (d discard) WithGroup(string) slog.Handler           { return d }
