@@ -46,6 +46,16 @@ test: deps lint go123 build unit lab test-pkg
 demo: deps build
 	VPNPT_BIN=$(CURDIR)/$(BIN) $(GO) run ./test/cmd/demo
 
+# Every go test -fuzz target for FUZZTIME each (the seed corpora already run in `make unit`).
+FUZZTIME ?= 30s
+fuzz:
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' src test); do \
+		d=./$$(dirname $$f); \
+		for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+			echo "== $$d $$t"; $(GO) test -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) $$d; \
+		done; \
+	done
+
 clean:
 	rm -rf bin dist
 
