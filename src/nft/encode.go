@@ -72,11 +72,15 @@ func ruleExprs(r plan.Rule, sets setLookup, queueCompat bool) ([]expr.Any, error
 	}
 	if r.MarkMask != 0 {
 		// meta mark is in host byte order, as nft encodes it.
+		markCmp := &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(r.Mark)}
+		if r.MarkNot {
+			markCmp.Op = expr.CmpOpNeq
+		}
 		e = append(e,
 			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
 				Mask: binaryutil.NativeEndian.PutUint32(r.MarkMask), Xor: make([]byte, 4)},
-			cmp(binaryutil.NativeEndian.PutUint32(r.Mark)))
+			markCmp)
 	}
 	if r.Limit != nil {
 		e = append(e, &expr.Limit{Type: expr.LimitTypePkts, Rate: r.Limit.PerSecond, Unit: expr.LimitTimeSecond, Burst: r.Limit.Burst})

@@ -121,6 +121,7 @@ func everyField() *plan.Plan {
 			{Name: "post", Hook: plan.HookPostrouting, Priority: plan.PrioSrcNAT, Rules: []plan.Rule{
 				{OIFSet: plan.SetWAN, DAddrSet: "servers", L4: plan.ProtoESP, SetMark: true, Counter: "c1"},
 				{MarkMask: plan.MarkMask, Mark: plan.Mark, Verdict: plan.VerdictAccept},
+				{OIFSet: plan.SetWAN, L4: plan.ProtoESP, MarkMask: plan.MarkMask, Mark: plan.Mark, MarkNot: true, Verdict: plan.VerdictDrop},
 			}},
 			{Name: "filter_fwd", Hook: plan.HookForward, Priority: plan.PrioForward, Rules: []plan.Rule{
 				{IIFSet: plan.SetLAN, IPv4Only: true, L4: plan.ProtoUDP, SPort: 500, DPort: 4500,

@@ -87,7 +87,11 @@ func (r Rule) String() string {
 		f = append(f, "meta l4proto "+r.L4.String())
 	}
 	if r.MarkMask != 0 {
-		f = append(f, fmt.Sprintf("meta mark & 0x%08x == 0x%08x", r.MarkMask, r.Mark))
+		op := "=="
+		if r.MarkNot {
+			op = "!="
+		}
+		f = append(f, fmt.Sprintf("meta mark & 0x%08x %s 0x%08x", r.MarkMask, op, r.Mark))
 	}
 	if r.Limit != nil {
 		f = append(f, fmt.Sprintf("limit rate %d/second burst %d packets", r.Limit.PerSecond, r.Limit.Burst))

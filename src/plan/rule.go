@@ -70,6 +70,7 @@ type Rule struct {
 	DAddrSet string // ip daddr @set (IPv4)
 	MarkMask uint32 // meta mark & MarkMask == Mark
 	Mark     uint32
+	MarkNot  bool // with MarkMask: meta mark & MarkMask != Mark
 
 	// Statements.
 	Limit    *Limit
