@@ -1,12 +1,42 @@
 package daemon
 
 import (
-	"errors"
 	"log/slog"
 
+	"github.com/vpn-passthrough/vpn-passthrough/src/engine/esp"
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
 )
 
+// espEngine is the ESP multiplexer (src/engine/esp). A reload keeps its
+// tables and applies the new limits and keep_ike_port (Updater).
+type espEngine struct {
+	*esp.Engine
+	log *slog.Logger
+}
+
+func espOptions(l *Loaded, log *slog.Logger) esp.Options {
+	c := l.Config.IPsec
+	return esp.Options{
+		MaxSAs:      c.MaxSAs,
+		IdleTimeout: c.IdleTimeout,
+		KeepIKEPort: c.KeepIKEPort,
+		Log:         log,
+	}
+}
+
+// newESPEngine binds the ESP queue (queue_base+1) before the plan's queue
+// rules are applied, so no packet meets an empty queue.
 func newESPEngine(q plan.Queue, l *Loaded, log *slog.Logger) (Engine, error) {
-	return nil, errors.New("daemon: no userspace ESP engine in this build")
+	log = log.With("engine", "esp")
+	e, err := esp.New(esp.Config{Queue: q.Num, Options: espOptions(l, log), Log: log})
+	if err != nil {
+		return nil, err
+	}
+	return &espEngine{Engine: e, log: log}, nil
+}
+
+// Update takes a reloaded config without dropping the SA tables.
+func (e *espEngine) Update(l *Loaded) error {
+	e.SetOptions(espOptions(l, e.log))
+	return nil
 }

@@ -1,8 +1,115 @@
 package plan
 
+// What the userspace ESP multiplexer (src/engine/esp, doc.go there) needs.
+const (
+	// PrioESPUntrack is the raw chain that untracks what the ESP engine
+	// demultiplexed: it runs right after the engine's queue rule in raw
+	// prerouting (PrioRaw) and before conntrack (-200).
+	PrioESPUntrack int32 = PrioRaw + 1
+
+	// CounterESPUnsolicited counts ESP from the WAN to the LAN that the
+	// engine did not demultiplex, dropped in forward.
+	CounterESPUnsolicited = "esp_unsolicited"
+
+	chainESPRaw     = "esp_raw"
+	chainESPUntrack = "esp_untrack"
+)
+
 // userspaceESP adds what the userspace ESP multiplexer needs to p and
-// registers its queue in p.Queues. It reports false when this build has no
-// ESP engine; Build then keeps kernel tracking and says what that costs.
+// registers its queue in p.Queues (queue_base+1):
+//
+//   - raw prerouting (-300): LAN ESP (and with keep_ike_port, LAN IKE from
+//     port 500 to port 500) is untracked; ESP and IKE (source port 500)
+//     arriving on the WAN are queued, before conntrack and routing, so the
+//     engine can rewrite the destination to the client;
+//   - raw prerouting (-299): packets the engine marked are untracked;
+//   - forward: ESP and IKE (destination port 500) from LAN to WAN are queued
+//     after routing, where the engine rewrites the ESP source (a source
+//     rewritten before routing would be a martian) and watches IKE; and
+//     first of all, ESP from WAN to LAN without the engine's mark is dropped
+//     and counted, so nothing unsolicited reaches the LAN.
+//
+// Everything is IPv4: ESP over IPv6 needs no NAT and is left alone. Queue
+// rules use bypass (fail-open; src/engine/esp doc.go says what that costs).
 func userspaceESP(p *Plan, in Input, pre, fwd *Chain) bool {
-	return false
+	num := in.Config.QueueBase + 1
+	queue := func() *QueueStmt { return &QueueStmt{Num: num, Bypass: true} }
+	raw := Chain{Name: chainESPRaw, Hook: HookPrerouting, Priority: PrioRaw}
+	raw.Rules = append(raw.Rules, Rule{
+		Comment:  "vpn-passthrough: LAN ESP is NATed by the ESP engine, not conntrack",
+		IIFSet:   SetLAN,
+		IPv4Only: true,
+		L4:       ProtoESP,
+		Notrack:  true,
+	})
+	if in.Config.IPsec.KeepIKEPort {
+		raw.Rules = append(raw.Rules, Rule{
+			Comment:  "vpn-passthrough: keep_ike_port: IKE 500->500 is NATed by the ESP engine, keeping port 500",
+			IIFSet:   SetLAN,
+			IPv4Only: true,
+			L4:       ProtoUDP,
+			SPort:    500,
+			DPort:    500,
+			Notrack:  true,
+		})
+	}
+	raw.Rules = append(raw.Rules,
+		Rule{
+			Comment:  "vpn-passthrough: inbound ESP is demultiplexed by SPI before conntrack and routing",
+			IIFSet:   SetWAN,
+			IPv4Only: true,
+			L4:       ProtoESP,
+			Queue:    queue(),
+		},
+		Rule{
+			Comment:  "vpn-passthrough: inbound IKE is watched by the ESP engine (keep_ike_port: demultiplexed by IKE SPI)",
+			IIFSet:   SetWAN,
+			IPv4Only: true,
+			L4:       ProtoUDP,
+			SPort:    500,
+			Queue:    queue(),
+		})
+	untrack := Chain{Name: chainESPUntrack, Hook: HookPrerouting, Priority: PrioESPUntrack, Rules: []Rule{{
+		Comment:  "vpn-passthrough: what the ESP engine demultiplexed stays out of conntrack",
+		IIFSet:   SetWAN,
+		IPv4Only: true,
+		MarkMask: MarkMask,
+		Mark:     Mark,
+		Notrack:  true,
+	}}}
+	guard := Rule{
+		Comment:  "vpn-passthrough: ESP from the WAN reaches the LAN only through the ESP engine",
+		IIFSet:   SetWAN,
+		OIFSet:   SetLAN,
+		IPv4Only: true,
+		L4:       ProtoESP,
+		MarkMask: MarkMask,
+		Mark:     Mark,
+		MarkNot:  true,
+		Counter:  CounterESPUnsolicited,
+		Verdict:  VerdictDrop,
+	}
+	fwd.Rules = append([]Rule{guard}, fwd.Rules...)
+	fwd.Rules = append(fwd.Rules,
+		Rule{
+			Comment:  "vpn-passthrough: outbound ESP gets the WAN source after routing (ESP engine)",
+			IIFSet:   SetLAN,
+			OIFSet:   SetWAN,
+			IPv4Only: true,
+			L4:       ProtoESP,
+			Queue:    queue(),
+		},
+		Rule{
+			Comment:  "vpn-passthrough: outbound IKE is watched by the ESP engine (keep_ike_port: NATed)",
+			IIFSet:   SetLAN,
+			OIFSet:   SetWAN,
+			IPv4Only: true,
+			L4:       ProtoUDP,
+			DPort:    500,
+			Queue:    queue(),
+		})
+	p.Chains = append(p.Chains, raw, untrack)
+	p.Counters = append(p.Counters, CounterESPUnsolicited)
+	p.Queues = append(p.Queues, Queue{Num: num, Engine: "esp"})
+	return true
 }

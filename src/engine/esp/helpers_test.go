@@ -224,3 +224,5 @@ func (r *rig) session(proto, client string, spi string) (found bool, state strin
 	}
 	return false, ""
 }
+
+func slogDiscard() *slog.Logger { return slog.New(discard{}) }

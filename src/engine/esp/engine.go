@@ -1,0 +1,224 @@
+package esp
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/vpn-passthrough/vpn-passthrough/src/nfqueue"
+	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
+	"github.com/vpn-passthrough/vpn-passthrough/src/status"
+)
+
+// Netfilter hook numbers (uapi linux/netfilter.h enum nf_inet_hooks) as
+// nfqueue.Packet.Hook reports them.
+const (
+	hookPrerouting = 0
+	hookForward    = 2
+)
+
+// Config configures an Engine.
+type Config struct {
+	Queue   uint16 // NFQUEUE number (config queue_base + 1)
+	Options Options
+	Log     *slog.Logger
+	// Addr returns the IPv4 address outbound ESP leaves with through the
+	// device with this index. Default: the device's first IPv4 address.
+	Addr func(ifindex uint32) (netip.Addr, error)
+}
+
+// Engine runs a Tracker on an NFQUEUE.
+type Engine struct {
+	log   *slog.Logger
+	q     *nfqueue.Queue
+	epoch time.Time
+	addr  func(uint32) (netip.Addr, error)
+
+	mu sync.Mutex // guards tr and wan
+	tr *Tracker
+	// wan caches the address of each outgoing device; the housekeeping
+	// loop refreshes it, so the packet path never resolves addresses.
+	wan map[uint32]netip.Addr
+}
+
+// New binds the queue, so packets can be queued to it as soon as New
+// returns; Run must follow.
+func New(c Config) (*Engine, error) {
+	if c.Log == nil {
+		c.Log = slog.New(discard{})
+	}
+	if c.Options.Log == nil {
+		c.Options.Log = c.Log
+	}
+	if c.Addr == nil {
+		c.Addr = ifaceIPv4
+	}
+	q, err := nfqueue.Open(nfqueue.Config{Num: c.Queue})
+	if err != nil {
+		return nil, fmt.Errorf("esp engine: %w", err)
+	}
+	return &Engine{
+		log:   c.Log,
+		q:     q,
+		epoch: time.Now(),
+		addr:  c.Addr,
+		tr:    NewTracker(c.Options),
+		wan:   map[uint32]netip.Addr{},
+	}, nil
+}
+
+// now is the tracker's monotonic clock: positive and never decreasing.
+func (e *Engine) now() time.Duration { return time.Since(e.epoch) + time.Hour }
+
+// Run handles packets until ctx ends, then closes the queue. It also
+// expires idle entries and refreshes WAN addresses every second.
+func (e *Engine) Run(ctx context.Context) error {
+	defer e.q.Close()
+	done := make(chan struct{})
+	defer close(done)
+	go e.housekeeping(ctx, done)
+	err := e.q.Run(ctx, e)
+	if err != nil {
+		return fmt.Errorf("esp engine: %w", err)
+	}
+	return nil
+}
+
+func (e *Engine) housekeeping(ctx context.Context, done <-chan struct{}) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-done:
+			return
+		case <-tick.C:
+		}
+		e.mu.Lock()
+		e.tr.Expire(e.now())
+		idx := make([]uint32, 0, len(e.wan))
+		for i := range e.wan {
+			idx = append(idx, i)
+		}
+		e.mu.Unlock()
+		for _, i := range idx {
+			a, err := e.addr(i)
+			e.mu.Lock()
+			if err != nil {
+				delete(e.wan, i) // the device is gone or lost its address
+			} else {
+				e.wan[i] = a
+			}
+			e.mu.Unlock()
+		}
+	}
+}
+
+// HandleBatch decides a batch of queued packets (nfqueue.Handler).
+func (e *Engine) HandleBatch(pkts []nfqueue.Packet) {
+	now := e.now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i := range pkts {
+		p := &pkts[i]
+		var dir Dir
+		var wan netip.Addr
+		switch p.Hook {
+		case hookForward:
+			dir = Outbound
+			wan = e.wanAddrLocked(p.OutDev)
+		case hookPrerouting:
+			dir = Inbound
+		default:
+			continue // not from our rules: accept untouched
+		}
+		if p.Truncated() {
+			// Only part of it was copied; it cannot be rewritten.
+			p.Verdict = nfqueue.Drop
+			e.tr.st.Malformed++
+			continue
+		}
+		switch e.tr.Process(p.Data, dir, wan, now) {
+		case Accept:
+			p.Verdict = nfqueue.Accept
+		case Drop:
+			p.Verdict = nfqueue.Drop
+		case Forward:
+			p.Verdict = nfqueue.Accept
+			p.Modified = true
+			p.SetMark = true
+			p.NewMark = p.Mark&^plan.MarkMask | plan.Mark
+		}
+	}
+}
+
+// wanAddrLocked returns the cached address of device idx, resolving it on
+// first use.
+func (e *Engine) wanAddrLocked(idx uint32) netip.Addr {
+	if a, ok := e.wan[idx]; ok || idx == 0 {
+		return a
+	}
+	a, err := e.addr(idx)
+	if err != nil {
+		e.log.Warn("esp engine: outgoing device has no IPv4 address; outbound ESP is dropped", "ifindex", idx, "err", err)
+		a = netip.Addr{}
+	}
+	e.wan[idx] = a // cached even when invalid: refreshed every second
+	return a
+}
+
+// SetOptions changes the tracker's limits and keep_ike_port without losing
+// sessions (a reload).
+func (e *Engine) SetOptions(o Options) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if o.Log == nil {
+		o.Log = e.log
+	}
+	e.tr.SetOptions(o)
+}
+
+// Sessions is a snapshot for status.
+func (e *Engine) Sessions() []status.Session {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.tr.Sessions(e.now())
+}
+
+// Counters are the tracker's counters and the queue's loss counters.
+func (e *Engine) Counters() map[string]uint64 {
+	e.mu.Lock()
+	m := e.tr.Stats().Map()
+	e.mu.Unlock()
+	qs := e.q.Stats()
+	m["queue_packets"] = qs.Packets
+	m["queue_enobufs"] = qs.ENOBUFS
+	m["queue_send_errors"] = qs.SendErrs
+	return m
+}
+
+// ifaceIPv4 returns the first IPv4 address of a device: its primary
+// address, which is also what masquerade would pick.
+func ifaceIPv4(idx uint32) (netip.Addr, error) {
+	ifi, err := net.InterfaceByIndex(int(idx))
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP.To4()); ok && n.IP.To4() != nil {
+				return ip, nil
+			}
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("%s has no IPv4 address", ifi.Name)
+}
