@@ -1,0 +1,96 @@
+// Package pptp is the userspace PPTP passthrough engine: Call-ID NAT for
+// kernels without nf_conntrack_pptp/nf_nat_pptp, fed by NFQUEUE.
+//
+// Without the kernel helper, GRE is tracked by address pair only, so only one
+// LAN client can use a given PPTP server. This engine makes every call
+// distinguishable by giving it a Call ID that is unique per server, the way
+// the kernel's nf_nat_pptp does.
+//
+// # What it sees (rules made by plan.userspacePPTP)
+//
+//   - Control connections, TCP 1723, both directions, at the forward hook:
+//     after the reply's destination NAT, so both directions carry the LAN
+//     client's own address and port, and before masquerade changes the
+//     source. The engine follows each direction as a byte stream (RFC 2637
+//     section 2 messages; a message may be split across segments, a segment
+//     may hold several) and rewrites, always to a value of the same length,
+//     so only the TCP checksum changes (incrementally) and no sequence
+//     number moves:
+//     client -> server: the Call ID of Outgoing-Call-Request and
+//     Incoming-Call-Reply (a new translation), and of Call-Clear-Request;
+//     server -> client: the Peer's Call ID of Outgoing-Call-Reply,
+//     Incoming-Call-Connected, WAN-Error-Notify and Set-Link-Info.
+//     A message with a bad magic cookie, type or length is skipped by its
+//     Length; a Length outside 12..220 loses the framing, and the engine
+//     passes that direction through untouched until a segment starts with a
+//     valid header. Retransmitted bytes get the same rewrites again (a short
+//     history of rewritten bytes per direction). A segment that arrives
+//     ahead of a gap is dropped, so TCP resends in order.
+//   - Inbound GRE (version 1 only: other GRE, such as the router's own
+//     tunnels, is not touched) from the WAN, in raw prerouting, before
+//     routing and conntrack: a packet whose (source, Call ID) is a known
+//     translation gets the client's address as destination and the client's
+//     Call ID back, plus the daemon's mark (plan.Mark). A second rule
+//     untracks marked packets (so conntrack's address-pair tracking cannot
+//     fight the translation) and fw4's forward include accepts them. A
+//     packet with an unknown Call ID is counted (gre_in_unknown_call) and
+//     left alone: unmarked and addressed to the router, it is never
+//     forwarded, and the router's input policy drops it (fw4 does) unless
+//     the router itself runs a PPTP client on that address, which then keeps
+//     working.
+//   - Outbound GRE version 1 from the LAN is untracked and marked in raw
+//     prerouting, and the engine rewrites its source to the WAN address of
+//     the output interface at postrouting, after routing: a packet that
+//     arrived with one of the router's own addresses as its source would be
+//     dropped as a martian. The key (the server's Call ID) is not changed.
+//
+// # Lifecycle and limits
+//
+// A call is added by Outgoing-Call-Request (or Incoming-Call-Reply) and
+// removed by Call-Clear-Request, Call-Disconnect-Notify, a failed
+// Outgoing-Call-Reply, Stop-Control-Connection-Request, the close of its
+// control connection (FIN both ways, or RST), a new SYN on the same tuple,
+// or IdleTimeout without GRE or control traffic. MaxCalls and MaxPerClient
+// bound the table; the segment that would exceed a limit is dropped (the
+// client's TCP retries; nothing untranslated leaks) and a rate-limited
+// warning says which limit, its value and the client.
+//
+// # Surviving SIGKILL
+//
+// The kernel keeps nothing the engine could rebuild the translations from:
+// GRE is untracked, and the conntrack entry of the control connection holds
+// neither Call ID. Waiting for the next control message does not work either:
+// an established call sends only GRE and Echo messages, which carry no Call
+// ID, for as long as it lasts. So the engine writes its call table (LAN
+// address and port of the control connection, server, original, translated
+// and server Call IDs) to a small file whenever a call is added, established
+// or removed (Config.StatePath, on tmpfs under /var/run: it survives a
+// daemon restart but not a reboot, and a file from another boot is ignored).
+// A restarted engine loads it before it binds its queue, so GRE flows again
+// as soon as the queue is bound and the rules are re-applied (well within a
+// second), and it follows the control connections from their next message
+// boundary. A clean stop (SIGTERM) removes the file with the rules.
+//
+// # The kernel helper conflict
+//
+// fw4 assigns the kernel pptp helper to TCP 1723 on zones without masquerade
+// (usually lan) whenever the kernel has nf_conntrack_pptp; with mode
+// userspace on such a kernel, the kernel's nf_nat_pptp would translate the
+// Call IDs a second time (to the masqueraded port) and the calls would fail.
+// A conntrack helper cannot be unassigned by nftables, and the first
+// assignment wins, but the plan cannot run before fw4 with a harmless helper
+// (there is none on every kernel). Instead the engine removes the helper
+// through ctnetlink (CTA_HELP with an empty name, as `conntrack -U` can) as
+// soon as the connection's conntrack entry exists: when the SYN-ACK passes
+// the forward hook, before any control message reaches the helper, which
+// only runs at conntrack confirmation after all our hooks. This needs
+// nf_conntrack_netlink (kmod-nf-conntrack-netlink on OpenWrt); without it
+// the engine says so once, loudly. Routers that really lack the helper (the
+// reason for this mode) never have the conflict: fw4 renders no pptp helper
+// rule there, and Config.ClearKernelHelper is off.
+//
+// # Hot path
+//
+// GRE costs two map lookups' worth of work and an incremental IPv4 checksum
+// update per packet, under one mutex taken once per batch. No allocation.
+package pptp

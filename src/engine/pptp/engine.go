@@ -1,0 +1,797 @@
+package pptp
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vpn-passthrough/vpn-passthrough/src/nfqueue"
+	"github.com/vpn-passthrough/vpn-passthrough/src/packet"
+	"github.com/vpn-passthrough/vpn-passthrough/src/status"
+)
+
+// Config is what the engine needs from the daemon's config and plan.
+type Config struct {
+	Queue        uint16        // NFQUEUE number (plan.Queue.Num)
+	MaxCalls     int           // calls in all
+	MaxPerClient int           // calls per LAN client
+	IdleTimeout  time.Duration // a call without GRE or control traffic for this long is removed
+	// Mark and MarkMask: inbound GRE the engine translated gets
+	// mark&^MarkMask|Mark, so the plan's notrack rule and the fw4 forward
+	// include recognise it (plan.Mark, plan.MarkMask).
+	Mark, MarkMask uint32
+	// ClearKernelHelper removes a kernel conntrack helper from every
+	// control connection the engine handles (the kernel has nf_conntrack_pptp
+	// and fw4 may assign it; see doc.go).
+	ClearKernelHelper bool
+	// StatePath is where the call table is kept across a crash ("" = not
+	// kept). See doc.go.
+	StatePath string
+}
+
+func (c *Config) defaults() {
+	if c.MaxCalls <= 0 {
+		c.MaxCalls = 1024
+	}
+	if c.MaxPerClient <= 0 {
+		c.MaxPerClient = 16
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 10 * time.Minute
+	}
+}
+
+// Queue is the part of *nfqueue.Queue the engine uses.
+type Queue interface {
+	Step(h nfqueue.Handler) (int, error)
+	Stats() nfqueue.Stats
+	Close() error
+}
+
+// HelperClearer removes the conntrack helper of a TCP connection given by its
+// original tuple (*nfqueue.Conntrack).
+type HelperClearer interface {
+	ClearHelper(src, dst netip.AddrPort) error
+}
+
+// Options are the engine's dependencies; zero values mean the real ones.
+type Options struct {
+	Log *slog.Logger
+	Now func() time.Time
+	// Rand returns random 16-bit values for translated Call IDs.
+	Rand func() uint16
+	// WANAddr returns the IPv4 address outbound GRE leaving interface
+	// ifindex gets as its source (the one masquerade would pick).
+	WANAddr func(ifindex uint32) (netip.Addr, bool)
+	// OpenQueue binds the queue; nil means nfqueue.Open. NoQueue skips it
+	// (tests drive HandleBatch themselves).
+	OpenQueue func(nfqueue.Config) (Queue, error)
+	NoQueue   bool
+	// Helper removes kernel helpers; nil means a ctnetlink socket, opened
+	// when first needed.
+	Helper HelperClearer
+}
+
+// Netfilter hook numbers (uapi linux/netfilter.h) as NFQUEUE reports them.
+const (
+	hookPrerouting  = 0
+	hookForward     = 2
+	hookPostrouting = 4
+)
+
+// connKey is a control connection by its LAN-side tuple, the same in both
+// directions at the forward hook (after the reply's destination NAT).
+type connKey struct {
+	client, server uint32
+	cport, sport   uint16
+}
+
+// transKey is a translated Call ID as the server knows it.
+type transKey struct {
+	server uint32
+	id     uint16
+}
+
+// peerKey finds a call by the Call ID the server chose (outbound GRE key).
+type peerKey struct {
+	client, server uint32
+	id             uint16
+}
+
+// call is one PPTP call through the router.
+type call struct {
+	conn     *ctrlConn
+	client   netip.Addr
+	server   netip.Addr
+	orig     uint16 // the client's Call ID
+	trans    uint16 // what the server sees instead
+	peer     uint16 // the server's Call ID (valid if havePeer)
+	havePeer bool
+	state    string
+	created  time.Time
+	lastSeen time.Time
+
+	pktsOut, bytesOut, pktsIn, bytesIn uint64
+}
+
+// ctrlConn is one PPTP control connection (TCP 1723).
+type ctrlConn struct {
+	key         connKey
+	client      netip.AddrPort
+	server      netip.AddrPort
+	dirs        [2]stream
+	calls       []*call
+	created     time.Time
+	lastSeen    time.Time
+	helperDone  bool
+	helperTries uint8
+}
+
+// counters are the engine's event counts (guarded by Engine.mu).
+type counters struct {
+	greIn, greOut, greInUnknown, greOutUnknown, greOutNoAddr, greOther  uint64
+	ctrlSegments, ctrlRewrites, ctrlBad, ctrlLostSync, ctrlOutOfOrder   uint64
+	ctrlUnsynced, ctrlRetransmits, callsRefused, connsRefused, badPkts  uint64
+	helperCleared, helperErrors, callsOpened, callsClosed, callsExpired uint64
+}
+
+// Engine is the userspace PPTP Call-ID NAT.
+type Engine struct {
+	log  *slog.Logger
+	now  func() time.Time
+	rand func() uint16
+	wan  func(uint32) (netip.Addr, bool)
+
+	q      Queue
+	helper HelperClearer
+
+	mu        sync.Mutex
+	cfg       Config
+	conns     map[connKey]*ctrlConn
+	byTrans   map[transKey]*call
+	byPeer    map[peerKey]*call
+	blocks    map[transKey]int // calls per (server, high byte << 8)
+	perClient map[uint32]int
+	nCalls    int
+	cnt       counters
+	wanCache  [8]wanEntry
+	limitLog  map[uint32]time.Time
+	dirty     bool
+	lastSweep time.Time
+	helperOff bool // ctnetlink is unavailable: stop trying
+	seg       segCtx
+}
+
+type wanEntry struct {
+	ifindex uint32
+	addr    netip.Addr
+	at      time.Time
+}
+
+// New builds the engine, restores the call table from cfg.StatePath if a
+// previous run left one, and binds the queue (unless o.NoQueue), so that it
+// listens before the daemon installs the queue rules.
+func New(cfg Config, o Options) (*Engine, error) {
+	cfg.defaults()
+	e := &Engine{
+		log: o.Log, now: o.Now, rand: o.Rand, wan: o.WANAddr, helper: o.Helper, cfg: cfg,
+		conns: map[connKey]*ctrlConn{}, byTrans: map[transKey]*call{}, byPeer: map[peerKey]*call{},
+		blocks: map[transKey]int{}, perClient: map[uint32]int{}, limitLog: map[uint32]time.Time{},
+	}
+	if e.log == nil {
+		e.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if e.rand == nil {
+		e.rand = cryptoRand16
+	}
+	if e.wan == nil {
+		e.wan = interfaceAddr
+	}
+	e.seg.e = e
+	if cfg.StatePath != "" {
+		if n, err := e.loadState(cfg.StatePath); err != nil {
+			e.log.Warn("pptp state not restored", "path", cfg.StatePath, "err", err)
+		} else if n > 0 {
+			e.log.Info("pptp calls restored after a restart", "calls", n, "path", cfg.StatePath)
+		}
+	}
+	if !o.NoQueue {
+		open := o.OpenQueue
+		if open == nil {
+			open = func(c nfqueue.Config) (Queue, error) { return nfqueue.Open(c) }
+		}
+		q, err := open(nfqueue.Config{Num: cfg.Queue})
+		if err != nil {
+			return nil, fmt.Errorf("pptp engine: %w", err)
+		}
+		e.q = q
+	}
+	return e, nil
+}
+
+func cryptoRand16() uint16 {
+	var b [2]byte
+	_, _ = rand.Read(b[:])
+	return binary.BigEndian.Uint16(b[:])
+}
+
+// Update applies a new config without losing calls. The queue number is
+// fixed for an engine's life (the daemon starts a new engine for another).
+func (e *Engine) Update(cfg Config) {
+	cfg.defaults()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	cfg.Queue, cfg.StatePath = e.cfg.Queue, e.cfg.StatePath
+	e.cfg = cfg
+}
+
+// Run handles the queue until ctx ends, then closes it. On a clean stop it
+// removes the state file: the daemon removes its rules at the same time, so
+// the calls are over.
+func (e *Engine) Run(ctx context.Context) error {
+	if e.q == nil {
+		return errors.New("pptp engine: no queue")
+	}
+	defer e.q.Close()
+	for ctx.Err() == nil {
+		if _, err := e.q.Step(e); err != nil {
+			return err
+		}
+		e.housekeeping()
+	}
+	if e.cfg.StatePath != "" {
+		e.removeState()
+	}
+	return nil
+}
+
+// housekeeping expires idle calls and saves the call table when it changed.
+func (e *Engine) housekeeping() {
+	now := e.now()
+	e.mu.Lock()
+	if now.Sub(e.lastSweep) >= time.Second {
+		e.sweepLocked(now)
+		e.lastSweep = now
+	}
+	var snap []byte
+	if e.dirty && e.cfg.StatePath != "" {
+		snap = e.snapshotLocked()
+		e.dirty = false
+	}
+	e.mu.Unlock()
+	if snap != nil {
+		if err := writeState(e.cfg.StatePath, snap); err != nil {
+			e.log.Warn("pptp state not saved", "path", e.cfg.StatePath, "err", err)
+		}
+	}
+}
+
+// HandleBatch decides a batch of queued packets (nfqueue.Handler).
+func (e *Engine) HandleBatch(pkts []nfqueue.Packet) {
+	now := e.now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i := range pkts {
+		e.handleLocked(&pkts[i], now)
+	}
+}
+
+func (e *Engine) handleLocked(p *nfqueue.Packet, now time.Time) {
+	ip, err := packet.ParseIPv4(p.Data)
+	if err != nil {
+		e.cnt.badPkts++
+		return
+	}
+	switch ip.Protocol() {
+	case packet.ProtoGRE:
+		if p.Hook == hookPostrouting {
+			e.greOutLocked(p, ip, now)
+		} else {
+			e.greInLocked(p, ip, now)
+		}
+	case packet.ProtoTCP:
+		e.tcpLocked(p, ip, now)
+	}
+}
+
+func u32(a netip.Addr) uint32 {
+	b := a.As4()
+	return binary.BigEndian.Uint32(b[:])
+}
+
+// greInLocked demultiplexes a GRE packet from a server to the router (raw
+// prerouting, before routing and conntrack): a known translated Call ID gets
+// the client's address and Call ID back and the engine's mark; anything else
+// is left as it is, unmarked, for the router's own stack and firewall (see
+// doc.go: not forwarded).
+func (e *Engine) greInLocked(p *nfqueue.Packet, ip packet.IPv4, now time.Time) {
+	if ip.FragOffset() != 0 {
+		e.cnt.greOther++
+		return
+	}
+	g, err := packet.ParseGRE(ip.Payload())
+	if err != nil || g.Version() != 1 {
+		e.cnt.greOther++
+		return
+	}
+	c := e.byTrans[transKey{u32(ip.Src()), g.CallID()}]
+	if c == nil {
+		e.cnt.greInUnknown++
+		return
+	}
+	ip.SetDst(c.client)
+	g.SetCallID(c.orig)
+	c.pktsIn++
+	c.bytesIn += uint64(len(ip))
+	c.lastSeen = now
+	e.cnt.greIn++
+	p.Data = p.Data[:len(ip)]
+	p.Modified = true
+	p.SetMark, p.NewMark = true, p.Mark&^e.cfg.MarkMask|e.cfg.Mark
+}
+
+// greOutLocked rewrites the source of a client's GRE packet to the WAN
+// address of its output interface (postrouting: after the routing decision,
+// so the router never routes a packet from its own address as a martian).
+func (e *Engine) greOutLocked(p *nfqueue.Packet, ip packet.IPv4, now time.Time) {
+	wan, ok := e.wanAddrLocked(p.OutDev, now)
+	if !ok {
+		// Without an address to use, sending it with the LAN source would
+		// only leak it: drop.
+		e.cnt.greOutNoAddr++
+		p.Verdict = nfqueue.Drop
+		return
+	}
+	src := ip.Src()
+	if src == wan {
+		return
+	}
+	if ip.FragOffset() == 0 {
+		if g, err := packet.ParseGRE(ip.Payload()); err == nil && g.Version() == 1 {
+			if c := e.byPeer[peerKey{u32(src), u32(ip.Dst()), g.CallID()}]; c != nil {
+				c.pktsOut++
+				c.bytesOut += uint64(len(ip))
+				c.lastSeen = now
+			} else {
+				e.cnt.greOutUnknown++
+			}
+		}
+	}
+	ip.SetSrc(wan)
+	e.cnt.greOut++
+	p.Data = p.Data[:len(ip)]
+	p.Modified = true
+}
+
+// wanAddrLocked caches interface addresses for 10 s.
+func (e *Engine) wanAddrLocked(ifindex uint32, now time.Time) (netip.Addr, bool) {
+	oldest := 0
+	for i := range e.wanCache {
+		w := &e.wanCache[i]
+		if w.ifindex == ifindex && w.addr.IsValid() && now.Sub(w.at) < 10*time.Second {
+			return w.addr, true
+		}
+		if w.at.Before(e.wanCache[oldest].at) {
+			oldest = i
+		}
+	}
+	a, ok := e.wan(ifindex)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	e.wanCache[oldest] = wanEntry{ifindex, a, now}
+	return a, true
+}
+
+// interfaceAddr is the first global IPv4 address of an interface.
+func interfaceAddr(ifindex uint32) (netip.Addr, bool) {
+	ifi, err := net.InterfaceByIndex(int(ifindex))
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP.To4()); ok && ip.IsGlobalUnicast() {
+				return ip, true
+			}
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// tcpLocked follows a control connection (forward hook, both directions).
+func (e *Engine) tcpLocked(p *nfqueue.Packet, ip packet.IPv4, now time.Time) {
+	if ip.IsFragment() {
+		e.cnt.badPkts++
+		return
+	}
+	tcp, err := packet.ParseTCP(ip.Payload())
+	if err != nil {
+		e.cnt.badPkts++
+		return
+	}
+	var d int
+	var key connKey
+	switch {
+	case tcp.DstPort() == packet.PortPPTP:
+		d = dirOut
+		key = connKey{u32(ip.Src()), u32(ip.Dst()), tcp.SrcPort(), tcp.DstPort()}
+	case tcp.SrcPort() == packet.PortPPTP:
+		d = dirIn
+		key = connKey{u32(ip.Dst()), u32(ip.Src()), tcp.DstPort(), tcp.SrcPort()}
+	default:
+		return
+	}
+	flags := tcp.Flags()
+	seq := tcp.Seq()
+	payload := tcp.Payload()
+	c := e.conns[key]
+
+	if flags&packet.TCPFlagSYN != 0 {
+		if d == dirOut && flags&packet.TCPFlagACK == 0 {
+			// The client's SYN. A retransmitted one changes nothing; any
+			// other means a new connection on this tuple, so the old
+			// one (and its calls) is over.
+			if c != nil && !(c.dirs[dirOut].synced && c.dirs[dirOut].next == seq+1) {
+				e.closeConnLocked(c, "control connection reopened")
+				c = nil
+			}
+		}
+		if c == nil {
+			if c = e.newConnLocked(key, ip, tcp, d, now); c == nil {
+				p.Verdict = nfqueue.Drop
+				return
+			}
+		}
+		c.dirs[d].sync(seq + 1)
+		c.lastSeen = now
+		if d == dirIn {
+			// SYN-ACK: the conntrack entry exists now.
+			e.clearHelperLocked(c)
+		}
+		return
+	}
+	if c == nil {
+		if len(payload) == 0 && flags&(packet.TCPFlagFIN|packet.TCPFlagRST) == 0 {
+			return // a bare ACK of a connection we never saw: nothing to do
+		}
+		// Joined mid-stream (after a restart, or the SYN passed while
+		// nobody listened): follow it from the next message boundary.
+		if c = e.newConnLocked(key, ip, tcp, d, now); c == nil {
+			return
+		}
+	}
+	c.lastSeen = now
+	e.clearHelperLocked(c)
+	st := &c.dirs[d]
+
+	if flags&packet.TCPFlagRST != 0 {
+		if !st.synced || inWindow(seq, st.next) {
+			e.closeConnLocked(c, "control connection reset")
+		}
+		return
+	}
+	if len(payload) > 0 {
+		e.cnt.ctrlSegments++
+		if !e.segmentLocked(p, c, d, tcp, seq, payload, now) {
+			p.Verdict = nfqueue.Drop
+			return
+		}
+	}
+	if flags&packet.TCPFlagFIN != 0 && st.synced && seq+uint32(len(payload)) == st.next {
+		st.fin = true
+		if c.dirs[dirOut].fin && c.dirs[dirIn].fin {
+			e.closeConnLocked(c, "control connection closed")
+		}
+	}
+}
+
+// inWindow accepts an RST whose sequence number is at or up to 64 KiB past
+// the next expected byte (RFC 5961 would want exactly next; the kernel
+// already dropped wildly wrong ones as invalid in conntrack's view).
+func inWindow(seq, next uint32) bool {
+	d := int32(seq - next)
+	return d >= -1 && d <= 65535
+}
+
+func (e *Engine) newConnLocked(key connKey, ip packet.IPv4, tcp packet.TCP, d int, now time.Time) *ctrlConn {
+	if len(e.conns) >= 2*e.cfg.MaxCalls+16 {
+		e.cnt.connsRefused++
+		e.limitLogLocked(key.client, now, "pptp control connection refused: limit reached",
+			"limit", "max_calls", "value", e.cfg.MaxCalls, "connections", len(e.conns))
+		return nil
+	}
+	c := &ctrlConn{key: key, created: now, lastSeen: now}
+	if d == dirOut {
+		c.client = netip.AddrPortFrom(ip.Src(), tcp.SrcPort())
+		c.server = netip.AddrPortFrom(ip.Dst(), tcp.DstPort())
+	} else {
+		c.client = netip.AddrPortFrom(ip.Dst(), tcp.DstPort())
+		c.server = netip.AddrPortFrom(ip.Src(), tcp.SrcPort())
+	}
+	c.dirs[0].resetMsg()
+	c.dirs[1].resetMsg()
+	c.helperDone = !e.cfg.ClearKernelHelper
+	e.conns[key] = c
+	return c
+}
+
+// clearHelperLocked removes a kernel pptp helper from the connection once
+// its conntrack entry exists (from the SYN-ACK on), before any control
+// message reaches the helper (which runs after our hooks, at conntrack
+// confirmation). See doc.go.
+func (e *Engine) clearHelperLocked(c *ctrlConn) {
+	if c.helperDone || e.helperOff {
+		return
+	}
+	if e.helper == nil {
+		h, err := nfqueue.OpenConntrack()
+		if err != nil {
+			e.helperUnavailableLocked(err)
+			return
+		}
+		e.helper = h
+	}
+	err := e.helper.ClearHelper(c.client, c.server)
+	switch {
+	case err == nil:
+		c.helperDone = true
+		e.cnt.helperCleared++
+	case errors.Is(err, unix.ENOENT):
+		c.helperTries++
+		if c.helperTries >= 5 {
+			c.helperDone = true
+			e.cnt.helperErrors++
+		}
+	default:
+		e.cnt.helperErrors++
+		e.helperUnavailableLocked(err)
+	}
+}
+
+func (e *Engine) helperUnavailableLocked(err error) {
+	e.helperOff = true
+	e.log.Error("pptp: cannot remove the kernel pptp conntrack helper from control connections; "+
+		"if the firewall assigns it (fw4 does on zones without masquerade), the kernel translates Call IDs too "+
+		"and calls fail: install kmod-nf-conntrack-netlink, or set mode kernel", "err", err)
+}
+
+// segmentLocked handles a control segment with payload. It returns false
+// when the segment must be dropped (out of order, or a call refused).
+func (e *Engine) segmentLocked(p *nfqueue.Packet, c *ctrlConn, d int, tcp packet.TCP, seq uint32, payload []byte, now time.Time) bool {
+	st := &c.dirs[d]
+	if !st.synced {
+		if !looksLikeStart(payload) {
+			e.cnt.ctrlUnsynced++
+			return true
+		}
+		st.sync(seq)
+	}
+	off := tcp.HeaderLen()
+	rel := int32(seq - st.next)
+	if rel > 0 {
+		// A gap: an earlier segment has not come through us yet. Drop
+		// this one; TCP sends both again in order. A gap that persists
+		// means we lost the stream: follow it from here if it looks like
+		// a message boundary.
+		st.gaps++
+		if st.gaps < 8 || !looksLikeStart(payload) {
+			e.cnt.ctrlOutOfOrder++
+			return st.gaps >= 8
+		}
+		e.cnt.ctrlLostSync++
+		st.sync(seq)
+		rel = 0
+	}
+	st.gaps = 0
+	if rel < 0 {
+		// Retransmitted bytes: apply the same rewrites again.
+		old := min(int(-rel), len(payload))
+		if n := st.replay(tcp, off, seq, payload[:old]); n > 0 {
+			p.Modified = true
+		}
+		e.cnt.ctrlRetransmits++
+		payload = payload[old:]
+		off += old
+		if len(payload) == 0 {
+			return true
+		}
+	}
+	// Interpret the new bytes on a copy of the stream state; keep it only
+	// if the segment is accepted.
+	work := *st
+	sc := &e.seg
+	sc.begin(c, now)
+	n, res := work.feed(sc, d, tcp, off, payload)
+	if res == feedRefuse {
+		sc.rollback()
+		return false
+	}
+	*st = work
+	sc.commit()
+	if n > 0 {
+		e.cnt.ctrlRewrites += uint64(n)
+		p.Modified = true
+	}
+	return true
+}
+
+// limitLogLocked logs a limit at most every 10 s per client.
+func (e *Engine) limitLogLocked(client uint32, now time.Time, msg string, args ...any) {
+	if t, ok := e.limitLog[client]; ok && now.Sub(t) < 10*time.Second {
+		return
+	}
+	e.limitLog[client] = now
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], client)
+	e.log.Warn(msg, append(args, "client", netip.AddrFrom4(b).String())...)
+}
+
+// ---- calls ----
+
+// addCallLocked registers a call whose translation is decided.
+func (e *Engine) addCallLocked(c *ctrlConn, orig, trans uint16, now time.Time) *call {
+	cl := &call{conn: c, client: c.client.Addr(), server: c.server.Addr(), orig: orig, trans: trans,
+		state: "requested", created: now, lastSeen: now}
+	e.byTrans[transKey{c.key.server, trans}] = cl
+	e.blocks[transKey{c.key.server, trans &^ 0xff}]++
+	e.perClient[c.key.client]++
+	e.nCalls++
+	c.calls = append(c.calls, cl)
+	e.dirty = true
+	e.cnt.callsOpened++
+	return cl
+}
+
+func (e *Engine) removeCallLocked(cl *call, why string) {
+	e.dropCallLocked(cl)
+	e.cnt.callsClosed++
+	e.log.Info("pptp call removed", "reason", why, "client", cl.client.String(), "server", cl.server.String(),
+		"call_id", cl.orig, "translated", cl.trans, "packets_out", cl.pktsOut, "packets_in", cl.pktsIn)
+}
+
+// dropCallLocked unregisters a call.
+func (e *Engine) dropCallLocked(cl *call) {
+	c := cl.conn
+	for i, x := range c.calls {
+		if x == cl {
+			c.calls = append(c.calls[:i], c.calls[i+1:]...)
+			break
+		}
+	}
+	tk := transKey{c.key.server, cl.trans}
+	if e.byTrans[tk] == cl {
+		delete(e.byTrans, tk)
+	}
+	bk := transKey{c.key.server, cl.trans &^ 0xff}
+	if e.blocks[bk]--; e.blocks[bk] <= 0 {
+		delete(e.blocks, bk)
+	}
+	if cl.havePeer {
+		pk := peerKey{c.key.client, c.key.server, cl.peer}
+		if e.byPeer[pk] == cl {
+			delete(e.byPeer, pk)
+		}
+	}
+	if e.perClient[c.key.client]--; e.perClient[c.key.client] <= 0 {
+		delete(e.perClient, c.key.client)
+	}
+	e.nCalls--
+	e.dirty = true
+}
+
+func (e *Engine) setPeerLocked(cl *call, peer uint16) {
+	c := cl.conn
+	if cl.havePeer {
+		pk := peerKey{c.key.client, c.key.server, cl.peer}
+		if e.byPeer[pk] == cl {
+			delete(e.byPeer, pk)
+		}
+	}
+	cl.peer, cl.havePeer = peer, true
+	e.byPeer[peerKey{c.key.client, c.key.server, peer}] = cl
+	e.dirty = true
+}
+
+func (e *Engine) closeConnLocked(c *ctrlConn, why string) {
+	for len(c.calls) > 0 {
+		e.removeCallLocked(c.calls[len(c.calls)-1], why)
+	}
+	if e.conns[c.key] == c {
+		delete(e.conns, c.key)
+	}
+}
+
+// sweepLocked removes idle calls and idle connections without calls.
+func (e *Engine) sweepLocked(now time.Time) {
+	idle := e.cfg.IdleTimeout
+	for _, c := range e.conns {
+		for i := len(c.calls) - 1; i >= 0; i-- {
+			if cl := c.calls[i]; now.Sub(cl.lastSeen) > idle {
+				e.cnt.callsExpired++
+				e.removeCallLocked(cl, "idle timeout")
+			}
+		}
+		if len(c.calls) == 0 && now.Sub(c.lastSeen) > idle {
+			delete(e.conns, c.key)
+		}
+	}
+	for k, t := range e.limitLog {
+		if now.Sub(t) > time.Minute {
+			delete(e.limitLog, k)
+		}
+	}
+}
+
+// Sessions is the call table for status.
+func (e *Engine) Sessions() []status.Session {
+	now := e.now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]status.Session, 0, e.nCalls)
+	for _, c := range e.conns {
+		for _, cl := range c.calls {
+			s := status.Session{
+				Proto: "pptp", Client: cl.client.String(), Server: cl.server.String(),
+				OrigID: strconv.Itoa(int(cl.orig)), TransID: strconv.Itoa(int(cl.trans)), State: cl.state,
+				PacketsOut: cl.pktsOut, BytesOut: cl.bytesOut, PacketsIn: cl.pktsIn, BytesIn: cl.bytesIn,
+				AgeSeconds: int64(now.Sub(cl.created) / time.Second), IdleSeconds: int64(now.Sub(cl.lastSeen) / time.Second),
+			}
+			if cl.havePeer {
+				s.PeerID = strconv.Itoa(int(cl.peer))
+			}
+			out = append(out, s)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Client != out[j].Client {
+			return out[i].Client < out[j].Client
+		}
+		return out[i].TransID < out[j].TransID
+	})
+	return out
+}
+
+// Counters are the engine's and its queue's counters for status.
+func (e *Engine) Counters() map[string]uint64 {
+	e.mu.Lock()
+	c := e.cnt
+	m := map[string]uint64{
+		"calls": uint64(e.nCalls), "control_connections": uint64(len(e.conns)),
+		"gre_in": c.greIn, "gre_out": c.greOut, "gre_in_unknown_call": c.greInUnknown,
+		"gre_out_unknown_call": c.greOutUnknown, "gre_out_no_wan_address": c.greOutNoAddr, "gre_other": c.greOther,
+		"control_segments": c.ctrlSegments, "control_bytes_rewritten": c.ctrlRewrites,
+		"control_bad_messages": c.ctrlBad, "control_lost_sync": c.ctrlLostSync,
+		"control_out_of_order": c.ctrlOutOfOrder, "control_unsynced": c.ctrlUnsynced,
+		"control_retransmits": c.ctrlRetransmits, "calls_refused": c.callsRefused,
+		"connections_refused": c.connsRefused, "bad_packets": c.badPkts,
+		"kernel_helper_removed": c.helperCleared, "kernel_helper_errors": c.helperErrors,
+		"calls_opened": c.callsOpened, "calls_closed": c.callsClosed, "calls_expired": c.callsExpired,
+	}
+	e.mu.Unlock()
+	if e.q != nil {
+		s := e.q.Stats()
+		m["queue_packets"], m["queue_batches"], m["queue_enobufs"] = s.Packets, s.Batches, s.ENOBUFS
+		m["queue_netlink_errors"], m["queue_send_errors"] = s.NLErrors, s.SendErrs
+	}
+	return m
+}

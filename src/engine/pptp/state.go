@@ -1,0 +1,136 @@
+package pptp
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// The call table survives a crash of the daemon (SIGKILL, OOM kill) in a
+// small JSON file, written whenever a call is added, learns the server's Call
+// ID or goes away (never per packet), and read when the engine starts. See
+// doc.go for why this and not the kernel's state.
+
+const stateVersion = 1
+
+type stateFile struct {
+	Version int         `json:"version"`
+	BootID  string      `json:"boot_id"`
+	Saved   time.Time   `json:"saved"`
+	Calls   []stateCall `json:"calls"`
+}
+
+type stateCall struct {
+	Client  string    `json:"client"` // LAN address:port of the control connection
+	Server  string    `json:"server"` // server address:port
+	Orig    uint16    `json:"call_id"`
+	Trans   uint16    `json:"translated"`
+	Peer    *uint16   `json:"server_call_id,omitempty"`
+	Created time.Time `json:"created"`
+}
+
+func bootID() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// snapshotLocked serialises the call table.
+func (e *Engine) snapshotLocked() []byte {
+	sf := stateFile{Version: stateVersion, BootID: bootID(), Saved: e.now().UTC(), Calls: []stateCall{}}
+	for _, c := range e.conns {
+		for _, cl := range c.calls {
+			sc := stateCall{Client: c.client.String(), Server: c.server.String(), Orig: cl.orig, Trans: cl.trans,
+				Created: cl.created.UTC()}
+			if cl.havePeer {
+				p := cl.peer
+				sc.Peer = &p
+			}
+			sf.Calls = append(sf.Calls, sc)
+		}
+	}
+	b, _ := json.Marshal(sf)
+	return b
+}
+
+// writeState replaces path atomically.
+func writeState(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func (e *Engine) removeState() {
+	if err := os.Remove(e.cfg.StatePath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		e.log.Warn("pptp state not removed", "path", e.cfg.StatePath, "err", err)
+	}
+}
+
+// loadState restores calls from a previous run. A file from another boot
+// is ignored: its connections cannot exist any more.
+func (e *Engine) loadState(path string) (int, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var sf stateFile
+	if err := json.Unmarshal(data, &sf); err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	if sf.Version != stateVersion {
+		return 0, fmt.Errorf("%s: version %d, want %d", path, sf.Version, stateVersion)
+	}
+	if id := bootID(); id != "" && sf.BootID != id {
+		return 0, nil
+	}
+	now := e.now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, s := range sf.Calls {
+		client, err1 := netip.ParseAddrPort(s.Client)
+		server, err2 := netip.ParseAddrPort(s.Server)
+		if err1 != nil || err2 != nil || !client.Addr().Is4() || !server.Addr().Is4() || s.Trans == 0 {
+			continue
+		}
+		key := connKey{u32(client.Addr()), u32(server.Addr()), client.Port(), server.Port()}
+		if _, dup := e.byTrans[transKey{key.server, s.Trans}]; dup {
+			continue
+		}
+		c := e.conns[key]
+		if c == nil {
+			c = &ctrlConn{key: key, client: client, server: server, created: now, lastSeen: now, helperDone: true}
+			c.dirs[0].resetMsg()
+			c.dirs[1].resetMsg()
+			e.conns[key] = c
+		}
+		cl := e.addCallLocked(c, s.Orig, s.Trans, now)
+		e.cnt.callsOpened--
+		cl.state = "restored"
+		if !s.Created.IsZero() {
+			cl.created = s.Created
+		}
+		if s.Peer != nil {
+			e.setPeerLocked(cl, *s.Peer)
+		}
+		n++
+	}
+	e.dirty = false
+	return n, nil
+}
