@@ -110,11 +110,15 @@ func pptpMsg(t packet.PPTPCtrlType, fields map[int]uint16) []byte {
 	return b
 }
 
-func ocrq(callID uint16) []byte { return pptpMsg(packet.PPTPOutgoingCallRequest, map[int]uint16{12: callID, 14: 1}) }
+func ocrq(callID uint16) []byte {
+	return pptpMsg(packet.PPTPOutgoingCallRequest, map[int]uint16{12: callID, 14: 1})
+}
 func ocrp(serverID, peer uint16) []byte {
 	return pptpMsg(packet.PPTPOutgoingCallReply, map[int]uint16{12: serverID, 14: peer})
 }
-func ccrq(callID uint16) []byte { return pptpMsg(packet.PPTPCallClearRequest, map[int]uint16{12: callID}) }
+func ccrq(callID uint16) []byte {
+	return pptpMsg(packet.PPTPCallClearRequest, map[int]uint16{12: callID})
+}
 func cdn(serverID uint16) []byte {
 	return pptpMsg(packet.PPTPCallDisconnectNotify, map[int]uint16{12: serverID})
 }
