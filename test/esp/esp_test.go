@@ -1,0 +1,348 @@
+// Package esp holds the namespace-lab scenarios of the userspace ESP
+// multiplexer (issue 4): several LAN clients using raw ESP with one server
+// through the router's NAT, rekeys, unsolicited ESP, simultaneous starts,
+// keep_ike_port, and the IPsec toggle. The daemon is $VPNPT_BIN; the IPsec
+// peers are test/esp/ipsecpeer (a toy IKEv2 with the real header and raw
+// ESP with a pair of SPIs per Child SA).
+package esp
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Several clients, one server: raw ESP from two and then three clients,
+// started one after the other and then sending at the same time; every
+// reply reaches its own client, conntrack holds no ESP entry, and status
+// shows each SA with both SPIs.
+func TestSeveralClientsOneServer(t *testing.T) {
+	for _, n := range []int{2, 3} {
+		t.Run(fmt.Sprintf("%d clients", n), func(t *testing.T) {
+			e := start(t, n, nil)
+			args := map[int][]string{}
+			for i := 1; i <= n; i++ {
+				// Staggered starts (the normal case), long enough traffic
+				// that all clients send at once.
+				args[i] = []string{"--start-at", fmt.Sprint(time.Now().Add(time.Duration(300*i) * time.Millisecond).UnixMilli()),
+					"--count", "60", "--interval", "15ms"}
+			}
+			rs := e.clients(args)
+			requireOK(t, rs, 1)
+			esp := e.sessions("esp")
+			if len(esp) != n {
+				t.Fatalf("%d esp sessions, want %d: %+v", len(esp), n, esp)
+			}
+			seen := map[string]bool{}
+			for _, s := range esp {
+				if s.State != "established" || s.PacketsIn != 60 || s.PacketsOut != 60 || seen[s.Client] {
+					t.Errorf("session %+v", s)
+				}
+				seen[s.Client] = true
+			}
+			if ct := e.conntrackESP(); len(ct) != 0 {
+				t.Errorf("conntrack has ESP entries (the engine's flows must be untracked):\n%s", strings.Join(ct, "\n"))
+			}
+			if c := e.counter("esp_learned_ambiguous"); c != 0 {
+				t.Errorf("%d ambiguous bindings with staggered starts", c)
+			}
+			// People read it too: `status` lists the SAs, `check` says
+			// what the multiplexer does and that AH cannot pass NAT.
+			text, _, err := e.d.CLI("status", "--socket", e.d.Socket)
+			rows := 0
+			for _, line := range strings.Split(text, "\n") {
+				if strings.HasPrefix(line, "esp ") && strings.HasSuffix(line, "established") {
+					rows++
+				}
+			}
+			if err != nil || rows != n || !strings.Contains(text, "userspace") {
+				t.Errorf("status text (%v):\n%s", err, text)
+			}
+			check, _, err := e.d.CLI("check", "--config", e.d.Config)
+			if err != nil || !strings.Contains(check, "AH cannot pass NAT by design") || !strings.Contains(check, "multiplexed by SPI") {
+				t.Errorf("check output (%v):\n%s", err, check)
+			}
+		})
+	}
+}
+
+// Both clients rekey (CREATE_CHILD_SA, new SPIs both ways) and traffic
+// continues on the new SAs; the old SAs expire, after which the server's
+// old SPI is dropped and counted.
+func TestRekey(t *testing.T) {
+	e := start(t, 2, ipsecOpts{"idle_timeout": "3s"})
+	now := time.Now()
+	rs := e.clients(map[int][]string{
+		1: {"--rekey", "--count", "30", "--start-at", fmt.Sprint(now.Add(200 * time.Millisecond).UnixMilli())},
+		2: {"--rekey", "--count", "30", "--start-at", fmt.Sprint(now.Add(700 * time.Millisecond).UnixMilli())},
+	})
+	requireOK(t, rs, 2)
+	for i, r := range rs {
+		if r.Phases[0].SPIIn == r.Phases[1].SPIIn || r.Phases[0].SPIOut == r.Phases[1].SPIOut {
+			t.Fatalf("client %d did not get new SPIs: %+v", i, r.Phases)
+		}
+	}
+	states := map[string]int{}
+	for _, s := range e.sessions("esp") {
+		states[s.State]++
+	}
+	t.Logf("right after the rekeys: %v", states)
+	if states["established"] != 2 {
+		t.Errorf("esp session states %v, want 2 established", states)
+	}
+	// The old SAs expire (idle_timeout 3s, the housekeeping runs every second).
+	deadline := time.Now().Add(8 * time.Second)
+	for len(e.sessions("esp")) != 2 && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if s := e.sessions("esp"); len(s) > 2 {
+		t.Fatalf("old SAs still there: %+v", s)
+	}
+	// Nothing is left after idle expiry of the new ones either; an old SPI
+	// from the server is then not forwarded.
+	before := e.counter("esp_dropped_unknown_spi") + e.counter("esp_in_not_ours")
+	old := rs[1].Phases[0].SPIIn
+	inj := e.inject(e.l.Server.Addr.String(), e.l.WANAddr.String(), old)
+	if inj != nil {
+		t.Fatal(inj)
+	}
+	if after := e.counter("esp_dropped_unknown_spi") + e.counter("esp_in_not_ours"); after < before+3 {
+		t.Errorf("old SPI %s: dropped/not-ours counters %d -> %d", old, before, after)
+	}
+}
+
+// inject sends 5 raw ESP packets with spi from address from (on the WAN
+// host) to address to.
+func (e *env) inject(from, to, spi string) error {
+	_, stderr, err := e.l.ExecSplit(e.l.Server.NS, peerBin, "inject", "--from", from, "--to", to, "--spi", spi, "--count", "5")
+	if err != nil {
+		return fmt.Errorf("inject: %v %s", err, stderr)
+	}
+	return nil
+}
+
+// Unsolicited inbound ESP, with the SPI of a live SA, from another WAN
+// address, and sent straight to the client's LAN address: none of it
+// reaches the client.
+func TestUnsolicitedESPIsDropped(t *testing.T) {
+	e := start(t, 1, nil)
+	// A second WAN address on the WAN host (the attacker), and a route that
+	// lets it address the LAN directly (as an upstream router could).
+	for _, args := range [][]string{
+		{"ip", "addr", "add", "198.51.100.3/24", "dev", "eth0"},
+		{"ip", "route", "add", "10.10.0.0/16", "via", e.l.WANAddr.String()},
+	} {
+		if _, err := e.l.Exec(e.l.Server.NS, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := e.client(1, "--spi", "0x0a0a0001", "--count", "10", "--linger", "3s")
+	// Once the SA is established, inject while the client lingers.
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if s := e.sessions("esp"); len(s) == 1 && s[0].State == "established" {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	notOurs := e.counter("esp_in_not_ours")
+	unsolicited := e.counter("esp_unsolicited")
+	wan := e.l.WANAddr.String()
+	if err := e.inject("198.51.100.3", wan, "0x0a0a0001"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.inject("198.51.100.3", e.l.Client(1).Addr.String(), "0x0a0a0001"); err != nil {
+		t.Fatal(err)
+	}
+	// Even from the real server's address, straight to the LAN address.
+	if err := e.inject(e.l.Server.Addr.String(), e.l.Client(1).Addr.String(), "0x0a0a0001"); err != nil {
+		t.Fatal(err)
+	}
+	r := wait(t, p)
+	if !r.OK || r.Foreign != 0 {
+		t.Fatalf("client saw unsolicited ESP or lost its own: %+v", r)
+	}
+	if got := e.counter("esp_in_not_ours") - notOurs; got < 5 {
+		t.Errorf("esp_in_not_ours rose by %d, want >= 5 (the injection to the WAN address)", got)
+	}
+	if got := e.counter("esp_unsolicited") - unsolicited; got < 10 {
+		t.Errorf("esp_unsolicited (forward guard) rose by %d, want >= 10", got)
+	}
+}
+
+// Two clients start at the same moment. The engine serialises their
+// child-SA negotiations: the second IKE_AUTH is held back until the first
+// client's inbound SPI is learned, then the retransmission passes. Both get
+// all their replies; status shows the hold. Each client waits 300 ms after
+// IKE_AUTH before its first ESP packet, so without the hold both would be
+// learning at once and the timing rule would have to guess.
+func TestSimultaneousStart(t *testing.T) {
+	e := start(t, 2, nil)
+	at := fmt.Sprint(time.Now().Add(500 * time.Millisecond).UnixMilli())
+	rs := e.clients(map[int][]string{
+		1: {"--start-at", at, "--esp-delay", "300ms", "--retransmit", "1s"},
+		2: {"--start-at", at, "--esp-delay", "300ms", "--retransmit", "1s"},
+	})
+	requireOK(t, rs, 1)
+	retrans := rs[1].Retransmits + rs[2].Retransmits
+	held := e.counter("esp_ike_held")
+	t.Logf("IKE retransmissions %d+%d, held %d", rs[1].Retransmits, rs[2].Retransmits, held)
+	if held == 0 || retrans == 0 {
+		t.Errorf("no hold happened (held %d, retransmits %d): the clients did not overlap", held, retrans)
+	}
+	if c := e.counter("esp_learned_ambiguous"); c != 0 {
+		t.Errorf("%d ambiguous bindings despite the hold", c)
+	}
+	heldShown := false
+	for _, s := range e.sessions("ike") {
+		heldShown = heldShown || strings.Contains(s.State, "held")
+	}
+	if !heldShown {
+		t.Errorf("no ike session shows the hold: %+v", e.sessions("ike"))
+	}
+}
+
+// keep_ike_port: every client keeps IKE source port 500 towards the server
+// (they share WAN:500, inbound IKE is routed by IKE SPI). Without it the
+// kernel remaps the second client and status says so.
+func TestKeepIKEPort(t *testing.T) {
+	t.Run("on", func(t *testing.T) {
+		e := start(t, 3, ipsecOpts{"keep_ike_port": "1"})
+		now := time.Now()
+		rs := e.clients(map[int][]string{
+			1: {"--start-at", fmt.Sprint(now.Add(200 * time.Millisecond).UnixMilli())},
+			2: {"--start-at", fmt.Sprint(now.Add(600 * time.Millisecond).UnixMilli())},
+			3: {"--start-at", fmt.Sprint(now.Add(1000 * time.Millisecond).UnixMilli())},
+		})
+		requireOK(t, rs, 1)
+		want := e.l.WANAddr.String() + ":500"
+		froms := e.serverIKEFroms()
+		if len(froms) != 1 || froms[want] < 6 {
+			t.Errorf("server saw IKE from %v, want every message from %s", froms, want)
+		}
+		for _, s := range e.sessions("ike") {
+			if s.TransID != "500" || !strings.Contains(s.State, "shared by 3 clients") {
+				t.Errorf("ike session %+v", s)
+			}
+		}
+		if c := e.counter("esp_ike_in_demuxed"); c < 6 {
+			t.Errorf("esp_ike_in_demuxed %d", c)
+		}
+	})
+	t.Run("off", func(t *testing.T) {
+		e := start(t, 2, nil)
+		now := time.Now()
+		rs := e.clients(map[int][]string{
+			1: {"--start-at", fmt.Sprint(now.Add(200 * time.Millisecond).UnixMilli())},
+			2: {"--start-at", fmt.Sprint(now.Add(600 * time.Millisecond).UnixMilli())},
+		})
+		requireOK(t, rs, 1)
+		froms := e.serverIKEFroms()
+		if len(froms) != 2 {
+			t.Errorf("server saw IKE from %v, want two source ports", froms)
+		}
+		remapped := 0
+		for _, s := range e.sessions("ike") {
+			if s.State == "remapped by kernel NAT" && s.OrigID == "500" && s.TransID != "500" {
+				remapped++
+			}
+		}
+		if remapped != 1 || e.counter("esp_ike_remapped") != 1 {
+			t.Errorf("remapped sessions %d, counter %d: %+v", remapped, e.counter("esp_ike_remapped"), e.sessions("ike"))
+		}
+	})
+}
+
+// serverIKEFroms counts the IKE messages the server received per source
+// address:port.
+func (e *env) serverIKEFroms() map[string]int {
+	froms := map[string]int{}
+	for _, line := range e.srv.Stdout() {
+		if !strings.Contains(line, `"event":"ike"`) {
+			continue
+		}
+		i := strings.Index(line, `"from":"`)
+		if i < 0 {
+			continue
+		}
+		rest := line[i+8:]
+		froms[rest[:strings.IndexByte(rest, '"')]]++
+	}
+	return froms
+}
+
+// Toggling IPsec off blocks ESP, AH, UDP 500 and UDP 4500 (and stops the
+// engine); toggling it on again brings the multiplexer back.
+func TestIPsecToggle(t *testing.T) {
+	e := startDaemon(t, 1, nil)
+	if _, err := e.l.StartServers(); err != nil {
+		t.Fatal(err)
+	}
+	espOK := func(spi string) bool {
+		r, err := e.l.RawClient(1, "esp", "--spi", spi, "--count", "3", "--wait", "500ms")
+		return err == nil && r.OK
+	}
+	if !espOK("0x100") {
+		t.Fatal("raw ESP does not pass with IPsec on")
+	}
+	on := config(e.l, nil)
+	off := strings.Replace(on, "config ipsec 'ipsec'\n\toption enabled '1'", "config ipsec 'ipsec'\n\toption enabled '0'", 1)
+	if err := e.d.Apply(off); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.l.ConntrackFlush(); err != nil {
+		t.Fatal(err)
+	}
+	before := e.counter("blocked_ipsec")
+	sent := 0
+	for _, c := range []struct {
+		what string
+		run  func() (bool, int)
+	}{
+		{"esp", func() (bool, int) {
+			r, err := e.l.RawClient(1, "esp", "--spi", "0x200", "--count", "3", "--wait", "500ms")
+			return err == nil && r.OK || r.Received > 0, r.Sent
+		}},
+		{"ah", func() (bool, int) {
+			r, err := e.l.RawClient(1, "ah", "--spi", "0x300", "--count", "3", "--wait", "500ms")
+			return err == nil && r.OK || r.Received > 0, r.Sent
+		}},
+		{"udp 500", func() (bool, int) {
+			r, err := e.l.UDPClient(1, "ike", "--count", "3", "--wait", "500ms")
+			return err == nil && r.OK || r.Received > 0, r.Sent
+		}},
+		{"udp 4500", func() (bool, int) {
+			r, err := e.l.UDPClient(1, "natt", "--count", "3", "--wait", "500ms")
+			return err == nil && r.OK || r.Received > 0, r.Sent
+		}},
+	} {
+		passed, n := c.run()
+		if passed {
+			t.Errorf("%s passes with IPsec off", c.what)
+		}
+		sent += n
+	}
+	if got := e.counter("blocked_ipsec") - before; got < uint64(sent) || sent != 12 {
+		t.Errorf("blocked_ipsec rose by %d for %d packets sent", got, sent)
+	}
+	s := e.status()
+	for k := range s.Counters {
+		if strings.HasPrefix(k, "esp_") && k != "esp_unsolicited" {
+			t.Errorf("engine counter %s with IPsec off: the ESP engine still runs", k)
+			break
+		}
+	}
+	if tbl, err := e.l.NftListTable("inet", "vpn_passthrough"); err != nil || strings.Contains(tbl, "esp_raw") {
+		t.Errorf("ESP chains with IPsec off (%v):\n%s", err, tbl)
+	}
+	if err := e.d.Apply(on); err != nil {
+		t.Fatal(err)
+	}
+	if !espOK("0x400") {
+		t.Fatalf("raw ESP does not pass after IPsec is back on:\n%s", e.d.Log())
+	}
+	if n := len(e.sessions("esp")); n != 1 {
+		t.Errorf("%d esp sessions after the toggle, want 1 (a new engine)", n)
+	}
+}
