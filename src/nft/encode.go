@@ -43,7 +43,7 @@ func ruleExprs(r plan.Rule, sets setLookup, queueCompat bool) ([]expr.Any, error
 		}
 		e = append(e, &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1}, l)
 	}
-	if r.IPv4Only || r.SAddrSet != "" || r.DAddrSet != "" {
+	if r.IPv4Only || r.SAddrSet != "" || r.DAddrSet != "" || r.GREv1 {
 		e = append(e, &expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1}, cmp([]byte{unix.NFPROTO_IPV4}))
 	}
 	for _, a := range []struct {
@@ -58,6 +58,16 @@ func ruleExprs(r plan.Rule, sets setLookup, queueCompat bool) ([]expr.Any, error
 			return nil, err
 		}
 		e = append(e, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: a.offset, Len: 4}, l)
+	}
+	if r.GREv1 {
+		// ip protocol gre, then the version bits of the GRE header's
+		// second byte (RFC 2784 / RFC 2637 4.1).
+		e = append(e,
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 9, Len: 1},
+			cmp([]byte{byte(plan.ProtoGRE)}),
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 1, Len: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0x07}, Xor: []byte{0x00}},
+			cmp([]byte{0x01}))
 	}
 	if r.L4 != plan.ProtoAny {
 		e = append(e, &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1}, cmp([]byte{byte(r.L4)}))

@@ -118,6 +118,8 @@ func everyField() *plan.Plan {
 		Chains: []plan.Chain{
 			{Name: "raw", Hook: plan.HookPrerouting, Priority: plan.PrioRaw, Rules: []plan.Rule{
 				{IIFSet: plan.SetWAN, SAddrSet: "servers", L4: plan.ProtoGRE, Notrack: true, Comment: "n"},
+				{IIFSet: plan.SetLAN, GREv1: true, Notrack: true, SetMark: true},
+				{IIFSet: plan.SetWAN, SAddrSet: "servers", GREv1: true, MarkMask: plan.MarkMask, Mark: plan.Mark, Counter: "c1"},
 			}},
 			{Name: "post", Hook: plan.HookPostrouting, Priority: plan.PrioSrcNAT, Rules: []plan.Rule{
 				{OIFSet: plan.SetWAN, DAddrSet: "servers", L4: plan.ProtoESP, SetMark: true, Counter: "c1"},

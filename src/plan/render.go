@@ -75,6 +75,9 @@ func (r Rule) String() string {
 	if r.DAddrSet != "" {
 		f = append(f, "ip daddr @"+r.DAddrSet)
 	}
+	if r.GREv1 {
+		f = append(f, "ip protocol gre @th,8,8 & 0x7 == 0x1")
+	}
 	switch {
 	case r.DPort != 0 || r.SPort != 0:
 		if r.SPort != 0 {
