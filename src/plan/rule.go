@@ -71,7 +71,7 @@ type Rule struct {
 	// GREv1: ip protocol gre @th,8,8 & 0x7 == 0x1 (IPv4 GRE version 1,
 	// the enhanced GRE only PPTP uses). Implies IPv4; use instead of L4
 	// (nft 1.0.6 cannot list a raw transport match after meta l4proto).
-	GREv1 bool
+	GREv1    bool
 	MarkMask uint32 // meta mark & MarkMask == Mark
 	Mark     uint32
 	MarkNot  bool // with MarkMask: meta mark & MarkMask != Mark
