@@ -1,9 +1,90 @@
 package plan
 
-// userspacePPTP adds what the userspace PPTP engine needs (queue rules,
-// notrack, marks, sets) to p and registers its queue in p.Queues. It reports
-// false when this build has no userspace PPTP engine; Build then falls back
-// to the kernel datapath and says so.
+// What the userspace PPTP engine (src/engine/pptp, doc.go there) needs.
+const (
+	// PrioPPTPUntrack is the raw chain that untracks the GRE the PPTP
+	// engine translated: right after the engine's queue rule in raw
+	// prerouting (PrioRaw) and before conntrack (-200).
+	PrioPPTPUntrack int32 = PrioRaw + 1
+
+	chainPPTPRaw     = "pptp_raw"
+	chainPPTPUntrack = "pptp_untrack"
+	chainPPTPSrcNAT  = "pptp_srcnat"
+)
+
+// userspacePPTP adds what the userspace PPTP engine needs to p and registers
+// its queue (queue_base) in p.Queues:
+//
+//   - raw prerouting (-300): GRE version 1 from the WAN is queued before
+//     conntrack and routing, so the engine can give a translated Call ID its
+//     client's address and Call ID back (and its mark); GRE version 1 from
+//     the LAN is untracked and marked (the engine rewrites its source later);
+//   - raw prerouting (-299): inbound GRE the engine marked is untracked;
+//   - postrouting (100): the marked GRE leaving on the WAN is queued after
+//     routing, where the engine rewrites its source to the WAN address (a
+//     router address as source before routing would be a martian);
+//   - forward: the control connection, TCP 1723 in both directions, is
+//     queued; the engine rewrites Call IDs in it. Its accept comes from fw4
+//     as for any LAN->WAN connection; the marked GRE is accepted by the fw4
+//     include (files/usr/share/nftables.d/chain-pre/forward).
+//
+// Only GRE version 1 (enhanced GRE, PPTP's) is touched: the router's own GRE
+// tunnels and other GRE keep conntrack. Queue rules use bypass (fail-open
+// when the daemon is down; src/nfqueue doc.go says what that costs).
 func userspacePPTP(p *Plan, in Input, pre, fwd *Chain) bool {
-	return false
+	num := in.Config.QueueBase
+	queue := func() *QueueStmt { return &QueueStmt{Num: num, Bypass: true} }
+	raw := Chain{Name: chainPPTPRaw, Hook: HookPrerouting, Priority: PrioRaw, Rules: []Rule{
+		{
+			Comment: "vpn-passthrough: inbound PPTP GRE is demultiplexed by Call ID before conntrack and routing",
+			IIFSet:  SetWAN,
+			GREv1:   true,
+			Queue:   queue(),
+		},
+		{
+			Comment: "vpn-passthrough: LAN PPTP GRE is NATed by the PPTP engine, not conntrack",
+			IIFSet:  SetLAN,
+			GREv1:   true,
+			Notrack: true,
+			SetMark: true,
+		},
+	}}
+	untrack := Chain{Name: chainPPTPUntrack, Hook: HookPrerouting, Priority: PrioPPTPUntrack, Rules: []Rule{{
+		Comment:  "vpn-passthrough: GRE the PPTP engine translated stays out of conntrack",
+		IIFSet:   SetWAN,
+		GREv1:    true,
+		MarkMask: MarkMask,
+		Mark:     Mark,
+		Notrack:  true,
+	}}}
+	srcnat := Chain{Name: chainPPTPSrcNAT, Hook: HookPostrouting, Priority: PrioSrcNAT, Rules: []Rule{{
+		Comment:  "vpn-passthrough: outbound PPTP GRE gets the WAN source after routing (PPTP engine)",
+		OIFSet:   SetWAN,
+		GREv1:    true,
+		MarkMask: MarkMask,
+		Mark:     Mark,
+		Queue:    queue(),
+	}}}
+	fwd.Rules = append(fwd.Rules,
+		Rule{
+			Comment:  "vpn-passthrough: PPTP control, client to server: Call IDs translated by the PPTP engine",
+			IIFSet:   SetLAN,
+			OIFSet:   SetWAN,
+			IPv4Only: true,
+			L4:       ProtoTCP,
+			DPort:    1723,
+			Queue:    queue(),
+		},
+		Rule{
+			Comment:  "vpn-passthrough: PPTP control, server to client: Call IDs translated back by the PPTP engine",
+			IIFSet:   SetWAN,
+			OIFSet:   SetLAN,
+			IPv4Only: true,
+			L4:       ProtoTCP,
+			SPort:    1723,
+			Queue:    queue(),
+		})
+	p.Chains = append(p.Chains, raw, untrack, srcnat)
+	p.Queues = append(p.Queues, Queue{Num: num, Engine: "pptp"})
+	return true
 }

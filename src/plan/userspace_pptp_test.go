@@ -1,0 +1,145 @@
+package plan
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vpn-passthrough/vpn-passthrough/src/config"
+)
+
+func pptpPlan(t *testing.T, mode config.Mode, caps Caps) *Plan {
+	t.Helper()
+	c := config.Default()
+	c.Mode = mode
+	p, err := Build(Input{Config: c, Caps: caps, Topology: topo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestUserspacePPTPPlan(t *testing.T) {
+	noHelper := fullCaps
+	noHelper.PPTPHelper, noHelper.PPTPNAT = false, false
+	for name, tc := range map[string]struct {
+		mode config.Mode
+		caps Caps
+	}{
+		"mode userspace, kernel with helper": {config.ModeUserspace, fullCaps},
+		"mode auto, kernel without helper":   {config.ModeAuto, noHelper},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := pptpPlan(t, tc.mode, tc.caps)
+			if d := p.Decision(PPTP); d.Datapath != PathUserspace || d.Degraded != "" {
+				t.Fatalf("decision %+v", d)
+			}
+			var q *Queue
+			for i := range p.Queues {
+				if p.Queues[i].Engine == "pptp" {
+					q = &p.Queues[i]
+				}
+			}
+			if q == nil || q.Num != 4200 {
+				t.Fatalf("queues %+v", p.Queues)
+			}
+			if len(p.Helpers) != 0 || len(rulesWith(p, func(r Rule) bool { return r.CtHelper != "" })) != 0 {
+				t.Errorf("a ct helper in userspace mode: %+v", p.Helpers)
+			}
+			raw, untrack, srcnat, fwd := chainNamed(p, chainPPTPRaw), chainNamed(p, chainPPTPUntrack), chainNamed(p, chainPPTPSrcNAT), chainNamed(p, "forward")
+			if raw == nil || untrack == nil || srcnat == nil || fwd == nil {
+				t.Fatalf("chains %+v", p.Chains)
+			}
+			if raw.Hook != HookPrerouting || raw.Priority != -300 || untrack.Priority != -299 ||
+				srcnat.Hook != HookPostrouting || srcnat.Priority != 100 {
+				t.Errorf("hooks: raw %s/%d untrack %d srcnat %s/%d", raw.Hook, raw.Priority, untrack.Priority, srcnat.Hook, srcnat.Priority)
+			}
+			// Every PPTP queue rule uses bypass and queue_base; GRE rules
+			// only touch GRE version 1.
+			want := map[string]bool{
+				"pptp_raw wan_devs  gre":        false, // inbound GRE demux
+				"pptp_srcnat  wan_devs gre":     false, // outbound GRE source
+				"forward lan_devs wan_devs tcp": false,
+				"forward wan_devs lan_devs tcp": false,
+			}
+			for _, c := range p.Chains {
+				for _, r := range c.Rules {
+					if r.Queue == nil || r.Queue.Num != 4200 {
+						continue
+					}
+					if !r.Queue.Bypass {
+						t.Errorf("queue rule without bypass: %s", r)
+					}
+					kind := r.L4.String()
+					if r.GREv1 {
+						kind = "gre"
+					}
+					want[c.Name+" "+r.IIFSet+" "+r.OIFSet+" "+kind] = true
+					if r.L4 == ProtoTCP && (r.DPort != 1723 && r.SPort != 1723 || !r.IPv4Only) {
+						t.Errorf("control rule %s", r)
+					}
+				}
+			}
+			for k, ok := range want {
+				if !ok {
+					t.Errorf("no queue rule %q", k)
+				}
+			}
+			// Outbound: LAN GRE v1 untracked and marked in raw; the srcnat
+			// queue only takes marked packets.
+			lan := rulesWith(p, func(r Rule) bool { return r.IIFSet == SetLAN && r.GREv1 })
+			if len(lan) != 1 || !lan[0].Notrack || !lan[0].SetMark || lan[0].Queue != nil {
+				t.Errorf("LAN GRE rules %+v", lan)
+			}
+			if r := srcnat.Rules[0]; r.MarkMask != MarkMask || r.Mark != Mark || r.MarkNot {
+				t.Errorf("srcnat rule %s", r)
+			}
+			if r := untrack.Rules[0]; !r.Notrack || !r.GREv1 || r.MarkMask != MarkMask || r.IIFSet != SetWAN {
+				t.Errorf("untrack rule %s", r)
+			}
+			for _, r := range rulesWith(p, func(r Rule) bool { return r.L4 == ProtoGRE && (r.Queue != nil || r.Notrack) }) {
+				t.Errorf("a rule touches all GRE, not just version 1: %s", r)
+			}
+		})
+	}
+}
+
+func TestUserspacePPTPCompatQueue(t *testing.T) {
+	caps := fullCaps
+	caps.NFTQueueExpr = false
+	if p := pptpPlan(t, config.ModeUserspace, caps); !p.QueueCompat {
+		t.Error("kernel without nft queue: plan does not ask for the compat target")
+	}
+	caps.XTNFQueue = false
+	p := pptpPlan(t, config.ModeUserspace, caps)
+	if d := p.Decision(PPTP); d.Datapath != PathKernel || !strings.Contains(d.Reason, "NFQUEUE") {
+		t.Errorf("no queue at all: decision %+v", d)
+	}
+}
+
+// TestUserspacePPTPGolden pins the whole rendered plan of mode userspace.
+func TestUserspacePPTPGolden(t *testing.T) {
+	caps := fullCaps
+	caps.NFTQueueExpr = false // this lab kernel: compat queue
+	c := config.Default()
+	c.Mode = config.ModeUserspace
+	p, err := Build(Input{Config: c, Caps: caps, Topology: config.Topology{LAN: []string{"r-lan1", "r-lan2"}, WAN: []string{"r-wan"}, LANFrom: "test", WANFrom: "test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := p.Summary() + "\n" + p.Render()
+	path := filepath.Join("testdata", "userspace-pptp.golden")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./src/plan -update)", err)
+	}
+	if got != string(want) {
+		t.Errorf("plan differs from %s (go test ./src/plan -update rewrites it):\n--- got\n%s", path, got)
+	}
+}
