@@ -83,7 +83,7 @@ IPK_COMMON = -version $(IPK_VERSION) -mtime $(SOURCE_DATE_EPOCH) -maintainer 'vp
 IPK_DESC := Real VPN passthrough (PPTP, L2TP, IPsec) through the router NAT.\nKernel conntrack helpers where present (install kmod-nf-nathelper-extra for\nthe PPTP helper), NFQUEUE engines where not; toggling a protocol off blocks it.
 LUCI_DESC := LuCI support for vpn-passthrough: settings and live status.
 # Packages whose tests also run big-endian under qemu-user (no netlink there).
-QEMU_TEST_PKGS := src/packet src/uci src/config src/plan src/ipk
+QEMU_TEST_PKGS := src/packet src/uci src/config src/plan src/ipk src/engine/esp
 
 .PHONY: test-pkg
 
@@ -127,3 +127,11 @@ qemu-test:
 # run the parser tests big-endian.
 test-pkg: ipk qemu-test
 	VPNPT_DIST=$(CURDIR)/$(DIST) VPNPT_VERSION=$(IPK_VERSION) $(GO) test -count=1 -v -run 'TestDist|TestFeed' ./src/ipk/
+
+# ESP multiplexer: raw ESP through the engine against plain forwarding, both
+# directions, medians of several runs, and their ratio (root; figures only).
+.PHONY: bench-esp
+bench-esp: build
+	VPNPT_BIN=$(CURDIR)/$(BIN) $(GO) run ./test/bench/esp
+
+bench: bench-esp

@@ -262,8 +262,8 @@ func TestManySAsStayO1(t *testing.T) {
 	r := newRig(t, Options{MaxSAs: n})
 	for i := 0; i < n; i++ {
 		c := netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 2})
-		r.espOut(c, srvT, uint32(0xc0000000+i))
-		r.wantIn(srvT, uint32(0xa0000000+i), c)
+		r.espOut(c, srvT, 0xc0000000+uint32(i))
+		r.wantIn(srvT, 0xa0000000+uint32(i), c)
 	}
 	if r.tr.Len() != n {
 		t.Fatalf("%d SAs", r.tr.Len())
@@ -271,7 +271,7 @@ func TestManySAsStayO1(t *testing.T) {
 	// Spot-check a few mappings after all were learned.
 	for _, i := range []int{0, 1, n / 2, n - 1} {
 		c := netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 2})
-		r.wantIn(srvT, uint32(0xa0000000+i), c)
+		r.wantIn(srvT, 0xa0000000+uint32(i), c)
 	}
 }
 
