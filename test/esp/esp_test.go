@@ -9,8 +9,11 @@ package esp
 import (
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vpn-passthrough/vpn-passthrough/test/lab"
 )
 
 // Several clients, one server: raw ESP from two and then three clients,
@@ -344,5 +347,67 @@ func TestIPsecToggle(t *testing.T) {
 	}
 	if n := len(e.sessions("esp")); n != 1 {
 		t.Errorf("%d esp sessions after the toggle, want 1 (a new engine)", n)
+	}
+}
+
+// The daemon is killed (SIGKILL) while two clients send to one server, and
+// started again: it restores its SA tables from the state file, so both
+// clients' traffic flows again at once and no reply reaches the wrong
+// client. (Relearning instead would find both clients learning at the same
+// moment with no IKE to tell them apart.)
+func TestDaemonKilledAndRestarted(t *testing.T) {
+	e := start(t, 2, nil)
+	now := time.Now()
+	procs := map[int]*lab.Proc{}
+	for i := 1; i <= 2; i++ {
+		procs[i] = e.client(i, "--start-at", fmt.Sprint(now.Add(time.Duration(200*i)*time.Millisecond).UnixMilli()),
+			"--count", "200", "--interval", "20ms", "--min-received", "120")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if s := e.sessions("esp"); len(s) == 2 && s[0].State == "established" && s[1].State == "established" {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(1200 * time.Millisecond) // the state file is written within a second
+	if err := e.d.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = e.d.Wait(5 * time.Second)
+	killedAt := time.Now()
+	d, err := e.l.StartDaemon(e.d.Bin, config(e.l, nil))
+	if d != nil {
+		t.Cleanup(func() {
+			d.Kill()
+			if t.Failed() {
+				t.Logf("restarted daemon log:\n%s", d.Log())
+			}
+		})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.d = d
+	if _, err := d.WaitStderr(0, 5*time.Second, lab.Contains("SAs restored")); err != nil {
+		t.Fatalf("no restore: %v", err)
+	}
+	if _, err := d.WaitStderr(0, 5*time.Second, lab.Contains("msg=applied")); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("restarted and applied %v after the kill", time.Since(killedAt).Round(time.Millisecond))
+	for i, p := range procs {
+		r := wait(t, p)
+		if !r.OK || r.Foreign != 0 {
+			t.Errorf("client %d after the restart: %+v", i, r)
+		}
+	}
+	for _, s := range e.sessions("esp") {
+		if s.State != "established" || s.PacketsIn < 40 {
+			t.Errorf("after the restart: %+v", s)
+		}
+	}
+	if c := e.counter("esp_learned_in_spi"); c != 0 {
+		t.Errorf("the restarted engine learned %d inbound SPIs; it should have restored them", c)
 	}
 }

@@ -29,6 +29,11 @@ type Config struct {
 	// Addr returns the IPv4 address outbound ESP leaves with through the
 	// device with this index. Default: the device's first IPv4 address.
 	Addr func(ifindex uint32) (netip.Addr, error)
+	// StatePath is where the tables are saved (at most once a second, when
+	// they changed, and when Run ends) and restored from by New, so a
+	// restarted daemon forwards known SAs at once instead of relearning
+	// them all at the same time. "" keeps nothing.
+	StatePath string
 }
 
 // Engine runs a Tracker on an NFQUEUE.
@@ -37,6 +42,8 @@ type Engine struct {
 	q     *nfqueue.Queue
 	epoch time.Time
 	addr  func(uint32) (netip.Addr, error)
+	state string // Config.StatePath
+	boot  string // this boot's id, saved with the state
 
 	mu sync.Mutex // guards tr and wan
 	tr *Tracker
@@ -57,18 +64,29 @@ func New(c Config) (*Engine, error) {
 	if c.Addr == nil {
 		c.Addr = ifaceIPv4
 	}
+	e := &Engine{
+		log:   c.Log,
+		epoch: time.Now(),
+		addr:  c.Addr,
+		state: c.StatePath,
+		boot:  bootID(),
+		tr:    NewTracker(c.Options),
+		wan:   map[uint32]netip.Addr{},
+	}
+	if c.StatePath != "" {
+		n, err := e.loadState(c.StatePath)
+		if err != nil {
+			c.Log.Warn("esp engine: saved SAs not restored", "path", c.StatePath, "err", err)
+		} else if n > 0 {
+			c.Log.Info("esp engine: SAs restored from the previous run", "sas", n, "path", c.StatePath)
+		}
+	}
 	q, err := nfqueue.Open(nfqueue.Config{Num: c.Queue})
 	if err != nil {
 		return nil, fmt.Errorf("esp engine: %w", err)
 	}
-	return &Engine{
-		log:   c.Log,
-		q:     q,
-		epoch: time.Now(),
-		addr:  c.Addr,
-		tr:    NewTracker(c.Options),
-		wan:   map[uint32]netip.Addr{},
-	}, nil
+	e.q = q
+	return e, nil
 }
 
 // now is the tracker's monotonic clock: positive and never decreasing.
@@ -82,6 +100,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	defer close(done)
 	go e.housekeeping(ctx, done)
 	err := e.q.Run(ctx, e)
+	if serr := e.saveState(e.state, true); serr != nil {
+		e.log.Warn("esp engine: SAs not saved", "path", e.state, "err", serr)
+	}
 	if err != nil {
 		return fmt.Errorf("esp engine: %w", err)
 	}
@@ -91,6 +112,7 @@ func (e *Engine) Run(ctx context.Context) error {
 func (e *Engine) housekeeping(ctx context.Context, done <-chan struct{}) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	saveWarned := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -98,6 +120,10 @@ func (e *Engine) housekeeping(ctx context.Context, done <-chan struct{}) {
 		case <-done:
 			return
 		case <-tick.C:
+		}
+		if err := e.saveState(e.state, false); err != nil && !saveWarned {
+			saveWarned = true
+			e.log.Warn("esp engine: SAs not saved", "path", e.state, "err", err)
 		}
 		e.mu.Lock()
 		e.tr.Expire(e.now())

@@ -92,7 +92,10 @@ func (t *Tracker) ikeOut(ip packet.IPv4, u packet.UDP, wan netip.Addr, now time.
 				p.ikeConflict = true
 				return Drop
 			}
-			p.ikeUserNAT = true
+			if !p.ikeUserNAT {
+				p.ikeUserNAT = true
+				t.dirty = true
+			}
 			p.ikeWANPort = sport
 			p.wan = ip4Of(wan)
 		}
@@ -239,6 +242,7 @@ func (t *Tracker) registerIKE(p *pair, h packet.IKEHeader, now time.Duration) (c
 			}
 			t.ikeSPIs[k] = &ikeEntry{pair: p, lastSeen: now}
 			p.ikeSPIs++
+			t.dirty = true
 		case e.pair == p:
 			e.lastSeen = now
 		default:

@@ -278,6 +278,7 @@ type Tracker struct {
 	lastFullExpire time.Duration
 	fullLogged     time.Duration
 	unknownLogged  time.Duration
+	dirty          bool // changed since the last Snapshot
 }
 
 // NewTracker returns an empty tracker.
@@ -428,6 +429,7 @@ func (t *Tracker) learnOut(client, srv ip4, spi uint32, w ip4, now time.Duration
 		s.out = spi
 		t.out[outKey{client, srv, spi}] = s
 		t.completed(p, s, now)
+		t.dirty = true
 		t.opt.Log.Info("esp SA established", "client", client, "server", srv,
 			"spi_out", hexSPI(spi), "spi_in", hexSPI(s.in), "learned", "outbound SPI after inbound")
 		return s
@@ -440,6 +442,7 @@ func (t *Tracker) learnOut(client, srv ip4, spi uint32, w ip4, now time.Duration
 	t.out[outKey{client, srv, spi}] = s
 	t.nsa++
 	t.listPending(p)
+	t.dirty = true
 	t.opt.Log.Info("esp outbound SPI learned, learning inbound", "client", client, "server", srv, "spi_out", hexSPI(spi),
 		"rekey", len(p.sas) > 1)
 	return s
@@ -491,6 +494,7 @@ func (t *Tracker) learnIn(sv *server, srv, dst ip4, spi uint32, now time.Duratio
 	s.ambiguous = n > 1
 	t.in[inKey{srv, spi}] = s
 	p.learnedAt = now
+	t.dirty = true
 	t.st.LearnedIn++
 	how := "only candidate"
 	if n > 1 {
@@ -630,6 +634,7 @@ func (t *Tracker) Expire(now time.Duration) {
 		if now-e.lastSeen > t.opt.IdleTimeout {
 			delete(t.ikeSPIs, k)
 			e.pair.ikeSPIs--
+			t.dirty = true
 		}
 	}
 	for k, p := range t.pairs {
@@ -645,6 +650,7 @@ func (t *Tracker) Expire(now time.Duration) {
 			}
 			t.removeSA(s)
 			t.st.Expired++
+			t.dirty = true
 			t.opt.Log.Info("esp SA expired", "client", p.client, "server", p.server,
 				"spi_out", hexSPI(s.out), "spi_in", hexSPI(s.in), "rekeyed", s.rekeyedAt != 0,
 				"idle", (now - s.lastUsed()).Round(time.Second).String())
