@@ -122,6 +122,18 @@
 // it; with IPsec enabled it is not blocked, and with IPsec off it is
 // blocked like ESP, UDP 500 and UDP 4500.
 //
+// # Surviving a restart
+//
+// The flows are untracked, so the kernel keeps nothing the engine could
+// rebuild its tables from, and relearning them after a restart is the
+// ambiguous case: every client of a server is learning at the same moment
+// and no IKE is exchanged to tell them apart. The engine therefore saves its
+// tables (SAs, IKE SPIs, the IKE NAT state of each pair) to a small file
+// (the daemon uses /var/run/vpn-passthrough, tmpfs on OpenWrt) at most once
+// a second when they changed, and when it stops; a new engine restores them
+// before it binds its queue, dropping entries that expired meanwhile and
+// ignoring a file from another boot. Never per packet.
+//
 // # Limits
 //
 // Failing open: the queue rules use the bypass flag, so while the daemon is
