@@ -85,6 +85,11 @@ func (t *Tracker) ikeOut(ip packet.IPv4, u packet.UDP, wan netip.Addr, now time.
 		p.ikePktsOut++
 		p.ikeBytesOut += uint64(len(ip))
 		conflict := t.registerIKE(p, h, now)
+		if !userNAT && p.ikeUserNAT {
+			// keep_ike_port was switched off: kernel NAT from now on.
+			p.ikeUserNAT = false
+			t.dirty = true
+		}
 		if userNAT {
 			if conflict {
 				// Its replies would reach the other client: refuse

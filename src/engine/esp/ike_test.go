@@ -235,3 +235,20 @@ func TestIKEExpiresWithPair(t *testing.T) {
 		t.Fatalf("after expiry: %v", v)
 	}
 }
+
+func TestKeepIKEPortSwitchedOff(t *testing.T) {
+	r := newRig(t, Options{KeepIKEPort: true})
+	if v := r.ikeOut(clientA, srvS, saInitReq(0xa1)); v != Forward {
+		t.Fatal(v)
+	}
+	r.tr.SetOptions(Options{}) // reload without keep_ike_port
+	if v := r.ikeOut(clientA, srvS, authReq(0xa1, 0xa2)); v != Accept {
+		t.Fatalf("after the switch: %v, want accept (kernel NAT)", v)
+	}
+	if v, ip := r.ikeIn(srvS, 500, authResp(0xa1, 0xa2)); v != Accept || ip.Dst() != wanA {
+		t.Fatalf("inbound after the switch: %v", v)
+	}
+	if _, st := r.session("ike", "10.10.1.2", ""); st != "kernel NAT" {
+		t.Fatalf("state %q", st)
+	}
+}
