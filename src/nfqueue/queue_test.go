@@ -59,13 +59,24 @@ func (n *testNS) do(t *testing.T, f func()) {
 	go func() {
 		defer close(done)
 		runtime.LockOSThread()
-		// The thread is left in the namespace and dies with the goroutine
-		// (no UnlockOSThread), so no other goroutine inherits it.
+		home, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			t.Errorf("own namespace: %v", err)
+			return
+		}
+		defer home.Close()
 		if err := unix.Setns(int(n.fd.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			t.Errorf("setns: %v", err)
 			return
 		}
 		f()
+		// Back home and unlocked; if that fails the thread stays locked
+		// and ends with this goroutine, so nobody inherits the namespace.
+		if unix.Setns(int(home.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
 	}()
 	<-done
 }
