@@ -345,8 +345,11 @@ func TestIPsecToggle(t *testing.T) {
 	if !espOK("0x400") {
 		t.Fatalf("raw ESP does not pass after IPsec is back on:\n%s", e.d.Log())
 	}
-	if n := len(e.sessions("esp")); n != 1 {
-		t.Errorf("%d esp sessions after the toggle, want 1 (a new engine)", n)
+	// A new engine forwards (it restored the old one's SAs, which expire
+	// when idle; the lab's ESP echo answers every SA with the same SPI, so
+	// the replies to 0x400 count on the restored SA).
+	if c := e.counter("esp_in_forwarded"); c < 3 {
+		t.Errorf("esp_in_forwarded %d after the toggle: %+v", c, e.sessions("esp"))
 	}
 }
 

@@ -44,6 +44,7 @@ type Engine struct {
 	addr  func(uint32) (netip.Addr, error)
 	state string // Config.StatePath
 	boot  string // this boot's id, saved with the state
+	netns string // this network namespace's id, saved with the state
 
 	mu sync.Mutex // guards tr and wan
 	tr *Tracker
@@ -70,6 +71,7 @@ func New(c Config) (*Engine, error) {
 		addr:  c.Addr,
 		state: c.StatePath,
 		boot:  bootID(),
+		netns: netnsID(),
 		tr:    NewTracker(c.Options),
 		wan:   map[uint32]netip.Addr{},
 	}

@@ -63,6 +63,9 @@ func (t *Tracker) ikeOut(ip packet.IPv4, u packet.UDP, wan netip.Addr, now time.
 		t.st.NoWANAddress++
 		return Drop
 	}
+	if ip.Src() == wan {
+		return Accept // already translated (see outESP)
+	}
 	client, srv := ip4Of(ip.Src()), ip4Of(ip.Dst())
 	var p *pair
 	h, err := packet.ParseIKE(u.Payload())

@@ -20,6 +20,7 @@ const StateVersion = 1
 type Snapshot struct {
 	Version int         `json:"version"`
 	BootID  string      `json:"boot_id"` // a snapshot of another boot is ignored
+	NetNS   string      `json:"netns"`   // and one of another network namespace
 	Saved   time.Time   `json:"saved"`
 	SAs     []SavedSA   `json:"sas"`
 	IKE     []SavedIKE  `json:"ike"`

@@ -342,6 +342,11 @@ func (t *Tracker) outESP(ip packet.IPv4, wan netip.Addr, now time.Duration) Verd
 		t.st.OutForwarded++
 		return Forward
 	}
+	if ip.Src() == wan {
+		// Already translated: a packet that meets the queue again after
+		// a reload replaced our chains while it waited for its verdict.
+		return Accept
+	}
 	e, err := packet.ParseESP(ip.Payload())
 	if err != nil {
 		t.st.Malformed++

@@ -396,3 +396,18 @@ func BenchmarkInboundESP(b *testing.B) {
 		tr.Process(pkt, Inbound, netip.Addr{}, now)
 	}
 }
+
+func TestAlreadyTranslatedIsNotLearned(t *testing.T) {
+	// A packet the engine already rewrote can meet the queue again when a
+	// reload replaces the chains while it waits for its verdict.
+	r := newRig(t, Options{KeepIKEPort: true})
+	if v, _ := r.out(espPacket(wanA, srvS, 0xc1, 1)); v != Accept {
+		t.Fatalf("ESP from the WAN address: %v", v)
+	}
+	if v, _ := r.out(ikePacket(wanA, srvS, 500, 500, saInitReq(0xa1))); v != Accept {
+		t.Fatalf("IKE from the WAN address: %v", v)
+	}
+	if len(r.tr.pairs) != 0 || r.tr.Len() != 0 {
+		t.Fatalf("learned the router as a client: %+v", r.tr.Sessions(r.now))
+	}
+}
