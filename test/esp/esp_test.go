@@ -383,6 +383,7 @@ func TestDaemonKilledAndRestarted(t *testing.T) {
 	if d != nil {
 		t.Cleanup(func() {
 			d.Kill()
+			removeState(e.l)
 			if t.Failed() {
 				t.Logf("restarted daemon log:\n%s", d.Log())
 			}

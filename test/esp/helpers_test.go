@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -94,6 +95,7 @@ func startDaemon(t *testing.T, n int, o ipsecOpts) *env {
 	if d != nil {
 		t.Cleanup(func() {
 			d.Kill()
+			removeState(l)
 			if t.Failed() {
 				t.Logf("daemon log:\n%s", d.Log())
 			}
@@ -239,4 +241,13 @@ func (e *env) conntrackESP() []string {
 		e.t.Fatal(err)
 	}
 	return lines
+}
+
+// removeState deletes the ESP engine's state file of the lab's router (the
+// daemon names it after the namespace inode, src/daemon/engine_esp.go).
+func removeState(l *lab.Lab) {
+	var st syscall.Stat_t
+	if err := syscall.Stat("/var/run/netns/"+l.Router, &st); err == nil {
+		_ = os.Remove(fmt.Sprintf("/var/run/vpn-passthrough/esp-sas-q4201-netns%d.json", st.Ino))
+	}
 }
