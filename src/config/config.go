@@ -200,12 +200,6 @@ func FromUCI(f *uci.File) (Config, []Warning, error) {
 			}
 		}
 	}
-	if c.Mode == ModeUserspace || c.Mode == ModeAuto {
-		if c.QueueBase == 65535 {
-			return Config{}, warns, &Error{File: f.Name, Section: "globals", Option: "queue_base",
-				Value: "65535", Msg: "leaves no room for the ESP queue (queue_base+1)"}
-		}
-	}
 	return c, warns, nil
 }
 
@@ -371,8 +365,9 @@ func queueBaseSetter(c *Config, vals []string) string {
 		return msg
 	}
 	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 || n > 65535 {
-		return "is not a queue number 0..65535"
+	if err != nil || n < 0 || n > 65534 {
+		// 65535 is a queue number, but the ESP engine takes queue_base+1.
+		return "is not a queue number 0..65534 (the ESP engine uses queue_base+1)"
 	}
 	c.QueueBase = uint16(n)
 	return ""

@@ -41,10 +41,16 @@ func ResolveTopology(c Config, firewall, network *uci.File, sys System) (Topolog
 		t.WAN, t.WANFrom = dedup(c.WANDevices), "option wan_device"
 	case firewall != nil && network != nil:
 		devs, err := zoneDevices(c.WANZones, firewall, network)
-		if err != nil {
+		switch {
+		case errors.Is(err, errNoDevices) && sys.DefaultRouteDev != "":
+			// wwan, qmi, ncm ...: netifd names their device at run time,
+			// and the config does not say it. The default route does.
+			t.WAN, t.WANFrom = []string{sys.DefaultRouteDev}, "default route (zones "+strings.Join(c.WANZones, ",")+" name no device in the config)"
+		case err != nil:
 			return t, fmt.Errorf("wan: %w", err)
+		default:
+			t.WAN, t.WANFrom = devs, "firewall zones "+strings.Join(c.WANZones, ",")
 		}
-		t.WAN, t.WANFrom = devs, "firewall zones "+strings.Join(c.WANZones, ",")
 	default:
 		if sys.DefaultRouteDev == "" {
 			return t, errors.New("wan: no OpenWrt firewall/network config, no IPv4 default route, and no option wan_device")
@@ -105,10 +111,12 @@ func zoneDevices(zones []string, firewall, network *uci.File) ([]string, error) 
 	}
 	devs = dedup(devs)
 	if len(devs) == 0 {
-		return nil, fmt.Errorf("zones %s have no devices", strings.Join(zones, ","))
+		return nil, fmt.Errorf("zones %s: %w", strings.Join(zones, ","), errNoDevices)
 	}
 	return devs, nil
 }
+
+var errNoDevices = errors.New("no device in /etc/config/network (set option lan_device/wan_device)")
 
 func findZone(firewall *uci.File, name string) *uci.Section {
 	for _, s := range firewall.SectionsOfType("zone") {
@@ -120,8 +128,10 @@ func findZone(firewall *uci.File, name string) *uci.Section {
 }
 
 // l3Device is the device netifd puts an interface's traffic on: PPP-based
-// protocols get "<proto>-<iface>", others use `device` (or the pre-21.02
-// `ifname`). Alias references like "@wan" resolve to nothing of their own.
+// protocols get "<proto>-<iface>", tunnels like wireguard are named after the
+// interface, a pre-21.02 `option type 'bridge'` makes "br-<iface>", others
+// use `device` (or the pre-21.02 `ifname`). Alias references ("@wan") and
+// character devices of modems ("/dev/cdc-wdm0") name no network device.
 func l3Device(network *uci.File, iface string) string {
 	s := network.Section(iface)
 	if s == nil || s.Type != "interface" {
@@ -131,12 +141,17 @@ func l3Device(network *uci.File, iface string) string {
 	switch proto {
 	case "pppoe", "pppoa", "pptp", "l2tp", "3g", "ppp":
 		return proto + "-" + iface
+	case "wireguard", "gre", "gretap", "vti", "6in4", "6to4", "6rd", "dslite":
+		return iface
+	}
+	if typ, _ := s.Get("type"); typ == "bridge" {
+		return "br-" + iface
 	}
 	dev, ok := s.Get("device")
 	if !ok {
 		dev, _ = s.Get("ifname")
 	}
-	if f := strings.Fields(dev); len(f) > 0 && !strings.HasPrefix(f[0], "@") {
+	if f := strings.Fields(dev); len(f) > 0 && !strings.HasPrefix(f[0], "@") && !strings.HasPrefix(f[0], "/") {
 		return f[0]
 	}
 	return ""

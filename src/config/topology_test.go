@@ -69,6 +69,16 @@ config interface 'wan'
 	option proto 'pppoe'
 config interface 'vpn'
 	option device '@wan'
+config interface 'oldlan'
+	option type 'bridge'
+	option ifname 'eth0.1 eth0.3'
+config interface 'wg0'
+	option proto 'wireguard'
+config interface 'wwan'
+	option proto 'dhcp'
+config interface 'lte'
+	option proto 'qmi'
+	option device '/dev/cdc-wdm0'
 `)
 	sys := System{
 		Links: []Link{
@@ -94,6 +104,12 @@ config interface 'vpn'
 			lan: "eth0", wan: "eth1"},
 		{name: "plain linux with explicit WAN", cfg: func(c *Config) { c.WANDevices = []string{"eth0"} },
 			lan: "eth1", wan: "eth0"},
+		{name: "legacy bridge is br-<iface>", fw: fw, nw: nw, cfg: func(c *Config) { c.LANZones = []string{"oldlan"} },
+			lan: "br-oldlan", wan: "tun0,pppoe-wan"},
+		{name: "wireguard is named after the interface", fw: fw, nw: nw, cfg: func(c *Config) { c.LANZones = []string{"wg0"} },
+			lan: "wg0", wan: "tun0,pppoe-wan"},
+		{name: "wwan and qmi WAN fall back to the default route", fw: fw, nw: nw,
+			cfg: func(c *Config) { c.WANZones = []string{"wwan", "lte"} }, lan: "br-lan,eth0.3", wan: "eth1"},
 		{name: "unknown zone", fw: fw, nw: nw, cfg: func(c *Config) { c.WANZones = []string{"dmz"} },
 			err: `"dmz" is neither a firewall zone nor a network interface`},
 		{name: "same device both sides", cfg: func(c *Config) { c.LANDevices = []string{"eth1"} },

@@ -200,3 +200,75 @@ func dump(cfg *netlink.Config) ([]Flow, error) {
 	}
 	return flows, nil
 }
+
+const ipctnlMsgCtDelete = 2
+
+// DeleteMatching deletes the conntrack entries (current namespace) for which
+// match is true and returns how many it deleted. An entry that disappears
+// between dump and delete is not an error.
+func DeleteMatching(match func(Flow) bool) (int, error) {
+	flows, err := Dump()
+	if err != nil {
+		return 0, err
+	}
+	c, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
+	if err != nil {
+		return 0, fmt.Errorf("ct: dial: %w", err)
+	}
+	defer c.Close()
+	n := 0
+	for _, f := range flows {
+		if !match(f) {
+			continue
+		}
+		body, err := encodeOrigTuple(f.Orig)
+		if err != nil {
+			return n, err
+		}
+		_, err = c.Execute(netlink.Message{
+			Header: netlink.Header{
+				Type:  netlink.HeaderType(unix.NFNL_SUBSYS_CTNETLINK<<8 | ipctnlMsgCtDelete),
+				Flags: netlink.Request | netlink.Acknowledge,
+			},
+			Data: append([]byte{unix.AF_INET, unix.NFNETLINK_V0, 0, 0}, body...),
+		})
+		if err != nil && !errors.Is(err, unix.ENOENT) {
+			return n, fmt.Errorf("ct: delete %v: %w", f.Orig, err)
+		}
+		if err == nil {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// encodeOrigTuple is the CTA_TUPLE_ORIG attribute that names an entry.
+func encodeOrigTuple(t Tuple) ([]byte, error) {
+	ae := netlink.NewAttributeEncoder()
+	ae.ByteOrder = binary.BigEndian
+	ae.Nested(ctaTupleOrig, func(ae *netlink.AttributeEncoder) error {
+		ae.ByteOrder = binary.BigEndian
+		ae.Nested(ctaTupleIP, func(ae *netlink.AttributeEncoder) error {
+			s, d := t.Src.As4(), t.Dst.As4()
+			ae.Bytes(ctaIPv4Src, s[:])
+			ae.Bytes(ctaIPv4Dst, d[:])
+			return nil
+		})
+		ae.Nested(ctaTupleProto, func(ae *netlink.AttributeEncoder) error {
+			ae.ByteOrder = binary.BigEndian
+			ae.Uint8(ctaProtoNum, t.Proto)
+			switch t.Proto {
+			case unix.IPPROTO_TCP, unix.IPPROTO_UDP, unix.IPPROTO_GRE:
+				ae.Uint16(ctaProtoSrcPort, t.SrcPort)
+				ae.Uint16(ctaProtoDstPort, t.DstPort)
+			}
+			return nil
+		})
+		return nil
+	})
+	b, err := ae.Encode()
+	if err != nil {
+		return nil, fmt.Errorf("ct: encode tuple: %w", err)
+	}
+	return b, nil
+}

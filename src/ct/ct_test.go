@@ -129,10 +129,41 @@ func TestDumpKernel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	is1701 := func(f Flow) bool {
+		return f.Orig.Proto == 17 && f.Orig.DstPort == 1701 && f.Orig.Dst == netip.MustParseAddr("127.0.0.1")
+	}
+	found := false
 	for _, f := range flows {
-		if f.Orig.Proto == 17 && f.Orig.DstPort == 1701 && f.Orig.Dst == netip.MustParseAddr("127.0.0.1") {
-			return
+		found = found || is1701(f)
+	}
+	if !found {
+		t.Fatalf("UDP 1701 flow not in dump: %+v", flows)
+	}
+	// Delete it from inside the namespace (DeleteMatching works on the
+	// current one), then it must be gone.
+	out, err := exec.Command("ip", "netns", "exec", name, "env", "VPT_CT_DELETE=1", os.Args[0], "-test.run=^TestDeleteHelper$").CombinedOutput()
+	if err != nil {
+		t.Fatalf("delete helper: %v: %s", err, out)
+	}
+	flows, err = DumpNetNS(int(fd.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range flows {
+		if is1701(f) {
+			t.Fatalf("flow still there after DeleteMatching: %+v", f)
 		}
 	}
-	t.Fatalf("UDP 1701 flow not in dump: %+v", flows)
+}
+
+// TestDeleteHelper runs inside the test namespace, started by TestDumpKernel
+// through `ip netns exec`; on its own it has nothing to do.
+func TestDeleteHelper(t *testing.T) {
+	if os.Getenv("VPT_CT_DELETE") == "" {
+		t.Skip("helper for TestDumpKernel")
+	}
+	n, err := DeleteMatching(func(f Flow) bool { return f.Orig.DstPort == 1701 && f.Orig.Proto == 17 })
+	if err != nil || n != 1 {
+		t.Fatalf("deleted %d, err %v", n, err)
+	}
 }

@@ -2,9 +2,13 @@ package daemon
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
+	"reflect"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -33,7 +37,8 @@ type Daemon struct {
 	connMu sync.Mutex
 	conn   *nft.Conn
 
-	ctx context.Context // the run's context, parent of engine contexts
+	ectx      context.Context // parent of engine contexts; outlives the signal context
+	engineErr chan error      // an engine's Run failed
 
 	mu sync.Mutex
 	// engines by name: written by the main loop under mu, read by Status.
@@ -47,30 +52,47 @@ type Daemon struct {
 
 // Run applies the config and serves until ctx ends or SIGTERM/SIGINT, then
 // removes what it installed. A bad config at start is an error (procd will
-// log it and respawn); a bad config on SIGHUP keeps the running state.
+// log it and respawn); a bad config on SIGHUP keeps the running state. An
+// engine that fails is fatal too: its queue rules would otherwise let
+// traffic bypass it for good, and procd's respawn is the cleaner restart.
 func Run(ctx context.Context, o Options) error {
+	// SIGHUP's default action ends the process; catch it before anything
+	// else, because boot-time triggers send it early and often.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	if status.Answering(o.SocketPath) {
+		return fmt.Errorf("daemon: another vpn-passthrough answers on %s", o.SocketPath)
+	}
 	conn, err := nft.Open()
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	d := &Daemon{opts: o, conn: conn, ctx: ctx, engines: map[string]*running{}}
+	// Engines get their own context: shutdown stops them only after the
+	// table (and so every queue rule) is gone.
+	ectx, ecancel := context.WithCancel(context.Background())
+	defer ecancel()
+	d := &Daemon{opts: o, conn: conn, ectx: ectx, engines: map[string]*running{},
+		engineErr: make(chan error, 1)}
 	log := o.Log
 
 	if err := d.reload("start"); err != nil {
+		d.stopEngines()
 		return err
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 
 	gone := make(chan struct{}, 1)
-	watchErr := make(chan error, 1)
-	go func() { watchErr <- nft.Watch(ctx, plan.TableName, gone) }()
+	go nft.Watch(ctx, plan.TableName, gone, func(err error) {
+		log.Error("table watch failed, retrying", "err", err)
+		d.setErr(err)
+	})
 	go func() {
 		if err := status.Serve(ctx, o.SocketPath, d.Status); err != nil {
 			log.Error("status socket failed", "err", err)
+			d.setErr(err)
 		}
 	}()
 
@@ -82,17 +104,18 @@ func Run(ctx context.Context, o Options) error {
 			d.reload("SIGHUP") // errors are logged and kept for status
 		case <-gone:
 			d.repair()
-		case err := <-watchErr:
-			if err != nil {
-				// Without events we cannot repair; say so, keep serving.
-				log.Error("table watch stopped", "err", err)
-				d.setErr(err)
+		case err := <-d.engineErr:
+			log.Error("engine failed, stopping so procd restarts the daemon", "err", err)
+			if serr := d.shutdown(); serr != nil {
+				return serr
 			}
+			return err
 		}
 	}
 }
 
-// reload loads, plans and applies. On any error the previous state stays.
+// reload loads, plans and applies. On any error the previous state stays:
+// the table as it was, and the engines it needs.
 func (d *Daemon) reload(why string) error {
 	log := d.opts.Log
 	d.connMu.Lock()
@@ -109,39 +132,124 @@ func (d *Daemon) reload(why string) error {
 	for _, w := range l.Plan.Warnings {
 		log.Warn("limitation", "detail", w)
 	}
-	// Engines listen before their queue rules exist, so no packet meets an
-	// empty queue (the rules use bypass, but fail-open is for crashes).
-	next, stale, err := syncEngines(d.ctx, d.engines, l, log)
-	if err != nil {
-		log.Error("engine start failed, keeping the last good state", "trigger", why, "err", err)
-		d.setErr(err)
-		return err
-	}
-	if err := d.conn.Apply(l.Plan); err != nil {
-		for name, r := range next {
-			if d.engines[name] != r {
-				r.stop()
-			}
+	d.mu.Lock()
+	prev := d.applied
+	d.mu.Unlock()
+	if prev != nil && reflect.DeepEqual(prev.Plan, l.Plan) && d.conn.Intact(l.Plan) {
+		// A HUP with nothing new (WAN events, fw4 reloads): rebuilding the
+		// table would only drop packets waiting in our queues.
+		if err := updateEngines(d.engines, l); err != nil {
+			log.Error("engine update failed", "err", err)
+			d.setErr(err)
+			return err
 		}
+		d.mu.Lock()
+		d.applied = l
+		d.lastErr = ""
+		d.mu.Unlock()
+		// Same message as a real apply: the state in force is the plan.
+		log.Info("applied", "trigger", why, "changed", false, "table", "inet "+plan.TableName)
+		return nil
+	}
+	if err := d.applyWithEngines(l); err != nil {
 		log.Error("apply failed, keeping the last good state", "trigger", why, "err", err)
 		d.setErr(err)
+		if prev != nil {
+			// Bring back the engines the last good plan needs (stale
+			// ones were stopped to free their queue numbers).
+			if rerr := d.applyWithEngines(prev); rerr != nil {
+				log.Error("restoring the last good state failed", "err", rerr)
+			}
+		}
 		return err
 	}
-	for _, r := range stale {
-		r.stop()
-		log.Info("engine stopped", "engine", r.q.Engine, "queue", r.q.Num)
-	}
+	d.flushBlocked(prev, l)
 	d.mu.Lock()
-	d.engines = next
 	d.applied, d.appliedAt = l, time.Now()
 	d.lastErr = ""
 	d.mu.Unlock()
 	for _, dec := range l.Plan.Decisions {
 		log.Info("protocol", "proto", dec.Proto, "datapath", dec.Datapath, "reason", dec.Reason)
 	}
-	log.Info("applied", "trigger", why, "table", "inet "+plan.TableName,
+	log.Info("applied", "trigger", why, "changed", true, "table", "inet "+plan.TableName,
 		"lan", l.Plan.Topology.LAN, "wan", l.Plan.Topology.WAN)
 	return nil
+}
+
+// applyWithEngines stops engines the plan no longer wants (freeing their
+// queue numbers), starts the new ones before their queue rules exist, applies
+// the table, and only then hands the new config to the engines it kept.
+func (d *Daemon) applyWithEngines(l *Loaded) error {
+	keep, stale := splitEngines(d.engines, l.Plan.Queues)
+	for _, r := range stale {
+		r.stop()
+		d.opts.Log.Info("engine stopped", "engine", r.q.Engine, "queue", r.q.Num)
+	}
+	d.setEngines(keep)
+	started, err := startEngines(d.ectx, l, keep, d.opts.Log, d.engineErr)
+	if err != nil {
+		return err
+	}
+	if err := d.conn.Apply(l.Plan); err != nil {
+		for _, r := range started {
+			r.stop()
+		}
+		return err
+	}
+	all := map[string]*running{}
+	for k, r := range keep {
+		all[k] = r
+	}
+	for _, r := range started {
+		all[r.q.Engine] = r
+	}
+	d.setEngines(all)
+	return updateEngines(keep, l)
+}
+
+func (d *Daemon) setEngines(m map[string]*running) {
+	d.mu.Lock()
+	d.engines = m
+	d.mu.Unlock()
+}
+
+func (d *Daemon) stopEngines() {
+	d.mu.Lock()
+	engines := d.engines
+	d.engines = nil
+	d.mu.Unlock()
+	for _, r := range engines {
+		r.stop()
+	}
+}
+
+// flushBlocked deletes the conntrack entries of protocols that were just
+// switched off: with fw4 flow offloading, established flows skip the forward
+// hook and so our drop rules; without their conntrack entry they must start
+// over, and their first packet meets the block.
+func (d *Daemon) flushBlocked(prev, next *Loaded) {
+	var protos []plan.Proto
+	for _, dec := range next.Plan.Decisions {
+		if dec.Datapath != plan.PathBlocked {
+			continue
+		}
+		if prev != nil && prev.Plan.Decision(dec.Proto).Datapath == plan.PathBlocked {
+			continue
+		}
+		protos = append(protos, dec.Proto)
+	}
+	if len(protos) == 0 {
+		return
+	}
+	n, err := ct.DeleteMatching(func(f ct.Flow) bool {
+		p, _ := classify(f.Orig)
+		return p != "" && slices.Contains(protos, p)
+	})
+	if err != nil {
+		d.opts.Log.Warn("could not flush conntrack entries of blocked protocols", "err", err)
+		return
+	}
+	d.opts.Log.Info("flushed conntrack entries of blocked protocols", "protos", protos, "entries", n)
 }
 
 // repair re-applies the last good plan if our table is gone.
@@ -176,13 +284,7 @@ func (d *Daemon) shutdown() error {
 	err := d.conn.Remove(plan.TableName)
 	// Rules first, then engines: a queue rule whose listener is gone would
 	// fall back to bypass, but there is no reason to get there.
-	d.mu.Lock()
-	engines := d.engines
-	d.engines = nil
-	d.mu.Unlock()
-	for _, r := range engines {
-		r.stop()
-	}
+	d.stopEngines()
 	if err != nil {
 		d.opts.Log.Error("remove failed", "err", err)
 		return err
@@ -203,7 +305,14 @@ func (d *Daemon) Status() status.Status {
 	d.connMu.Lock()
 	cs, cerr := d.conn.Counters(plan.TableName)
 	d.connMu.Unlock()
-	flows, ferr := ct.Dump()
+	d.mu.Lock()
+	kernelPath := d.applied != nil && d.applied.Plan.UsesKernel()
+	d.mu.Unlock()
+	var flows []ct.Flow
+	ferr := errors.New("no protocol on the kernel datapath")
+	if kernelPath { // a big conntrack table is not read for nothing
+		flows, ferr = ct.Dump()
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	s := status.Status{

@@ -52,50 +52,66 @@ func (r *running) stop() {
 	}
 }
 
-// syncEngines makes the running engines match the plan: it keeps an engine
-// whose queue is unchanged (updating its config, so sessions survive a
-// reload), starts missing ones and returns the ones to stop once the new
-// rules are applied.
-func syncEngines(ctx context.Context, cur map[string]*running, l *Loaded, log *slog.Logger) (next map[string]*running, stale []*running, err error) {
-	next = map[string]*running{}
+// splitEngines sorts the running engines into those the new queues keep
+// (same engine, same queue number) and those to stop.
+func splitEngines(cur map[string]*running, queues []plan.Queue) (keep map[string]*running, stale []*running) {
+	keep = map[string]*running{}
+	want := map[string]plan.Queue{}
+	for _, q := range queues {
+		want[q.Engine] = q
+	}
+	for name, r := range cur {
+		if q, ok := want[name]; ok && q == r.q {
+			keep[name] = r
+		} else {
+			stale = append(stale, r)
+		}
+	}
+	return keep, stale
+}
+
+// startEngines starts the engines of l's queues that are not in keep. An
+// engine whose Run fails while its context is live reports on failed.
+func startEngines(ctx context.Context, l *Loaded, keep map[string]*running, log *slog.Logger, failed chan<- error) ([]*running, error) {
 	var started []*running
 	for _, q := range l.Plan.Queues {
-		if r, ok := cur[q.Engine]; ok && r.q == q {
-			if u, ok := r.eng.(Updater); ok {
-				if err := u.Update(l); err != nil {
-					return rollback(started, cur, err)
-				}
-			}
-			next[q.Engine] = r
+		if _, ok := keep[q.Engine]; ok {
 			continue
 		}
 		eng, err := newEngine(q, l, log)
 		if err != nil {
-			return rollback(started, cur, err)
+			for _, r := range started {
+				r.stop()
+			}
+			return nil, fmt.Errorf("%s engine: %w", q.Engine, err)
 		}
 		ectx, cancel := context.WithCancel(ctx)
 		r := &running{q: q, eng: eng, cancel: cancel, done: make(chan struct{})}
 		go func() {
 			defer close(r.done)
 			if err := eng.Run(ectx); err != nil && ectx.Err() == nil {
-				log.Error("engine stopped", "engine", q.Engine, "queue", q.Num, "err", err)
+				select {
+				case failed <- fmt.Errorf("%s engine (queue %d): %w", q.Engine, q.Num, err):
+				default:
+				}
 			}
 		}()
 		log.Info("engine started", "engine", q.Engine, "queue", q.Num)
 		started = append(started, r)
-		next[q.Engine] = r
 	}
-	for name, r := range cur {
-		if next[name] != r {
-			stale = append(stale, r)
-		}
-	}
-	return next, stale, nil
+	return started, nil
 }
 
-func rollback(started []*running, cur map[string]*running, err error) (map[string]*running, []*running, error) {
-	for _, r := range started {
-		r.stop()
+// updateEngines hands a new config to kept engines. It runs only after the
+// table was applied, so an engine never runs with a config whose rules were
+// refused.
+func updateEngines(engines map[string]*running, l *Loaded) error {
+	for _, r := range engines {
+		if u, ok := r.eng.(Updater); ok {
+			if err := u.Update(l); err != nil {
+				return fmt.Errorf("%s engine: %w", r.q.Engine, err)
+			}
+		}
 	}
-	return cur, nil, err
+	return nil
 }

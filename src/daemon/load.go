@@ -26,6 +26,17 @@ type Loaded struct {
 // to it (if present), probes the system and builds the plan. n may be nil
 // (no netlink): the probe then says so.
 func Load(path string, root probe.Root, n *nft.Conn) (*Loaded, error) {
+	return load(path, root, n, false)
+}
+
+// LoadKernelOnly is Load for a one-shot `apply`, which runs no engines: it
+// plans as if the kernel had no NFQUEUE, so nothing is queued or untracked
+// without a program to handle it.
+func LoadKernelOnly(path string, root probe.Root, n *nft.Conn) (*Loaded, error) {
+	return load(path, root, n, true)
+}
+
+func load(path string, root probe.Root, n *nft.Conn, kernelOnly bool) (*Loaded, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -34,14 +45,30 @@ func Load(path string, root probe.Root, n *nft.Conn) (*Loaded, error) {
 	if err != nil {
 		return nil, err
 	}
+	// OpenWrt's firewall and network configs sit next to ours. They are
+	// read only when zones decide a side, so a syntax they use that our
+	// parser refuses cannot block a config with explicit devices.
 	dir := filepath.Dir(path)
-	firewall, err := optionalUCI(filepath.Join(dir, "firewall"))
-	if err != nil {
+	var firewall, network *uci.File
+	needZones := len(cfg.LANDevices) == 0 || len(cfg.WANDevices) == 0
+	if firewall, err = optionalUCI(filepath.Join(dir, "firewall")); err != nil && needZones {
 		return nil, err
 	}
-	network, err := optionalUCI(filepath.Join(dir, "network"))
-	if err != nil {
-		return nil, err
+	if needZones {
+		if network, err = optionalUCI(filepath.Join(dir, "network")); err != nil {
+			return nil, err
+		}
+	}
+	flowOffload := false
+	if firewall != nil {
+		for _, s := range firewall.SectionsOfType("defaults") {
+			for _, o := range []string{"flow_offloading", "flow_offloading_hw"} {
+				if v, ok := s.Get(o); ok {
+					b, _ := config.ParseBool(v)
+					flowOffload = flowOffload || b
+				}
+			}
+		}
 	}
 	sys, err := probe.System(root)
 	if err != nil {
@@ -52,7 +79,11 @@ func Load(path string, root probe.Root, n *nft.Conn) (*Loaded, error) {
 		return nil, fmt.Errorf("topology: %w", err)
 	}
 	caps := probe.Caps(root, n)
-	p, err := plan.Build(plan.Input{Config: cfg, Caps: caps, Topology: topo})
+	if kernelOnly {
+		caps.NFQueue = false
+		caps.Notes["nfnetlink_queue"] = "not used: one-shot apply runs no engines"
+	}
+	p, err := plan.Build(plan.Input{Config: cfg, Caps: caps, Topology: topo, FlowOffload: flowOffload})
 	if err != nil {
 		return nil, err
 	}

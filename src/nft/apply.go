@@ -15,9 +15,11 @@ import (
 
 func errorf(format string, a ...any) error { return fmt.Errorf("nft: "+format, a...) }
 
-// Conn applies plans to one network namespace's nftables.
+// Conn applies plans to one network namespace's nftables. Every operation
+// uses a fresh nftables.Conn: the library queues batch messages and keeps the
+// first error in the Conn, so a failed apply must not leak into the next.
 type Conn struct {
-	c *nftables.Conn
+	opts []nftables.ConnOption
 }
 
 // Open connects to nftables in the current network namespace.
@@ -28,11 +30,19 @@ func Open() (*Conn, error) { return open() }
 func OpenNetNS(fd int) (*Conn, error) { return open(nftables.WithNetNSFd(fd)) }
 
 func open(opts ...nftables.ConnOption) (*Conn, error) {
-	c, err := nftables.New(opts...)
+	n := &Conn{opts: opts}
+	if _, err := n.nc(); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Conn) nc() (*nftables.Conn, error) {
+	c, err := nftables.New(n.opts...)
 	if err != nil {
 		return nil, errorf("netlink: %w", err)
 	}
-	return &Conn{c: c}, nil
+	return c, nil
 }
 
 func table(name string) *nftables.Table {
@@ -41,7 +51,11 @@ func table(name string) *nftables.Table {
 
 // Exists reports whether our table is installed.
 func (n *Conn) Exists(name string) (bool, error) {
-	_, err := n.c.ListTableOfFamily(name, nftables.TableFamilyINet)
+	c, err := n.nc()
+	if err != nil {
+		return false, err
+	}
+	_, err = c.ListTableOfFamily(name, nftables.TableFamilyINet)
 	if err == nil {
 		return true, nil
 	}
@@ -53,7 +67,11 @@ func (n *Conn) Exists(name string) (bool, error) {
 
 // Counters reads the named counters of our table.
 func (n *Conn) Counters(name string) (map[string]Counter, error) {
-	objs, err := n.c.GetNamedObjects(table(name))
+	c, err := n.nc()
+	if err != nil {
+		return nil, err
+	}
+	objs, err := c.GetNamedObjects(table(name))
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			return map[string]Counter{}, nil
@@ -92,12 +110,16 @@ func (n *Conn) Apply(p *plan.Plan) error {
 	if err != nil {
 		return err
 	}
+	nc, err := n.nc()
+	if err != nil {
+		return err
+	}
 	t := table(p.Table)
 	// Add (no-op if present) then delete, so the delete never fails on a
 	// missing table and the batch stays valid on first start.
-	n.c.AddTable(t)
-	n.c.DelTable(t)
-	n.c.AddTable(t)
+	nc.AddTable(t)
+	nc.DelTable(t)
+	nc.AddTable(t)
 
 	sets := map[string]*nftables.Set{}
 	for i, s := range p.Sets {
@@ -124,13 +146,13 @@ func (n *Conn) Apply(p *plan.Plan) error {
 		default:
 			return errorf("set %s: unsupported type %q", s.Name, s.Type)
 		}
-		if err := n.c.AddSet(ns, elems); err != nil {
+		if err := nc.AddSet(ns, elems); err != nil {
 			return errorf("add set %s: %w", s.Name, err)
 		}
 		sets[s.Name] = ns
 	}
 	for _, name := range p.Counters {
-		n.c.AddObj(&nftables.NamedObj{Table: t, Name: name, Type: nftables.ObjTypeCounter,
+		nc.AddObj(&nftables.NamedObj{Table: t, Name: name, Type: nftables.ObjTypeCounter,
 			Obj: &expr.Counter{Packets: old[name].Packets, Bytes: old[name].Bytes}})
 	}
 	for _, h := range p.Helpers {
@@ -138,7 +160,7 @@ func (n *Conn) Apply(p *plan.Plan) error {
 		if h.L3IPv4 {
 			l3 = unix.NFPROTO_IPV4
 		}
-		n.c.AddObj(&nftables.NamedObj{Table: t, Name: h.Name, Type: nftables.ObjTypeCtHelper,
+		nc.AddObj(&nftables.NamedObj{Table: t, Name: h.Name, Type: nftables.ObjTypeCtHelper,
 			Obj: &expr.CtHelper{Name: h.Type, L3Proto: l3, L4Proto: uint8(h.L4)}})
 	}
 	lookup := func(name string) *nftables.Set { return sets[name] }
@@ -149,28 +171,86 @@ func (n *Conn) Apply(p *plan.Plan) error {
 		}
 		prio := nftables.ChainPriority(c.Priority)
 		policy := nftables.ChainPolicyAccept
-		ch := n.c.AddChain(&nftables.Chain{Name: c.Name, Table: t, Type: nftables.ChainTypeFilter,
+		ch := nc.AddChain(&nftables.Chain{Name: c.Name, Table: t, Type: nftables.ChainTypeFilter,
 			Hooknum: hook, Priority: &prio, Policy: &policy})
 		for i, r := range c.Rules {
 			exprs, err := ruleExprs(r, lookup, p.QueueCompat)
 			if err != nil {
 				return fmt.Errorf("chain %s rule %d: %w", c.Name, i+1, err)
 			}
-			n.c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: exprs, UserData: comment(r.Comment)})
+			nc.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: exprs, UserData: comment(r.Comment)})
 		}
 	}
-	if err := n.c.Flush(); err != nil {
+	if err := nc.Flush(); err != nil {
 		return errorf("apply table inet %s: %w", p.Table, err)
 	}
 	return nil
 }
 
+// Intact reports whether the installed table still has the plan's chains,
+// rules, sets and counters (by name and count). The daemon uses it to skip
+// re-applying an unchanged plan without missing a table someone damaged.
+func (n *Conn) Intact(p *plan.Plan) bool {
+	c, err := n.nc()
+	if err != nil {
+		return false
+	}
+	t := table(p.Table)
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return false
+	}
+	have := map[string]*nftables.Chain{}
+	for _, ch := range chains {
+		if ch.Table.Name == p.Table {
+			have[ch.Name] = ch
+		}
+	}
+	if len(have) != len(p.Chains) {
+		return false
+	}
+	for _, pc := range p.Chains {
+		ch, ok := have[pc.Name]
+		if !ok {
+			return false
+		}
+		rules, err := c.GetRules(t, ch)
+		if err != nil || len(rules) != len(pc.Rules) {
+			return false
+		}
+	}
+	for _, ps := range p.Sets {
+		s, err := c.GetSetByName(t, ps.Name)
+		if err != nil {
+			return false
+		}
+		elems, err := c.GetSetElements(s)
+		if err != nil || len(elems) != len(ps.Elements) {
+			return false
+		}
+	}
+	counters, err := n.Counters(p.Table)
+	if err != nil {
+		return false
+	}
+	for _, name := range p.Counters {
+		if _, ok := counters[name]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
 // Remove deletes our table if it exists.
 func (n *Conn) Remove(name string) error {
+	nc, err := n.nc()
+	if err != nil {
+		return err
+	}
 	t := table(name)
-	n.c.AddTable(t)
-	n.c.DelTable(t)
-	if err := n.c.Flush(); err != nil {
+	nc.AddTable(t)
+	nc.DelTable(t)
+	if err := nc.Flush(); err != nil {
 		return errorf("delete table inet %s: %w", name, err)
 	}
 	return nil

@@ -23,29 +23,37 @@ func scratchTable() *nftables.Table {
 
 // ProbeCtHelper reports whether the kernel has the named conntrack helper.
 func (n *Conn) ProbeCtHelper(name string, l4 uint8) error {
+	nc, err := n.nc()
+	if err != nil {
+		return err
+	}
 	t := scratchTable()
-	n.c.AddTable(t)
-	n.c.AddObj(&nftables.NamedObj{Table: t, Name: "probe", Type: nftables.ObjTypeCtHelper,
+	nc.AddTable(t)
+	nc.AddObj(&nftables.NamedObj{Table: t, Name: "probe", Type: nftables.ObjTypeCtHelper,
 		Obj: &expr.CtHelper{Name: name, L3Proto: unix.NFPROTO_IPV4, L4Proto: l4}})
-	n.c.DelTable(t)
-	return n.c.Flush()
+	nc.DelTable(t)
+	return nc.Flush()
 }
 
 // ProbeQueue reports whether a rule with the native queue expression
 // (compat=false) or the xtables NFQUEUE target (compat=true) is accepted.
 func (n *Conn) ProbeQueue(compat bool) error {
+	nc, err := n.nc()
+	if err != nil {
+		return err
+	}
 	t := scratchTable()
-	n.c.AddTable(t)
+	nc.AddTable(t)
 	prio := nftables.ChainPriority(0)
-	ch := n.c.AddChain(&nftables.Chain{Name: "probe", Table: t, Type: nftables.ChainTypeFilter,
+	ch := nc.AddChain(&nftables.Chain{Name: "probe", Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookForward, Priority: &prio})
 	// A rule that can never match keeps the probe harmless even if the
 	// delete below were lost.
-	n.c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: []expr.Any{
+	nc.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{255}},
 		queueExpr(plan.QueueStmt{Num: 65535, Bypass: true}, compat),
 	}})
-	n.c.DelTable(t)
-	return n.c.Flush()
+	nc.DelTable(t)
+	return nc.Flush()
 }

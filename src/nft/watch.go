@@ -13,19 +13,34 @@ import (
 // right after (re)subscribing, because events sent while it was not listening
 // (start-up, a receive-buffer overrun) are lost; the receiver then checks
 // whether the table exists. Our own applies delete and re-add the table in one
-// batch, so the receiver must check, not assume. It returns when ctx ends.
-func Watch(ctx context.Context, name string, gone chan<- struct{}) error {
+// batch, so the receiver must check, not assume. Errors go to onErr and the
+// watch retries with backoff; it returns when ctx ends.
+func Watch(ctx context.Context, name string, gone chan<- struct{}, onErr func(error)) {
 	notify := func() {
 		select {
 		case gone <- struct{}{}:
 		default: // one pending signal is enough
 		}
 	}
-	backoff := 100 * time.Millisecond
+	const minBackoff, maxBackoff = 100 * time.Millisecond, 30 * time.Second
+	backoff := minBackoff
+	wait := func() bool {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, maxBackoff)
+		return true
+	}
 	for ctx.Err() == nil {
 		c, err := nftables.New()
 		if err != nil {
-			return errorf("watch: %w", err)
+			onErr(errorf("watch: %w", err))
+			if !wait() {
+				return
+			}
+			continue
 		}
 		mon := nftables.NewMonitor(
 			nftables.WithMonitorAction(nftables.MonitorActionAny),
@@ -33,8 +48,13 @@ func Watch(ctx context.Context, name string, gone chan<- struct{}) error {
 			nftables.WithMonitorEventBuffer(256))
 		events, err := c.AddMonitor(mon)
 		if err != nil {
-			return errorf("watch: subscribe to nftables events: %w", err)
+			onErr(errorf("watch: subscribe to nftables events: %w", err))
+			if !wait() {
+				return
+			}
+			continue
 		}
+		backoff = minBackoff
 		notify()
 		resubscribe := false
 		for !resubscribe {
@@ -42,10 +62,11 @@ func Watch(ctx context.Context, name string, gone chan<- struct{}) error {
 			case <-ctx.Done():
 				mon.Close()
 				drain(events)
-				return nil
+				return
 			case ev, ok := <-events:
 				switch {
 				case !ok:
+					mon.Close() // the library leaves the socket open
 					resubscribe = true
 				case ev.Type == nftables.MonitorEventTypeOOB:
 					// Usually ENOBUFS after an event storm: start over.
@@ -59,13 +80,10 @@ func Watch(ctx context.Context, name string, gone chan<- struct{}) error {
 				}
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
+		if !wait() {
+			return
 		}
 	}
-	return nil
 }
 
 // drain empties an event channel until the monitor closes it, so its

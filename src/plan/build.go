@@ -22,6 +22,9 @@ type Input struct {
 	Config   config.Config
 	Caps     Caps
 	Topology config.Topology
+	// FlowOffload is fw4's defaults.flow_offloading: offloaded flows skip
+	// the forward hook, so userspace engines miss their later packets.
+	FlowOffload bool
 }
 
 // Build maps (config, capabilities, topology) to the desired state. It never
@@ -82,6 +85,14 @@ func Build(in Input) (*Plan, error) {
 				DPort:    1723,
 				CtHelper: "pptp",
 			})
+		}
+	}
+	if in.FlowOffload {
+		for i, d := range p.Decisions {
+			if d.Datapath == PathUserspace {
+				p.Decisions[i].Degraded = joinNote(d.Degraded, "fw4 flow offloading is on: offloaded TCP/UDP flows "+
+					"(PPTP control, IKE) skip the engine after their first packets; turn it off or use the kernel helper")
+			}
 		}
 	}
 	for _, d := range p.Decisions {
@@ -260,4 +271,11 @@ func passCounterRules(pr Proto) []Rule {
 			Rule{IIFSet: SetWAN, OIFSet: SetLAN, L4: m.l4, SPort: m.port, Counter: PassedCounter(pr, "in")})
 	}
 	return rules
+}
+
+func joinNote(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
 }

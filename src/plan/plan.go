@@ -127,6 +127,17 @@ type Plan struct {
 // Empty reports whether the plan installs nothing (daemon disabled).
 func (p *Plan) Empty() bool { return len(p.Chains) == 0 }
 
+// UsesKernel reports whether any protocol passes on the kernel datapath
+// (whose sessions status reads from conntrack).
+func (p *Plan) UsesKernel() bool {
+	for _, d := range p.Decisions {
+		if d.Datapath == PathKernel {
+			return true
+		}
+	}
+	return false
+}
+
 // Decision returns the decision for a protocol.
 func (p *Plan) Decision(pr Proto) Decision {
 	for _, d := range p.Decisions {

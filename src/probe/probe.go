@@ -3,12 +3,15 @@ package probe
 import (
 	"bufio"
 	"compress/gzip"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/config"
 	"github.com/vpn-passthrough/vpn-passthrough/src/nft"
@@ -87,10 +90,56 @@ func (r Root) exists(p string) bool {
 // then the nftables probes report false with the reason.
 func Caps(r Root, n *nft.Conn) plan.Caps {
 	c := plan.Caps{Notes: map[string]string{}, KernelRelease: r.release()}
+	// Netlink probes first: creating a ct helper object makes the kernel
+	// load nf_conntrack_pptp (and with it nf_nat_pptp on most builds), so
+	// the module checks below see what the daemon will actually get.
+	helperProbe := errNotProbed
+	if n != nil {
+		if _, err := n.Exists(plan.TableName); err != nil {
+			if errors.Is(err, unix.EPERM) {
+				// Not root (check, apply --dry-run): nf_tables is
+				// assumed so the config can still be validated and
+				// planned; the queue probes stay unknown (false).
+				c.NFTables = true
+				c.Notes["nftables"] = "assumed: netlink probes need root"
+			} else {
+				c.Notes["nftables"] = err.Error()
+			}
+		} else {
+			c.NFTables = true
+			c.Notes["nftables"] = "netlink"
+			helperProbe = n.ProbeCtHelper("pptp", 6)
+			if err := n.ProbeQueue(false); err != nil {
+				c.Notes["nft_queue_expr"] = fmt.Sprintf("netlink probe: %v", err)
+			} else {
+				c.NFTQueueExpr = true
+				c.Notes["nft_queue_expr"] = "netlink probe"
+			}
+			if err := n.ProbeQueue(true); err != nil {
+				c.Notes["xt_nfqueue_compat"] = fmt.Sprintf("netlink probe: %v", err)
+			} else {
+				c.XTNFQueue = true
+				c.Notes["xt_nfqueue_compat"] = "netlink probe"
+			}
+		}
+	} else {
+		c.Notes["nftables"] = "no netlink connection"
+	}
 	cfg := r.kconfig()
 	var helperNote string
 	c.PPTPHelper, helperNote = r.module("nf_conntrack_pptp", "CONFIG_NF_CONNTRACK_PPTP", cfg)
 	c.Notes["nf_conntrack_pptp"] = helperNote
+	// The netlink probe is authoritative for the conntrack helper: it is
+	// exactly what `ct helper set "pptp"` needs.
+	switch {
+	case helperProbe == errNotProbed:
+	case helperProbe != nil:
+		c.PPTPHelper = false
+		c.Notes["nf_conntrack_pptp"] = fmt.Sprintf("netlink ct helper probe: %v", helperProbe)
+	default:
+		c.PPTPHelper = true
+		c.Notes["nf_conntrack_pptp"] = "netlink ct helper probe (" + helperNote + ")"
+	}
 	c.PPTPNAT, c.Notes["nf_nat_pptp"] = r.module("nf_nat_pptp", "CONFIG_NF_NAT_PPTP", cfg)
 	c.Conntrack = r.exists("proc/sys/net/netfilter/nf_conntrack_max")
 	c.Notes["conntrack"] = "/proc/sys/net/netfilter/nf_conntrack_max"
@@ -100,39 +149,10 @@ func Caps(r Root, n *nft.Conn) plan.Caps {
 	c.Notes["gre_tracking"] = "/proc/sys/net/netfilter/nf_conntrack_gre_timeout"
 	c.NFQueue = r.exists("proc/net/netfilter/nfnetlink_queue")
 	c.Notes["nfnetlink_queue"] = "/proc/net/netfilter/nfnetlink_queue"
-	if n == nil {
-		c.Notes["nftables"] = "no netlink connection"
-		return c
-	}
-	if _, err := n.Exists(plan.TableName); err != nil {
-		c.Notes["nftables"] = err.Error()
-		return c
-	}
-	c.NFTables = true
-	c.Notes["nftables"] = "netlink"
-	// The netlink probe is authoritative for the conntrack helper: it is
-	// what `ct helper set "pptp"` needs, and it autoloads the module.
-	if err := n.ProbeCtHelper("pptp", 6); err != nil {
-		c.PPTPHelper = false
-		c.Notes["nf_conntrack_pptp"] = fmt.Sprintf("netlink ct helper probe: %v", err)
-	} else {
-		c.PPTPHelper = true
-		c.Notes["nf_conntrack_pptp"] = "netlink ct helper probe (" + helperNote + ")"
-	}
-	if err := n.ProbeQueue(false); err != nil {
-		c.Notes["nft_queue_expr"] = fmt.Sprintf("netlink probe: %v", err)
-	} else {
-		c.NFTQueueExpr = true
-		c.Notes["nft_queue_expr"] = "netlink probe"
-	}
-	if err := n.ProbeQueue(true); err != nil {
-		c.Notes["xt_nfqueue_compat"] = fmt.Sprintf("netlink probe: %v", err)
-	} else {
-		c.XTNFQueue = true
-		c.Notes["xt_nfqueue_compat"] = "netlink probe"
-	}
 	return c
 }
+
+var errNotProbed = errors.New("not probed")
 
 // System lists links and the IPv4 default route's device.
 func System(r Root) (config.System, error) {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -66,14 +67,17 @@ type Status struct {
 // get(), until ctx ends. The socket is created mode 0600: status shows LAN
 // addresses, so it is root's.
 func Serve(ctx context.Context, path string, get func() Status) error {
+	if Answering(path) {
+		return fmt.Errorf("status: another daemon answers on %s", path)
+	}
 	_ = os.Remove(path) // a stale socket from a killed daemon
+	// The umask makes the socket 0600 from birth: a chmod after listen would
+	// leave a moment where others could connect.
+	old := syscall.Umask(0o177)
 	l, err := net.Listen("unix", path)
+	syscall.Umask(old)
 	if err != nil {
 		return fmt.Errorf("status: listen %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		l.Close()
-		return fmt.Errorf("status: chmod %s: %w", path, err)
 	}
 	go func() {
 		<-ctx.Done()
@@ -89,12 +93,24 @@ func Serve(ctx context.Context, path string, get func() Status) error {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
+			time.Sleep(100 * time.Millisecond) // e.g. EMFILE: do not spin
 			continue
 		}
 		c.SetDeadline(time.Now().Add(5 * time.Second))
 		json.NewEncoder(c).Encode(get())
 		c.Close()
 	}
+}
+
+// Answering reports whether a daemon already serves on path, so a second one
+// neither steals nor deletes its socket.
+func Answering(path string) bool {
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }
 
 // Fetch asks the daemon at path for its status.

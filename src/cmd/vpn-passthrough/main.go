@@ -62,23 +62,36 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	asJSON := fs.Bool("json", false, "print JSON")
 	dry := fs.Bool("dry-run", false, "print the ruleset instead of installing it")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		return usageError{err.Error()}
+	}
+	// Go's flag parsing stops at the first non-flag: a stray word would
+	// silently turn the flags after it into ignored arguments.
+	if cmd != "rpcd" && fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("%s: unexpected argument %q", cmd, fs.Arg(0))}
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	switch cmd {
 	case "daemon":
 		return daemon.Run(ctx, daemon.Options{ConfigPath: *cfgPath, SocketPath: *sock, Root: "/", Version: version, Log: log})
 	case "check":
-		l, err := load(*cfgPath)
+		l, err := load(*cfgPath, false)
 		if err != nil {
 			return err
 		}
-		for _, w := range l.Warnings {
-			fmt.Fprintf(stdout, "warning: %s: %s\n", *cfgPath, w)
-		}
 		if *asJSON {
+			var cw []string
+			for _, w := range l.Warnings {
+				cw = append(cw, w.String())
+			}
 			return json.NewEncoder(stdout).Encode(map[string]any{
-				"capabilities": l.Caps, "protocols": l.Plan.Decisions, "topology": l.Plan.Topology, "warnings": l.Plan.Warnings})
+				"capabilities": l.Caps, "protocols": l.Plan.Decisions, "topology": l.Plan.Topology,
+				"warnings": l.Plan.Warnings, "config_warnings": cw})
+		}
+		for _, w := range l.Warnings {
+			fmt.Fprintf(stderr, "warning: %s: %s\n", *cfgPath, w)
 		}
 		fmt.Fprintf(stdout, "config %s: valid\n\n", *cfgPath)
 		fmt.Fprint(stdout, capsText(l))
@@ -88,13 +101,19 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprint(stdout, l.Plan.Render())
 		return nil
 	case "apply":
-		l, err := load(*cfgPath)
+		// A one-shot apply has no engines behind it: queue rules would
+		// untrack traffic nobody NATs. Plan the kernel datapaths only
+		// (the dry run shows what the daemon would install).
+		l, err := load(*cfgPath, !*dry)
 		if err != nil {
 			return err
 		}
 		if *dry {
 			fmt.Fprint(stdout, l.Plan.Render())
 			return nil
+		}
+		for _, d := range l.Plan.Decisions {
+			fmt.Fprintf(stderr, "%s: %s (%s)\n", d.Proto, d.Datapath, d.Reason)
 		}
 		n, err := nft.Open()
 		if err != nil {
@@ -134,10 +153,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 // load runs the same pipeline as the daemon. Without netlink access (not
 // root) it still validates and plans, with the capabilities it could read.
-func load(path string) (*daemon.Loaded, error) {
+// kernelOnly plans without userspace engines, for a one-shot apply.
+func load(path string, kernelOnly bool) (*daemon.Loaded, error) {
 	n, err := nft.Open()
 	if err != nil {
 		n = nil
+	}
+	if kernelOnly {
+		return daemon.LoadKernelOnly(path, "/", n)
 	}
 	return daemon.Load(path, "/", n)
 }

@@ -65,3 +65,35 @@ func TestRPCD(t *testing.T) {
 		t.Errorf("array args: %q", out)
 	}
 }
+
+func TestStrayArgumentRefused(t *testing.T) {
+	_, _, err := runCLI(t, "", "apply", "--config", "/nonexistent", "now", "--dry-run")
+	if err == nil || !strings.Contains(err.Error(), `unexpected argument "now"`) {
+		t.Fatalf("err = %v", err)
+	}
+	if _, _, err := runCLI(t, "", "check", "-h"); err != nil {
+		t.Errorf("check -h: %v", err)
+	}
+}
+
+func TestCheckJSONWithWarnings(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "vpn-passthrough")
+	os.WriteFile(cfg, []byte("config globals 'globals'\n\toption colour 'red'\n\tlist lan_device 'a0'\n\tlist wan_device 'b0'\n"), 0o644)
+	out, serr, err := runCLI(t, "", "check", "--json", "--config", cfg)
+	if err != nil {
+		if strings.Contains(err.Error(), "nf_tables") {
+			t.Skipf("no nf_tables here: %v", err)
+		}
+		t.Fatal(err)
+	}
+	var v struct {
+		ConfigWarnings []string `json:"config_warnings"`
+	}
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("check --json is not JSON (%v): %q (stderr %q)", err, out, serr)
+	}
+	if len(v.ConfigWarnings) != 1 || !strings.Contains(v.ConfigWarnings[0], "colour") {
+		t.Errorf("config_warnings = %v", v.ConfigWarnings)
+	}
+}
