@@ -7,10 +7,18 @@
 // and answers a whole batch at once reached about 0.72x. This package does
 // the latter:
 //
-//   - Receive: one blocking recv (with a short SO_RCVTIMEO so Run notices
-//     its context), then MSG_DONTWAIT recvs until the socket is empty or the
-//     batch is full (Config.Batch, default 64). Packets land in one
-//     preallocated arena; Packet.Data points into it.
+//   - Receive: one recvmmsg(2) with MSG_WAITFORONE per batch: it waits
+//     for the first message (at most SO_RCVTIMEO, so Run notices its
+//     context) and then drains what is queued without waiting, up to the
+//     batch size (Config.Batch, default 64) -- the "drain with
+//     MSG_DONTWAIT" design in one syscall instead of one per packet (+15-25%
+//     in the lab). Each of the preallocated slots holds a maximal message,
+//     so nothing is ever truncated; only the pages the kernel writes become
+//     resident. Packet.Data points into the slots.
+//   - Coalescing (Config.Coalesce, off by default; the PPTP engine uses
+//     100 µs): after a small batch the reader waits briefly, so the next
+//     batch is bigger and the kernel wakes it less often (~30% less CPU per
+//     packet under load, at most that much added latency).
 //   - Verdicts: every packet of a batch is answered in ONE sendmsg: an
 //     individual NFQNL_MSG_VERDICT for each packet that is dropped, modified
 //     (NFQA_PAYLOAD) or re-marked (NFQA_MARK), then a single

@@ -31,6 +31,10 @@ type Config struct {
 	// PollInterval bounds how long one blocking receive waits, and so how
 	// fast Run sees its context end. Default 200ms.
 	PollInterval time.Duration
+	// Coalesce: after a batch smaller than half of Batch, wait this long
+	// before the next receive, so that packets gather into bigger batches
+	// and the kernel wakes the reader less often. 0 disables it.
+	Coalesce time.Duration
 }
 
 func (c *Config) defaults() {
@@ -81,13 +85,26 @@ type counters struct {
 
 // Queue is a bound NFQUEUE. Run must be called from one goroutine.
 type Queue struct {
-	cfg   Config
-	fd    int
-	arena []byte
-	pkts  []Packet
-	out   []byte
-	c     counters
-	seq   uint32
+	cfg  Config
+	fd   int
+	pkts []Packet
+	out  []byte
+	c    counters
+	seq  uint32
+
+	// Receive slots for recvmmsg: Batch slots of maxMsg bytes each, so no
+	// packet is ever truncated. It is virtual memory: only the pages the
+	// kernel writes to (a packet's worth per slot) become resident.
+	slots []byte
+	iov   []unix.Iovec
+	mm    []mmsghdr
+}
+
+// mmsghdr is struct mmsghdr (recvmmsg(2)); Go pads it as C does on every
+// architecture (a 4-byte length after struct msghdr).
+type mmsghdr struct {
+	hdr unix.Msghdr
+	len uint32
 }
 
 // maxMsg is the most one packet message can take: a 64 KiB packet plus the
@@ -107,12 +124,19 @@ func Open(cfg Config) (*Queue, error) {
 		unix.Close(fd)
 		return nil, err
 	}
-	// The arena holds a batch of typical packets and always one more of
-	// the largest size; the verdict buffer holds a batch of modified
-	// typical packets (bigger ones flush it early).
-	q.arena = make([]byte, maxMsg+cfg.Batch*2048)
+	// The verdict buffer holds a batch of modified typical packets (bigger
+	// ones flush it early).
 	q.pkts = make([]Packet, cfg.Batch)
 	q.out = make([]byte, 0, maxMsg+cfg.Batch*2048)
+	q.slots = make([]byte, cfg.Batch*maxMsg)
+	q.iov = make([]unix.Iovec, cfg.Batch)
+	q.mm = make([]mmsghdr, cfg.Batch)
+	for i := range q.mm {
+		q.iov[i].Base = &q.slots[i*maxMsg]
+		q.iov[i].SetLen(maxMsg)
+		q.mm[i].hdr.Iov = &q.iov[i]
+		q.mm[i].hdr.SetIovlen(1)
+	}
 	return q, nil
 }
 
@@ -246,6 +270,10 @@ func (q *Queue) Run(ctx context.Context, h Handler) error {
 		q.c.batches.Add(1)
 		h.HandleBatch(q.pkts[:n])
 		q.sendVerdicts(q.pkts[:n])
+		if q.cfg.Coalesce > 0 && n < len(q.pkts)/2 {
+			ts := unix.NsecToTimespec(int64(q.cfg.Coalesce))
+			_ = unix.Nanosleep(&ts, nil)
+		}
 	}
 	return nil
 }
@@ -264,28 +292,34 @@ func (q *Queue) Step(h Handler) (int, error) {
 	return n, nil
 }
 
-// receive fills q.pkts with one batch: one receive that may wait, then
-// non-blocking ones until the socket is empty, the batch is full or the
-// arena has no room for another maximal message.
+// receive fills q.pkts with one batch: one recvmmsg that waits (up to
+// PollInterval) for the first message and then takes whatever else is
+// queued, up to Batch messages (MSG_WAITFORONE).
 func (q *Queue) receive() (int, error) {
-	n, off := 0, 0
-	flags := 0
-	for n < len(q.pkts) && len(q.arena)-off >= maxMsg {
-		r, err := recv(q.fd, q.arena[off:], flags)
+	var got int
+	for tries := 0; ; tries++ {
+		r, err := recvmmsg(q.fd, q.mm, unix.MSG_WAITFORONE)
 		switch err {
 		case nil:
 		case unix.EAGAIN, unix.EINTR:
-			return n, nil
+			return 0, nil
 		case unix.ENOBUFS:
+			// The kernel dropped messages that did not fit; the ones
+			// still queued follow.
 			q.c.enobufs.Add(1)
-			flags = unix.MSG_DONTWAIT
-			continue
+			if tries < 2 {
+				continue
+			}
+			return 0, nil
 		default:
-			return n, fmt.Errorf("nfqueue: receive on queue %d: %w", q.cfg.Num, err)
+			return 0, fmt.Errorf("nfqueue: receive on queue %d: %w", q.cfg.Num, err)
 		}
-		flags = unix.MSG_DONTWAIT
-		b := q.arena[off : off+r]
-		off += align4(r)
+		got = r
+		break
+	}
+	n := 0
+	for i := 0; i < got; i++ {
+		b := q.slots[i*maxMsg : i*maxMsg+int(q.mm[i].len)]
 		for n < len(q.pkts) {
 			m, rest, ok, err := nextMsg(b)
 			if err != nil {
@@ -385,6 +419,15 @@ func (q *Queue) send(b []byte) {
 		}
 	}
 	q.c.senderrs.Add(1)
+}
+
+// recvmmsg is recvmmsg(2) into the prepared headers; it does not allocate.
+func recvmmsg(fd int, mm []mmsghdr, flags int) (int, error) {
+	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&mm[0])), uintptr(len(mm)), uintptr(flags), 0, 0)
+	if e != 0 {
+		return 0, errnoErr(e)
+	}
+	return int(n), nil
 }
 
 // recv is recvfrom(2) without a source address, so it does not allocate.
