@@ -9,7 +9,6 @@ const (
 
 	chainPPTPRaw     = "pptp_raw"
 	chainPPTPUntrack = "pptp_untrack"
-	chainPPTPSrcNAT  = "pptp_srcnat"
 )
 
 // userspacePPTP adds what the userspace PPTP engine needs to p and registers
@@ -17,16 +16,18 @@ const (
 //
 //   - raw prerouting (-300): GRE version 1 from the WAN is queued before
 //     conntrack and routing, so the engine can give a translated Call ID its
-//     client's address and Call ID back (and its mark); GRE version 1 from
-//     the LAN is untracked and marked (the engine rewrites its source later);
-//   - raw prerouting (-299): inbound GRE the engine marked is untracked;
-//   - postrouting (100): the marked GRE leaving on the WAN is queued after
-//     routing, where the engine rewrites its source to the WAN address (a
-//     router address as source before routing would be a martian);
+//     client's address and Call ID back (and its mark);
+//   - raw prerouting (-299): inbound GRE the engine marked is untracked, and
+//     fw4's forward include accepts it (files/usr/share/nftables.d);
 //   - forward: the control connection, TCP 1723 in both directions, is
 //     queued; the engine rewrites Call IDs in it. Its accept comes from fw4
-//     as for any LAN->WAN connection; the marked GRE is accepted by the fw4
-//     include (files/usr/share/nftables.d/chain-pre/forward).
+//     as for any LAN->WAN connection.
+//
+// Outbound GRE needs no rule: the engine never changes it (its key is the
+// server's own Call ID), and the kernel's masquerade rewrites its source at
+// postrouting, after routing. Unlike ESP, that works for several clients:
+// a GRE version 1 conntrack tuple holds the key, unique per call at the
+// server, so two calls to one server never clash (src/engine/pptp doc.go).
 //
 // Only GRE version 1 (enhanced GRE, PPTP's) is touched: the router's own GRE
 // tunnels and other GRE keep conntrack. Queue rules use bypass (fail-open
@@ -34,21 +35,12 @@ const (
 func userspacePPTP(p *Plan, in Input, pre, fwd *Chain) bool {
 	num := in.Config.QueueBase
 	queue := func() *QueueStmt { return &QueueStmt{Num: num, Bypass: true} }
-	raw := Chain{Name: chainPPTPRaw, Hook: HookPrerouting, Priority: PrioRaw, Rules: []Rule{
-		{
-			Comment: "vpn-passthrough: inbound PPTP GRE is demultiplexed by Call ID before conntrack and routing",
-			IIFSet:  SetWAN,
-			GREv1:   true,
-			Queue:   queue(),
-		},
-		{
-			Comment: "vpn-passthrough: LAN PPTP GRE is NATed by the PPTP engine, not conntrack",
-			IIFSet:  SetLAN,
-			GREv1:   true,
-			Notrack: true,
-			SetMark: true,
-		},
-	}}
+	raw := Chain{Name: chainPPTPRaw, Hook: HookPrerouting, Priority: PrioRaw, Rules: []Rule{{
+		Comment: "vpn-passthrough: inbound PPTP GRE is demultiplexed by Call ID before conntrack and routing",
+		IIFSet:  SetWAN,
+		GREv1:   true,
+		Queue:   queue(),
+	}}}
 	untrack := Chain{Name: chainPPTPUntrack, Hook: HookPrerouting, Priority: PrioPPTPUntrack, Rules: []Rule{{
 		Comment:  "vpn-passthrough: GRE the PPTP engine translated stays out of conntrack",
 		IIFSet:   SetWAN,
@@ -56,14 +48,6 @@ func userspacePPTP(p *Plan, in Input, pre, fwd *Chain) bool {
 		MarkMask: MarkMask,
 		Mark:     Mark,
 		Notrack:  true,
-	}}}
-	srcnat := Chain{Name: chainPPTPSrcNAT, Hook: HookPostrouting, Priority: PrioSrcNAT, Rules: []Rule{{
-		Comment:  "vpn-passthrough: outbound PPTP GRE gets the WAN source after routing (PPTP engine)",
-		OIFSet:   SetWAN,
-		GREv1:    true,
-		MarkMask: MarkMask,
-		Mark:     Mark,
-		Queue:    queue(),
 	}}}
 	fwd.Rules = append(fwd.Rules,
 		Rule{
@@ -84,7 +68,7 @@ func userspacePPTP(p *Plan, in Input, pre, fwd *Chain) bool {
 			SPort:    1723,
 			Queue:    queue(),
 		})
-	p.Chains = append(p.Chains, raw, untrack, srcnat)
+	p.Chains = append(p.Chains, raw, untrack)
 	p.Queues = append(p.Queues, Queue{Num: num, Engine: "pptp"})
 	return true
 }

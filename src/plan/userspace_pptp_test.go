@@ -47,19 +47,17 @@ func TestUserspacePPTPPlan(t *testing.T) {
 			if len(p.Helpers) != 0 || len(rulesWith(p, func(r Rule) bool { return r.CtHelper != "" })) != 0 {
 				t.Errorf("a ct helper in userspace mode: %+v", p.Helpers)
 			}
-			raw, untrack, srcnat, fwd := chainNamed(p, chainPPTPRaw), chainNamed(p, chainPPTPUntrack), chainNamed(p, chainPPTPSrcNAT), chainNamed(p, "forward")
-			if raw == nil || untrack == nil || srcnat == nil || fwd == nil {
+			raw, untrack, fwd := chainNamed(p, chainPPTPRaw), chainNamed(p, chainPPTPUntrack), chainNamed(p, "forward")
+			if raw == nil || untrack == nil || fwd == nil {
 				t.Fatalf("chains %+v", p.Chains)
 			}
-			if raw.Hook != HookPrerouting || raw.Priority != -300 || untrack.Priority != -299 ||
-				srcnat.Hook != HookPostrouting || srcnat.Priority != 100 {
-				t.Errorf("hooks: raw %s/%d untrack %d srcnat %s/%d", raw.Hook, raw.Priority, untrack.Priority, srcnat.Hook, srcnat.Priority)
+			if raw.Hook != HookPrerouting || raw.Priority != -300 || untrack.Hook != HookPrerouting || untrack.Priority != -299 {
+				t.Errorf("hooks: raw %s/%d untrack %s/%d", raw.Hook, raw.Priority, untrack.Hook, untrack.Priority)
 			}
 			// Every PPTP queue rule uses bypass and queue_base; GRE rules
-			// only touch GRE version 1.
+			// only touch GRE version 1 from the WAN.
 			want := map[string]bool{
 				"pptp_raw wan_devs  gre":        false, // inbound GRE demux
-				"pptp_srcnat  wan_devs gre":     false, // outbound GRE source
 				"forward lan_devs wan_devs tcp": false,
 				"forward wan_devs lan_devs tcp": false,
 			}
@@ -75,7 +73,11 @@ func TestUserspacePPTPPlan(t *testing.T) {
 					if r.GREv1 {
 						kind = "gre"
 					}
-					want[c.Name+" "+r.IIFSet+" "+r.OIFSet+" "+kind] = true
+					k := c.Name + " " + r.IIFSet + " " + r.OIFSet + " " + kind
+					if _, ok := want[k]; !ok {
+						t.Errorf("unexpected queue rule %q: %s", k, r)
+					}
+					want[k] = true
 					if r.L4 == ProtoTCP && (r.DPort != 1723 && r.SPort != 1723 || !r.IPv4Only) {
 						t.Errorf("control rule %s", r)
 					}
@@ -86,17 +88,13 @@ func TestUserspacePPTPPlan(t *testing.T) {
 					t.Errorf("no queue rule %q", k)
 				}
 			}
-			// Outbound: LAN GRE v1 untracked and marked in raw; the srcnat
-			// queue only takes marked packets.
-			lan := rulesWith(p, func(r Rule) bool { return r.IIFSet == SetLAN && r.GREv1 })
-			if len(lan) != 1 || !lan[0].Notrack || !lan[0].SetMark || lan[0].Queue != nil {
-				t.Errorf("LAN GRE rules %+v", lan)
+			// Outbound GRE is the kernel's (masquerade): nothing of ours
+			// touches GRE from the LAN.
+			if lan := rulesWith(p, func(r Rule) bool { return r.IIFSet == SetLAN && r.GREv1 }); len(lan) != 0 {
+				t.Errorf("rules on LAN GRE: %+v", lan)
 			}
-			if r := srcnat.Rules[0]; r.MarkMask != MarkMask || r.Mark != Mark || r.MarkNot {
-				t.Errorf("srcnat rule %s", r)
-			}
-			if r := untrack.Rules[0]; !r.Notrack || !r.GREv1 || r.MarkMask != MarkMask || r.IIFSet != SetWAN {
-				t.Errorf("untrack rule %s", r)
+			if r := untrack.Rules[0]; len(untrack.Rules) != 1 || !r.Notrack || !r.GREv1 || r.MarkMask != MarkMask || r.Mark != Mark || r.MarkNot || r.IIFSet != SetWAN {
+				t.Errorf("untrack rules %+v", untrack.Rules)
 			}
 			for _, r := range rulesWith(p, func(r Rule) bool { return r.L4 == ProtoGRE && (r.Queue != nil || r.Notrack) }) {
 				t.Errorf("a rule touches all GRE, not just version 1: %s", r)

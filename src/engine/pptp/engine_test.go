@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vpn-passthrough/vpn-passthrough/src/ct"
 	"github.com/vpn-passthrough/vpn-passthrough/src/nfqueue"
 	"github.com/vpn-passthrough/vpn-passthrough/src/packet"
 )
@@ -59,13 +60,9 @@ func TestThreeClientsSameCallID(t *testing.T) {
 		if src != server || dst != clientAddr(i) || key != 1 {
 			t.Errorf("inbound GRE for %d: %s -> %s key %d, want %s -> %s key 1", tr, src, dst, key, server, clientAddr(i))
 		}
-		// Outbound GRE from the client (key = server's Call ID) leaves
-		// from the WAN address.
-		p = h.handle(hookPostrouting, wanIfindex, greV1(clientAddr(i), server, uint16(0x7000+i), 1, []byte("ppp")))
-		src, dst, key = gre(t, p.Data)
-		if !p.Modified || src != wanAddr || dst != server || key != uint16(0x7000+i) {
-			t.Errorf("outbound GRE of client %d: %s -> %s key %d", i, src, dst, key)
-		}
+		// Outbound GRE is the kernel's to NAT (the engine never even
+		// sees it); its conntrack entry gives the session its counts.
+		h.flows = append(h.flows, outFlow(clientAddr(i), uint16(0x7000+i), 5, 500))
 	}
 	// A guessed Call ID is left alone, unmarked, and counted.
 	guess := uint16(1)
@@ -80,7 +77,7 @@ func TestThreeClientsSameCallID(t *testing.T) {
 	if p.Modified || p.SetMark || p.Verdict != nfqueue.Accept {
 		t.Errorf("unknown Call ID: modified %v mark %v verdict %v", p.Modified, p.SetMark, p.Verdict)
 	}
-	if c := h.e.Counters(); c["gre_in_unknown_call"] != 1 || c["gre_in"] != 3 || c["gre_out"] != 3 {
+	if c := h.e.Counters(); c["gre_in_unknown_call"] != 1 || c["gre_in"] != 3 {
 		t.Errorf("counters %v", c)
 	}
 	ss := h.e.Sessions()
@@ -89,7 +86,7 @@ func TestThreeClientsSameCallID(t *testing.T) {
 	}
 	for _, s := range ss {
 		if s.Proto != "pptp" || s.Server != server.String() || s.OrigID != "1" || s.State != "established" ||
-			s.PacketsIn != 1 || s.PacketsOut != 1 || s.BytesIn == 0 || s.PeerID == "" {
+			s.PacketsIn != 1 || s.PacketsOut != 5 || s.BytesOut != 500 || s.BytesIn == 0 || s.PeerID == "" {
 			t.Errorf("session %+v", s)
 		}
 	}
@@ -457,10 +454,15 @@ func TestIncomingCall(t *testing.T) {
 	if len(ss) != 1 || ss[0].PeerID != strconv.Itoa(0x6001) || ss[0].State != "established" {
 		t.Errorf("sessions %+v", ss)
 	}
-	// Outbound GRE for the call is counted on it.
-	h.handle(hookPostrouting, wanIfindex, greV1(clientAddr(1), server, 0x6001, 1, nil))
-	if h.e.Sessions()[0].PacketsOut != 1 {
-		t.Errorf("outbound GRE not counted on the call")
+	// Outbound GRE of the call is counted from its conntrack entry; GRE
+	// at another hook is not the engine's business.
+	p = h.handle(4, wanIfindex, greV1(clientAddr(1), server, 0x6001, 1, nil))
+	if p.Modified || p.Verdict != nfqueue.Accept {
+		t.Errorf("GRE at postrouting was touched")
+	}
+	h.flows = []ct.Flow{outFlow(clientAddr(1), 0x6001, 3, 300), outFlow(clientAddr(2), 0x6001, 9, 900)}
+	if s := h.e.Sessions()[0]; s.PacketsOut != 3 || s.BytesOut != 300 {
+		t.Errorf("outbound counts %d/%d, want 3/300 from the call's own conntrack entry", s.PacketsOut, s.BytesOut)
 	}
 }
 
@@ -544,8 +546,7 @@ func TestRestore(t *testing.T) {
 	if _, dst, key := gre(t, p.Data); dst != clientAddr(1) || key != 0x0102 || !p.SetMark {
 		t.Errorf("GRE after restore: %s key %#x", dst, key)
 	}
-	h2.handle(hookPostrouting, wanIfindex, greV1(clientAddr(1), server, 0x7777, 9, nil))
-	if s := h2.e.Sessions()[0]; s.PacketsOut != 1 || s.PacketsIn != 1 {
+	if s := h2.e.Sessions()[0]; s.PacketsIn != 1 {
 		t.Errorf("restored call counters %+v", s)
 	}
 	// The control stream resumes at the next message boundary.
@@ -584,28 +585,19 @@ func TestUpdateKeepsCalls(t *testing.T) {
 	}
 }
 
-func TestGREOutNoAddress(t *testing.T) {
-	h := newHarness(t, Config{})
-	p := h.handle(hookPostrouting, 99, greV1(clientAddr(1), server, 1, 1, nil))
-	if p.Verdict != nfqueue.Drop || h.e.Counters()["gre_out_no_wan_address"] != 1 {
-		t.Errorf("GRE to an interface without address: verdict %v", p.Verdict)
-	}
-}
-
-// TestHotPathNoAllocs: GRE in both directions and a batch of them do not
+// TestHotPathNoAllocs: inbound GRE, alone and in a batch, does not
 // allocate.
 func TestHotPathNoAllocs(t *testing.T) {
 	h := newHarness(t, Config{})
 	tr, _ := setupCall(t, h.flow(1, 47000), 1, 0x7001)
 	in := greV1(server, wanAddr, tr, 1, make([]byte, 64))
-	out := greV1(clientAddr(1), server, 0x7001, 1, make([]byte, 64))
-	inBuf, outBuf := make([]byte, len(in)), make([]byte, len(out))
+	bufs := [][]byte{make([]byte, len(in)), make([]byte, len(in))}
 	batch := make([]nfqueue.Packet, 2)
 	allocs := testing.AllocsPerRun(1000, func() {
-		copy(inBuf, in)
-		copy(outBuf, out)
-		batch[0] = nfqueue.Packet{Hook: hookPrerouting, Data: inBuf}
-		batch[1] = nfqueue.Packet{Hook: hookPostrouting, OutDev: wanIfindex, Data: outBuf}
+		for i := range batch {
+			copy(bufs[i], in)
+			batch[i] = nfqueue.Packet{Hook: hookPrerouting, Data: bufs[i]}
+		}
 		h.e.HandleBatch(batch)
 	})
 	if allocs != 0 {

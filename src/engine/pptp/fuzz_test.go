@@ -62,12 +62,12 @@ func FuzzControlStream(f *testing.F) {
 	})
 }
 
-// FuzzGRE hands arbitrary packets to the GRE paths (and the TCP path) of an
+// FuzzGRE hands arbitrary packets to the GRE path (and the TCP path) of an
 // engine that has a call: no panic, and a rewritten packet is still a valid
 // IPv4 packet with a correct header checksum.
 func FuzzGRE(f *testing.F) {
 	f.Add(greV1(server, wanAddr, 0x1234, 1, []byte("ppp")), uint8(hookPrerouting))
-	f.Add(greV1(clientAddr(1), server, 0x7001, 1, []byte("ppp")), uint8(hookPostrouting))
+	f.Add(greV1(clientAddr(1), server, 0x7001, 1, []byte("ppp")), uint8(4))
 	f.Add(ipv4(server, wanAddr, 47, []byte{0, 0, 0x08, 0}), uint8(hookPrerouting))
 	f.Add(ipv4(server, wanAddr, 47, []byte{0x30, 0x01, 0x88, 0x0b, 0xff, 0xff, 0, 1}), uint8(hookPrerouting))
 	f.Add([]byte{0x45, 0, 0, 20}, uint8(hookForward))
