@@ -134,4 +134,12 @@ test-pkg: ipk qemu-test
 bench-esp: build
 	VPNPT_BIN=$(CURDIR)/$(BIN) $(GO) run ./test/bench/esp
 
-bench: bench-esp
+# PPTP GRE through the router: (a) plain forwarding, (b) kernel helper,
+# (c) userspace engine, both directions, medians and the ratios c/a and b/a
+# (root; figures only), after the engine's per-packet Go benchmarks.
+.PHONY: bench-pptp
+bench-pptp: build
+	$(GO) test -run='^$$' -bench=. -benchtime=1s ./src/engine/pptp/
+	VPNPT_BIN=$(CURDIR)/$(BIN) $(GO) run ./test/bench/pptp
+
+bench: bench-esp bench-pptp

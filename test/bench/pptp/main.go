@@ -1,0 +1,455 @@
+// Command pptp measures small-packet forwarding of PPTP's GRE through the
+// lab router (`make bench-pptp`, part of `make bench`):
+//
+//	(a) plain:     the router forwards and masquerades the GRE like any
+//	               other packet (fw4, conntrack by address pair, no daemon);
+//	(b) kernel:    the daemon in mode kernel, a call set up through the
+//	               kernel pptp helper, its GRE tracked by Call ID and NATed
+//	               by the kernel;
+//	(c) userspace: the daemon in mode userspace, the call set up through the
+//	               userspace engine; inbound GRE demultiplexed by the engine
+//	               (one NFQUEUE round trip per packet, untracked), outbound
+//	               GRE masqueraded by the kernel (src/engine/pptp doc.go).
+//
+// Every packet is the same: enhanced GRE (RFC 2637, key and sequence number)
+// carrying PPP, IPv4 and UDP with a 64-byte payload: 124 bytes of IP. Both
+// directions are measured: out (LAN client to server) and in (server to the
+// router's WAN address, to the client). Each figure is the median packets/s
+// of several runs, counted by an nft counter at the receiver (which drops
+// the packets, so no socket reading limits the rate); modes alternate within
+// each run so that machine noise hits them alike. The sender uses sendmmsg,
+// 64 packets per call, as in ../shared/conventions/lab.md.
+//
+//	go run ./test/bench/pptp [-runs 5] [-seconds 2]   (root; VPNPT_BIN=bin/vpn-passthrough)
+//
+// It prints figures; it is not a pass/fail test.
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vpn-passthrough/vpn-passthrough/test/lab"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "flood" {
+		if err := flood(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "flood:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-pptp:", err)
+		os.Exit(1)
+	}
+}
+
+type bench struct {
+	l    *lab.Lab
+	srv  *lab.Servers
+	self string
+	bin  string
+	d    *lab.Daemon
+	dur  time.Duration
+}
+
+// call is a PPTP call held up by a peer client for a mode's measurement.
+type call struct {
+	p        *lab.Proc
+	serverID int // the server's Call ID: key of outbound GRE
+	wireID   int // the client's Call ID as the server sees it: key of inbound GRE
+}
+
+func run() error {
+	runs := flag.Int("runs", 5, "runs per mode (the median is printed)")
+	secs := flag.Float64("seconds", 2, "seconds per measurement")
+	only := flag.String("modes", "plain,kernel,userspace", "modes to measure, comma-separated")
+	flag.Parse()
+	if why := lab.Requirements(); why != "" {
+		fmt.Println("bench-pptp: skipped:", why)
+		return nil
+	}
+	bin, why := lab.FindDaemonBin()
+	if why != "" {
+		fmt.Println("bench-pptp: skipped:", why)
+		return nil
+	}
+	if *runs < 1 || *runs > 50 || *secs <= 0 || *secs > 30 {
+		return errors.New("need 1 <= -runs <= 50 and 0 < -seconds <= 30")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	l, err := lab.New(lab.Config{Clients: 1})
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	defer lab.RemovePeerCache()
+	b := &bench{l: l, self: self, bin: bin, dur: time.Duration(*secs * float64(time.Second))}
+	defer b.stopDaemon()
+	if b.srv, err = l.StartServers(); err != nil {
+		return err
+	}
+	for _, ns := range []string{l.Client(1).NS, l.Server.NS} {
+		if _, err := l.ExecStdin(ns, counterRules, "nft", "-f", "-"); err != nil {
+			return err
+		}
+	}
+	modes := strings.Split(*only, ",")
+	for _, m := range modes {
+		if m != "plain" && m != "kernel" && m != "userspace" {
+			return fmt.Errorf("-modes: unknown mode %q", m)
+		}
+	}
+	res := map[string][]float64{}
+	var engine string
+	for r := 0; r < *runs; r++ {
+		for _, m := range modes {
+			out, in, st, err := b.mode(m)
+			if err != nil {
+				return fmt.Errorf("run %d, %s: %w", r+1, m, err)
+			}
+			res[m+" out"] = append(res[m+" out"], out)
+			res[m+" in"] = append(res[m+" in"], in)
+			if st != "" {
+				engine = st
+			}
+		}
+		fmt.Fprintf(os.Stderr, "bench-pptp: run %d of %d done\n", r+1, *runs)
+	}
+	med := map[string]float64{}
+	for k, v := range res {
+		med[k] = median(v)
+	}
+	fmt.Printf("PPTP GRE forwarding through the lab router: enhanced GRE carrying PPP/IPv4/UDP with a 64-byte payload\n")
+	fmt.Printf("(124-byte IP packets); median packets/s at the receiver of %d runs of %v; sender: sendmmsg, 64 per call\n", *runs, b.dur)
+	label := map[string]string{"plain": "(a) plain forwarding", "kernel": "(b) kernel helper", "userspace": "(c) userspace engine"}
+	for _, m := range modes {
+		if len(res[m+" out"]) == 0 {
+			continue
+		}
+		fmt.Printf("  %-22s out %9.0f pps  in %9.0f pps   runs out %s  in %s\n", label[m],
+			med[m+" out"], med[m+" in"], list(res[m+" out"]), list(res[m+" in"]))
+	}
+	ratio := func(x, y string) string {
+		var parts []string
+		for _, dir := range []string{"out", "in"} {
+			a, c := med[y+" "+dir], med[x+" "+dir]
+			if a > 0 {
+				parts = append(parts, fmt.Sprintf("%s %.2f", dir, c/a))
+			}
+		}
+		both := (med[x+" out"] + med[x+" in"]) / (med[y+" out"] + med[y+" in"])
+		return strings.Join(parts, ", ") + fmt.Sprintf(", both %.2f", both)
+	}
+	fmt.Printf("  c/a (userspace/plain): %s\n", ratio("userspace", "plain"))
+	fmt.Printf("  b/a (kernel/plain):    %s\n", ratio("kernel", "plain"))
+	if engine != "" {
+		fmt.Printf("  %s\n", engine)
+	}
+	return nil
+}
+
+// counterRules count and drop GRE at a receiver, before anything else.
+const counterRules = `table inet bench {
+	counter gre_in {
+	}
+	chain pre {
+		type filter hook prerouting priority -400; policy accept;
+		ip protocol gre counter name "gre_in" drop
+	}
+}
+`
+
+// mode sets the router up for m, measures both directions and tears down.
+func (b *bench) mode(m string) (out, in float64, engine string, err error) {
+	l := b.l
+	client, server := l.Client(1), l.Server
+	var c *call
+	switch m {
+	case "plain":
+		b.stopDaemon()
+		if err := l.ConntrackFlush(); err != nil {
+			return 0, 0, "", err
+		}
+		// Without a helper the kernel tracks GRE by addresses, and a
+		// version 1 tuple also holds the key (nf_conntrack_proto_gre): key
+		// 0 both ways is what matches the reply to the request. One packet
+		// out first, so the reply direction is NATed back to the client.
+		c = &call{serverID: 0, wireID: 0}
+		if _, err := l.Exec(client.NS, b.self, "flood", "--dst", server.Addr.String(), "--key", "0", "--count", "1"); err != nil {
+			return 0, 0, "", err
+		}
+	case "kernel", "userspace":
+		if err := b.startDaemon(m); err != nil {
+			return 0, 0, "", err
+		}
+		if err := l.ConntrackFlush(); err != nil {
+			return 0, 0, "", err
+		}
+		if c, err = b.holdCall(); err != nil {
+			return 0, 0, "", err
+		}
+		defer c.p.Kill()
+	}
+	out, err = b.measure(client.NS, server.NS, server.Addr.String(), c.serverID)
+	if err != nil {
+		return 0, 0, "", fmt.Errorf("out: %w", err)
+	}
+	in, err = b.measure(server.NS, client.NS, l.WANAddr.String(), c.wireID)
+	if err != nil {
+		return 0, 0, "", fmt.Errorf("in: %w", err)
+	}
+	if m == "userspace" {
+		engine = b.engineLine()
+	}
+	return out, in, engine, nil
+}
+
+func (b *bench) startDaemon(mode string) error {
+	u := b.l.KernelUCI()
+	u.Mode = mode
+	u.IPsec, u.L2TP = false, false // only PPTP in the table
+	if b.d != nil {
+		return b.d.Apply(u.String())
+	}
+	d, err := b.l.StartDaemon(b.bin, u.String())
+	if d != nil {
+		b.d = d
+	}
+	return err
+}
+
+func (b *bench) stopDaemon() {
+	if b.d != nil {
+		_ = b.d.Stop(5 * time.Second)
+		b.d = nil
+	}
+}
+
+// holdCall opens a call from the client and keeps it up.
+func (b *bench) holdCall() (*call, error) {
+	mark := b.srv.Mark()
+	p, err := b.l.StartPPTPClient(1, "--call-id", "1", "--wait-stdin", "--timeout", "2m", "--marker", "bench")
+	if err != nil {
+		return nil, err
+	}
+	line, err := p.WaitStdout(0, 10*time.Second, lab.Contains(`"call-up"`))
+	if err != nil {
+		p.Kill()
+		return nil, fmt.Errorf("call: %w (%v)", err, p.Stderr())
+	}
+	var ev lab.Event
+	if err := json.Unmarshal([]byte(line), &ev); err != nil || ev.ServerCallID == nil {
+		p.Kill()
+		return nil, fmt.Errorf("call-up event %q", line)
+	}
+	c := &call{p: p, serverID: *ev.ServerCallID}
+	// The server's event and the client's may come through their pipes in
+	// either order.
+	for deadline := time.Now().Add(3 * time.Second); c.wireID == 0 && time.Now().Before(deadline); {
+		for _, o := range b.srv.Events(mark, "ocrq") {
+			if o.ServerCallID != nil && *o.ServerCallID == c.serverID && o.CallID != nil {
+				c.wireID = *o.CallID
+			}
+		}
+		if c.wireID == 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if c.wireID == 0 {
+		p.Kill()
+		return nil, errors.New("the server saw no Outgoing-Call-Request for the call")
+	}
+	return c, nil
+}
+
+func (b *bench) engineLine() string {
+	if b.d == nil {
+		return ""
+	}
+	st, _, err := b.d.CLI("status", "--json", "--socket", b.d.Socket)
+	if err != nil {
+		return ""
+	}
+	var s struct {
+		Counters map[string]struct{ Packets uint64 } `json:"counters"`
+	}
+	if json.Unmarshal([]byte(st), &s) != nil {
+		return ""
+	}
+	c := s.Counters
+	return fmt.Sprintf("userspace engine (last run): inbound GRE demultiplexed %d; queue batches %d for %d packets; socket overflows %d",
+		c["pptp_gre_in"].Packets, c["pptp_queue_batches"].Packets, c["pptp_queue_packets"].Packets, c["pptp_queue_enobufs"].Packets)
+}
+
+// measure floods from one namespace for dur plus a second and counts the
+// middle dur at the receiver.
+func (b *bench) measure(from, at, dst string, key int) (float64, error) {
+	total := b.dur + time.Second
+	p, err := b.l.Spawn(from, "flood", b.self, "flood", "--dst", dst, "--key", strconv.Itoa(key),
+		"--seconds", strconv.FormatFloat(total.Seconds(), 'f', 3, 64))
+	if err != nil {
+		return 0, err
+	}
+	defer p.Kill()
+	time.Sleep(500 * time.Millisecond)
+	c0, err := readCounter(b.l, at)
+	if err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	time.Sleep(b.dur)
+	c1, err := readCounter(b.l, at)
+	if err != nil {
+		return 0, err
+	}
+	el := time.Since(t0)
+	if err := p.Wait(total + 10*time.Second); err != nil {
+		return 0, fmt.Errorf("%v (stderr %v)", err, p.Stderr())
+	}
+	return float64(c1-c0) / el.Seconds(), nil
+}
+
+func readCounter(l *lab.Lab, ns string) (uint64, error) {
+	out, err := l.Exec(ns, "nft", "-j", "list", "counter", "inet", "bench", "gre_in")
+	if err != nil {
+		return 0, err
+	}
+	var doc struct {
+		Nftables []struct {
+			Counter *struct {
+				Packets uint64 `json:"packets"`
+			} `json:"counter"`
+		} `json:"nftables"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		return 0, err
+	}
+	for _, o := range doc.Nftables {
+		if o.Counter != nil {
+			return o.Counter.Packets, nil
+		}
+	}
+	return 0, errors.New("no counter in nft output")
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s) == 0 {
+		return 0
+	}
+	return s[len(s)/2]
+}
+
+func list(v []float64) string {
+	var parts []string
+	for _, x := range v {
+		parts = append(parts, strconv.FormatFloat(x/1000, 'f', 0, 64)+"k")
+	}
+	return strings.Join(parts, " ")
+}
+
+// greLen is the GRE packet the flood sends: enhanced GRE header with key
+// and sequence number (12), PPP address/control and protocol (4), IPv4 (20),
+// UDP (8) and a 64-byte payload.
+const greLen = 12 + 4 + 20 + 8 + 64
+
+// flood sends GRE packets keyed with --key to --dst on a raw socket with
+// sendmmsg, 64 at a time, for --seconds or --count.
+func flood(args []string) error {
+	fs := flag.NewFlagSet("flood", flag.ContinueOnError)
+	dst := fs.String("dst", "", "destination IPv4")
+	key := fs.Int("key", 1, "GRE key (Call ID)")
+	secs := fs.Float64("seconds", 0, "how long")
+	count := fs.Int("count", 0, "or how many packets")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	a, err := netip.ParseAddr(*dst)
+	if err != nil || !a.Is4() || (*secs <= 0) == (*count <= 0) || *secs > 120 || *count > 1_000_000 || *key < 0 || *key > 0xffff {
+		return errors.New("need --dst IPv4, --key <= 65535 and one of --seconds (<= 120) or --count (<= 1e6)")
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_GRE)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: a.As4()}); err != nil {
+		return err
+	}
+	const batch = 64
+	bufs := make([][greLen]byte, batch)
+	iovs := make([]unix.Iovec, batch)
+	msgs := make([]mmsghdr, batch)
+	for i := range bufs {
+		g := bufs[i][:]
+		binary.BigEndian.PutUint16(g[0:], 0x3001) // K and S set, version 1
+		binary.BigEndian.PutUint16(g[2:], 0x880B) // PPP
+		binary.BigEndian.PutUint16(g[4:], greLen-12)
+		binary.BigEndian.PutUint16(g[6:], uint16(*key))
+		copy(g[12:], []byte{0xff, 0x03, 0x00, 0x21}) // PPP: IPv4
+		ip := g[16:]
+		ip[0] = 0x45
+		binary.BigEndian.PutUint16(ip[2:], 20+8+64)
+		ip[8], ip[9] = 64, 17
+		copy(ip[12:], []byte{192, 168, 0, 2, 192, 168, 0, 1}) // inside the tunnel
+		binary.BigEndian.PutUint16(ip[20:], 5000)
+		binary.BigEndian.PutUint16(ip[22:], 9)
+		binary.BigEndian.PutUint16(ip[24:], 8+64)
+		iovs[i].Base = &bufs[i][0]
+		iovs[i].SetLen(greLen)
+		msgs[i].hdr.Iov = &iovs[i]
+		msgs[i].hdr.SetIovlen(1)
+	}
+	ctx := context.Background()
+	if *secs > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(*secs*float64(time.Second)))
+		defer cancel()
+	}
+	sent, seq := 0, uint32(0)
+	for ctx.Err() == nil && (*count == 0 || sent < *count) {
+		n := batch
+		if *count > 0 && *count-sent < n {
+			n = *count - sent
+		}
+		for i := 0; i < n; i++ {
+			seq++
+			binary.BigEndian.PutUint32(bufs[i][8:], seq)
+		}
+		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&msgs[0])), uintptr(n), 0, 0, 0)
+		if e != 0 {
+			if e == unix.ENOBUFS || e == unix.EAGAIN || e == unix.ECONNREFUSED || e == unix.EPERM || e == unix.EHOSTUNREACH {
+				continue // a full queue or an ICMP error: keep flooding
+			}
+			return e
+		}
+		sent += int(r)
+	}
+	return nil
+}
+
+// mmsghdr is struct mmsghdr (sendmmsg(2)); Go pads it like C does.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	len uint32
+}
