@@ -147,8 +147,9 @@ type Engine struct {
 	rand  func() uint16
 	flows func() ([]ct.Flow, error)
 
-	q      Queue
-	helper HelperClearer
+	q         Queue
+	helper    HelperClearer
+	statePath string // Config.StatePath, fixed for the engine's life
 
 	mu        sync.Mutex
 	cfg       Config
@@ -171,7 +172,7 @@ type Engine struct {
 func New(cfg Config, o Options) (*Engine, error) {
 	cfg.defaults()
 	e := &Engine{
-		log: o.Log, now: o.Now, rand: o.Rand, flows: o.Flows, helper: o.Helper, cfg: cfg,
+		log: o.Log, now: o.Now, rand: o.Rand, flows: o.Flows, helper: o.Helper, cfg: cfg, statePath: cfg.StatePath,
 		conns: map[connKey]*ctrlConn{}, byTrans: map[transKey]*call{},
 		blocks: map[transKey]int{}, perClient: map[uint32]int{}, limitLog: map[uint32]time.Time{},
 	}
@@ -225,7 +226,7 @@ func (e *Engine) Update(cfg Config) {
 	cfg.defaults()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	cfg.Queue, cfg.StatePath = e.cfg.Queue, e.cfg.StatePath
+	cfg.Queue, cfg.StatePath = e.cfg.Queue, e.statePath
 	e.cfg = cfg
 }
 
@@ -243,7 +244,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 		e.housekeeping()
 	}
-	if e.cfg.StatePath != "" {
+	if e.statePath != "" {
 		e.removeState()
 	}
 	return nil
@@ -258,14 +259,14 @@ func (e *Engine) housekeeping() {
 		e.lastSweep = now
 	}
 	var snap []byte
-	if e.dirty && e.cfg.StatePath != "" {
+	if e.dirty && e.statePath != "" {
 		snap = e.snapshotLocked()
 		e.dirty = false
 	}
 	e.mu.Unlock()
 	if snap != nil {
-		if err := writeState(e.cfg.StatePath, snap); err != nil {
-			e.log.Warn("pptp state not saved", "path", e.cfg.StatePath, "err", err)
+		if err := writeState(e.statePath, snap); err != nil {
+			e.log.Warn("pptp state not saved", "path", e.statePath, "err", err)
 		}
 	}
 }

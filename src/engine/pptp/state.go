@@ -74,8 +74,8 @@ func writeState(path string, data []byte) error {
 }
 
 func (e *Engine) removeState() {
-	if err := os.Remove(e.cfg.StatePath); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		e.log.Warn("pptp state not removed", "path", e.cfg.StatePath, "err", err)
+	if err := os.Remove(e.statePath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		e.log.Warn("pptp state not removed", "path", e.statePath, "err", err)
 	}
 }
 
