@@ -29,20 +29,6 @@ func ruleExprs(r plan.Rule, sets setLookup, queueCompat bool) ([]expr.Any, error
 		}
 		return &expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID}, nil
 	}
-	if r.IIFSet != "" {
-		l, err := lookup(r.IIFSet)
-		if err != nil {
-			return nil, err
-		}
-		e = append(e, &expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1}, l)
-	}
-	if r.OIFSet != "" {
-		l, err := lookup(r.OIFSet)
-		if err != nil {
-			return nil, err
-		}
-		e = append(e, &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1}, l)
-	}
 	if r.IPv4Only || r.SAddrSet != "" || r.DAddrSet != "" || r.GREv1 {
 		e = append(e, &expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1}, cmp([]byte{unix.NFPROTO_IPV4}))
 	}
@@ -79,6 +65,22 @@ func ruleExprs(r plan.Rule, sets setLookup, queueCompat bool) ([]expr.Any, error
 	if r.DPort != 0 {
 		e = append(e, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 			cmp(binaryutil.BigEndian.PutUint16(r.DPort)))
+	}
+	// Device-set lookups come after the cheap protocol and port compares:
+	// most forwarded packets are not VPN traffic and fail those first.
+	if r.IIFSet != "" {
+		l, err := lookup(r.IIFSet)
+		if err != nil {
+			return nil, err
+		}
+		e = append(e, &expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1}, l)
+	}
+	if r.OIFSet != "" {
+		l, err := lookup(r.OIFSet)
+		if err != nil {
+			return nil, err
+		}
+		e = append(e, &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1}, l)
 	}
 	if r.MarkMask != 0 {
 		// meta mark is in host byte order, as nft encodes it.

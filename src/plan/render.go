@@ -60,12 +60,6 @@ func quoteElems(s Set) []string {
 // String renders one rule in nft syntax.
 func (r Rule) String() string {
 	var f []string
-	if r.IIFSet != "" {
-		f = append(f, "iifname @"+r.IIFSet)
-	}
-	if r.OIFSet != "" {
-		f = append(f, "oifname @"+r.OIFSet)
-	}
 	if r.IPv4Only {
 		f = append(f, "meta nfproto ipv4")
 	}
@@ -88,6 +82,14 @@ func (r Rule) String() string {
 		}
 	case r.L4 != ProtoAny:
 		f = append(f, "meta l4proto "+r.L4.String())
+	}
+	// Same order as the netlink encoder: device sets after protocol and
+	// ports, which reject most packets more cheaply.
+	if r.IIFSet != "" {
+		f = append(f, "iifname @"+r.IIFSet)
+	}
+	if r.OIFSet != "" {
+		f = append(f, "oifname @"+r.OIFSet)
 	}
 	if r.MarkMask != 0 {
 		op := "=="

@@ -52,7 +52,8 @@ type QueueStmt struct {
 	Bypass bool
 }
 
-// Rule is one nftables rule in a small, fixed shape: all matches must hold,
+// Rule is one nftables rule in a small, fixed shape: all matches must hold
+// (tested protocol and ports first, device sets last, as they are dearer),
 // then the statements run in the order of the fields below. Zero values mean
 // "no such match/statement". A fixed shape keeps the nft text renderer and
 // the netlink encoder in step and easy to test against each other.
