@@ -26,6 +26,7 @@ type Options struct {
 	SocketPath string
 	Root       probe.Root
 	Version    string
+	StateDir   string // engine state across crashes; statefile.Dir by default
 	Log        *slog.Logger
 }
 
@@ -186,7 +187,7 @@ func (d *Daemon) applyWithEngines(l *Loaded) error {
 		d.opts.Log.Info("engine stopped", "engine", r.q.Engine, "queue", r.q.Num)
 	}
 	d.setEngines(keep)
-	started, err := startEngines(d.ectx, l, keep, d.opts.Log, d.engineErr)
+	started, err := startEngines(d.ectx, l, keep, engineEnv{Log: d.opts.Log, StateDir: d.opts.StateDir}, d.engineErr)
 	if err != nil {
 		return err
 	}

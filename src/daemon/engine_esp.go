@@ -1,13 +1,10 @@
 package daemon
 
 import (
-	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"syscall"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine/esp"
+	"github.com/vpn-passthrough/vpn-passthrough/src/engine/statefile"
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
 )
 
@@ -28,25 +25,12 @@ func espOptions(l *Loaded, log *slog.Logger) esp.Options {
 	}
 }
 
-// espStatePath is where the ESP engine keeps its SA tables across a restart
-// (tmpfs on OpenWrt: not across a reboot), named after the queue and the
-// network namespace so daemons in different namespaces never share one.
-func espStatePath(num uint16) string {
-	var ino uint64
-	if st, err := os.Stat("/proc/self/ns/net"); err == nil {
-		if s, ok := st.Sys().(*syscall.Stat_t); ok {
-			ino = s.Ino
-		}
-	}
-	return filepath.Join("/var/run/vpn-passthrough", fmt.Sprintf("esp-sas-q%d-netns%d.json", num, ino))
-}
-
 // newESPEngine restores the SA tables of the previous run and binds the ESP
 // queue (queue_base+1) before the plan's queue rules are applied, so no
 // packet meets an empty queue.
-func newESPEngine(q plan.Queue, l *Loaded, log *slog.Logger) (Engine, error) {
-	log = log.With("engine", "esp")
-	e, err := esp.New(esp.Config{Queue: q.Num, Options: espOptions(l, log), Log: log, StatePath: espStatePath(q.Num)})
+func newESPEngine(q plan.Queue, l *Loaded, env engineEnv) (Engine, error) {
+	log := env.Log.With("engine", "esp")
+	e, err := esp.New(esp.Config{Queue: q.Num, Options: espOptions(l, log), Log: log, StatePath: statefile.Path(env.StateDir, "esp-sas", q.Num)})
 	if err != nil {
 		return nil, err
 	}

@@ -25,14 +25,20 @@ type Updater interface {
 	Update(l *Loaded) error
 }
 
+// engineEnv is what every engine gets from the daemon besides its config.
+type engineEnv struct {
+	Log      *slog.Logger
+	StateDir string // where engines keep state across a crash (statefile)
+}
+
 // newEngine builds the engine for one queue. Each engine lives in its own
 // file (engine_<name>.go) so the engines can grow independently.
-func newEngine(q plan.Queue, l *Loaded, log *slog.Logger) (Engine, error) {
+func newEngine(q plan.Queue, l *Loaded, env engineEnv) (Engine, error) {
 	switch q.Engine {
 	case "pptp":
-		return newPPTPEngine(q, l, log)
+		return newPPTPEngine(q, l, env)
 	case "esp":
-		return newESPEngine(q, l, log)
+		return newESPEngine(q, l, env)
 	}
 	return nil, fmt.Errorf("daemon: plan asks for unknown engine %q", q.Engine)
 }
@@ -72,13 +78,14 @@ func splitEngines(cur map[string]*running, queues []plan.Queue) (keep map[string
 
 // startEngines starts the engines of l's queues that are not in keep. An
 // engine whose Run fails while its context is live reports on failed.
-func startEngines(ctx context.Context, l *Loaded, keep map[string]*running, log *slog.Logger, failed chan<- error) ([]*running, error) {
+func startEngines(ctx context.Context, l *Loaded, keep map[string]*running, env engineEnv, failed chan<- error) ([]*running, error) {
+	log := env.Log
 	var started []*running
 	for _, q := range l.Plan.Queues {
 		if _, ok := keep[q.Engine]; ok {
 			continue
 		}
-		eng, err := newEngine(q, l, log)
+		eng, err := newEngine(q, l, env)
 		if err != nil {
 			for _, r := range started {
 				r.stop()

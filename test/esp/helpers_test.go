@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -243,11 +242,8 @@ func (e *env) conntrackESP() []string {
 	return lines
 }
 
-// removeState deletes the ESP engine's state file of the lab's router (the
-// daemon names it after the namespace inode, src/daemon/engine_esp.go).
+// removeState deletes the engines' state of the lab's daemon (lab.StartDaemon
+// gives it --state-dir <lab dir>/state).
 func removeState(l *lab.Lab) {
-	var st syscall.Stat_t
-	if err := syscall.Stat("/var/run/netns/"+l.Router, &st); err == nil {
-		_ = os.Remove(fmt.Sprintf("/var/run/vpn-passthrough/esp-sas-q4201-netns%d.json", st.Ino))
-	}
+	_ = os.RemoveAll(filepath.Join(l.DaemonDir(), "state"))
 }

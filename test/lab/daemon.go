@@ -126,7 +126,8 @@ func (l *Lab) StartDaemon(bin, config string) (*Daemon, error) {
 	if err := d.WriteConfig(config); err != nil {
 		return nil, err
 	}
-	p, err := l.Spawn(l.Router, "vpn-passthrough daemon", bin, "daemon", "--config", d.Config, "--socket", d.Socket)
+	p, err := l.Spawn(l.Router, "vpn-passthrough daemon", bin, "daemon", "--config", d.Config, "--socket", d.Socket,
+		"--state-dir", filepath.Join(l.Dir, "state"))
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"os"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/daemon"
+	"github.com/vpn-passthrough/vpn-passthrough/src/engine/statefile"
 	"github.com/vpn-passthrough/vpn-passthrough/src/nft"
 	"github.com/vpn-passthrough/vpn-passthrough/src/status"
 )
@@ -25,7 +26,8 @@ const defaultConfig = "/etc/config/vpn-passthrough"
 const usage = `usage: vpn-passthrough <command> [flags]
 
 commands:
-  daemon  [--config FILE] [--socket PATH]   apply, reload on SIGHUP, repair, clean up on SIGTERM
+  daemon  [--config FILE] [--socket PATH] [--state-dir DIR]
+                                            apply, reload on SIGHUP, repair, clean up on SIGTERM
   check   [--config FILE]                   validate the config, print capabilities and the plan
   apply   [--dry-run] [--config FILE]       print (--dry-run) or install the ruleset once
   remove                                    delete the ruleset
@@ -59,6 +61,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", defaultConfig, "UCI config file")
 	sock := fs.String("socket", status.DefaultSocket, "status socket")
+	stateDir := fs.String("state-dir", statefile.Dir, "where engines keep state across a daemon crash (tmpfs)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	dry := fs.Bool("dry-run", false, "print the ruleset instead of installing it")
 	if err := fs.Parse(args); err != nil {
@@ -75,7 +78,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	switch cmd {
 	case "daemon":
-		return daemon.Run(ctx, daemon.Options{ConfigPath: *cfgPath, SocketPath: *sock, Root: "/", Version: version, Log: log})
+		return daemon.Run(ctx, daemon.Options{ConfigPath: *cfgPath, SocketPath: *sock, StateDir: *stateDir, Root: "/", Version: version, Log: log})
 	case "check":
 		l, err := load(*cfgPath, false)
 		if err != nil {

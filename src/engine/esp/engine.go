@@ -1,6 +1,8 @@
 package esp
 
 import (
+	"github.com/vpn-passthrough/vpn-passthrough/src/engine/statefile"
+
 	"context"
 	"fmt"
 	"log/slog"
@@ -70,8 +72,8 @@ func New(c Config) (*Engine, error) {
 		epoch: time.Now(),
 		addr:  c.Addr,
 		state: c.StatePath,
-		boot:  bootID(),
-		netns: netnsID(),
+		boot:  statefile.BootID(),
+		netns: statefile.NetNS(),
 		tr:    NewTracker(c.Options),
 		wan:   map[uint32]netip.Addr{},
 	}

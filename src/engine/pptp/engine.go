@@ -1,6 +1,8 @@
 package pptp
 
 import (
+	"github.com/vpn-passthrough/vpn-passthrough/src/engine/statefile"
+
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -265,7 +267,7 @@ func (e *Engine) housekeeping() {
 	}
 	e.mu.Unlock()
 	if snap != nil {
-		if err := writeState(e.statePath, snap); err != nil {
+		if err := statefile.Write(e.statePath, snap); err != nil {
 			e.log.Warn("pptp state not saved", "path", e.statePath, "err", err)
 		}
 	}

@@ -1,14 +1,14 @@
 package pptp
 
 import (
+	"github.com/vpn-passthrough/vpn-passthrough/src/engine/statefile"
+
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net/netip"
 	"os"
-	"path/filepath"
-	"strings"
 	"time"
 )
 
@@ -35,17 +35,9 @@ type stateCall struct {
 	Created time.Time `json:"created"`
 }
 
-func bootID() string {
-	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(b))
-}
-
 // snapshotLocked serialises the call table.
 func (e *Engine) snapshotLocked() []byte {
-	sf := stateFile{Version: stateVersion, BootID: bootID(), Saved: e.now().UTC(), Calls: []stateCall{}}
+	sf := stateFile{Version: stateVersion, BootID: statefile.BootID(), Saved: e.now().UTC(), Calls: []stateCall{}}
 	for _, c := range e.conns {
 		for _, cl := range c.calls {
 			sc := stateCall{Client: c.client.String(), Server: c.server.String(), Orig: cl.orig, Trans: cl.trans,
@@ -59,18 +51,6 @@ func (e *Engine) snapshotLocked() []byte {
 	}
 	b, _ := json.Marshal(sf)
 	return b
-}
-
-// writeState replaces path atomically.
-func writeState(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 func (e *Engine) removeState() {
@@ -96,7 +76,7 @@ func (e *Engine) loadState(path string) (int, error) {
 	if sf.Version != stateVersion {
 		return 0, fmt.Errorf("%s: version %d, want %d", path, sf.Version, stateVersion)
 	}
-	if id := bootID(); id != "" && sf.BootID != id {
+	if id := statefile.BootID(); id != "" && sf.BootID != id {
 		return 0, nil
 	}
 	now := e.now()
