@@ -76,7 +76,7 @@ GOENV_aarch64_cortex-a53 := GOARCH=arm64
 GOENV_x86_64 := GOARCH=amd64 GOAMD64=v1
 CROSS_LDFLAGS := -s -w -buildid= -X main.version=$(IPK_VERSION)
 # Same list as DEPENDS in openwrt-feed/net/vpn-passthrough/Makefile (a test checks).
-IPK_DEPENDS := kmod-nft-core,kmod-nft-queue
+IPK_DEPENDS := kmod-nft-core,kmod-nft-queue,kmod-nf-conntrack-netlink
 IPK_SUGGESTS := kmod-nf-nathelper-extra
 IPK_COMMON = -version $(IPK_VERSION) -mtime $(SOURCE_DATE_EPOCH) -maintainer 'vpn-passthrough developers' \
 	-url https://github.com/vpn-passthrough/vpn-passthrough -o $(DIST)
