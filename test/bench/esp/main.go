@@ -17,37 +17,24 @@
 package main
 
 import (
-	"context"
+	"github.com/vpn-passthrough/vpn-passthrough/test/bench/benchutil"
+
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"net/netip"
 	"os"
-	"sort"
 	"strconv"
-	"strings"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/vpn-passthrough/vpn-passthrough/test/lab"
 )
 
-func main() {
-	if len(os.Args) > 1 && os.Args[1] == "flood" {
-		if err := flood(os.Args[2:]); err != nil {
-			fmt.Fprintln(os.Stderr, "flood:", err)
-			os.Exit(1)
-		}
-		return
-	}
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "bench-esp:", err)
-		os.Exit(1)
-	}
-}
+func main() { benchutil.Main("bench-esp", run, flood) }
 
 func run() error {
 	runs := flag.Int("runs", 5, "runs per mode (the median is printed)")
@@ -114,7 +101,7 @@ func run() error {
 	}
 	for r := 0; r < *runs; r++ {
 		for _, m := range modes {
-			pps, err := measure(l, self, m.from, m.at, m.count, m.args, dur)
+			pps, err := benchutil.Measure(l, self, m.from, m.at, m.count, dur, m.args...)
 			if err != nil {
 				return fmt.Errorf("%s: %w", m.name, err)
 			}
@@ -124,8 +111,8 @@ func run() error {
 	med := map[string]float64{}
 	fmt.Printf("ESP multiplexer, 64-byte payloads, median of %d runs of %v (packets/s at the receiver):\n", *runs, dur)
 	for _, m := range modes {
-		med[m.name] = median(m.results)
-		fmt.Printf("  %-10s %10.0f pps   runs %s\n", m.name, med[m.name], list(m.results))
+		med[m.name] = benchutil.Median(m.results)
+		fmt.Printf("  %-10s %10.0f pps   runs %s\n", m.name, med[m.name], benchutil.List(m.results))
 	}
 	for _, dir := range []string{"out", "in"} {
 		p, e := med["plain "+dir], med["esp "+dir]
@@ -165,76 +152,8 @@ func counters(l *lab.Lab, ns string) error {
 	return err
 }
 
-func readCounter(l *lab.Lab, ns, name string) (uint64, error) {
-	out, err := l.Exec(ns, "nft", "-j", "list", "counter", "inet", "bench", name)
-	if err != nil {
-		return 0, err
-	}
-	var doc struct {
-		Nftables []struct {
-			Counter *struct {
-				Packets uint64 `json:"packets"`
-			} `json:"counter"`
-		} `json:"nftables"`
-	}
-	if err := json.Unmarshal([]byte(out), &doc); err != nil {
-		return 0, err
-	}
-	for _, o := range doc.Nftables {
-		if o.Counter != nil {
-			return o.Counter.Packets, nil
-		}
-	}
-	return 0, errors.New("no counter in nft output")
-}
-
-// measure floods for dur plus a second and counts the middle dur at the
-// receiver.
-func measure(l *lab.Lab, self, from, at, counter string, args []string, dur time.Duration) (float64, error) {
-	total := dur + time.Second
-	argv := append([]string{self, "flood", "--seconds", strconv.FormatFloat(total.Seconds(), 'f', 3, 64)}, args...)
-	p, err := l.Spawn(from, "flood", argv...)
-	if err != nil {
-		return 0, err
-	}
-	defer p.Kill()
-	time.Sleep(500 * time.Millisecond)
-	c0, err := readCounter(l, at, counter)
-	if err != nil {
-		return 0, err
-	}
-	t0 := time.Now()
-	time.Sleep(dur)
-	c1, err := readCounter(l, at, counter)
-	if err != nil {
-		return 0, err
-	}
-	el := time.Since(t0)
-	if err := p.Wait(total + 10*time.Second); err != nil {
-		return 0, fmt.Errorf("%v (stderr %v)", err, p.Stderr())
-	}
-	return float64(c1-c0) / el.Seconds(), nil
-}
-
-func median(v []float64) float64 {
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	if len(s) == 0 {
-		return 0
-	}
-	return s[len(s)/2]
-}
-
-func list(v []float64) string {
-	var parts []string
-	for _, x := range v {
-		parts = append(parts, strconv.FormatFloat(x/1000, 'f', 0, 64)+"k")
-	}
-	return strings.Join(parts, " ")
-}
-
 // flood sends 64-byte payloads (UDP, or ESP header + 56 bytes) on a
-// connected socket with sendmmsg, 64 at a time, for --seconds or --count.
+// connected socket, for --seconds or --count.
 func flood(args []string) error {
 	fs := flag.NewFlagSet("flood", flag.ContinueOnError)
 	proto := fs.String("proto", "udp", "udp or esp")
@@ -248,14 +167,13 @@ func flood(args []string) error {
 		return err
 	}
 	a, err := netip.ParseAddr(*dst)
-	if err != nil || !a.Is4() || (*secs <= 0) == (*count <= 0) || *secs > 120 || *count > 1_000_000 {
-		return errors.New("need --dst IPv4 and one of --seconds (<= 120) or --count (<= 1e6)")
+	if err != nil || !a.Is4() {
+		return errors.New("need --dst IPv4")
 	}
 	spi, err := strconv.ParseUint(*spiS, 0, 32)
 	if err != nil || spi == 0 {
 		return fmt.Errorf("--spi %q", *spiS)
 	}
-	const payload = 64
 	var fd int
 	sa := &unix.SockaddrInet4{Addr: a.As4()}
 	if *proto == "esp" {
@@ -274,51 +192,11 @@ func flood(args []string) error {
 	if err := unix.Connect(fd, sa); err != nil {
 		return err
 	}
-	const batch = 64
-	bufs := make([][payload]byte, batch)
-	iovs := make([]unix.Iovec, batch)
-	msgs := make([]mmsghdr, batch)
-	for i := range bufs {
-		if *proto == "esp" {
-			bufs[i][0], bufs[i][1], bufs[i][2], bufs[i][3] = byte(spi>>24), byte(spi>>16), byte(spi>>8), byte(spi)
-		}
-		iovs[i].Base = &bufs[i][0]
-		iovs[i].SetLen(payload)
-		msgs[i].hdr.Iov = &iovs[i]
-		msgs[i].hdr.SetIovlen(1)
+	fill := func(b []byte) {}
+	var stamp func(b []byte, seq uint32)
+	if *proto == "esp" {
+		fill = func(b []byte) { binary.BigEndian.PutUint32(b[0:], uint32(spi)) }
+		stamp = func(b []byte, seq uint32) { binary.BigEndian.PutUint32(b[4:], seq) }
 	}
-	ctx := context.Background()
-	var cancel context.CancelFunc
-	if *secs > 0 {
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(*secs*float64(time.Second)))
-		defer cancel()
-	}
-	sent, seq := 0, uint32(0)
-	for ctx.Err() == nil && (*count == 0 || sent < *count) {
-		n := batch
-		if *count > 0 && *count-sent < n {
-			n = *count - sent
-		}
-		if *proto == "esp" {
-			for i := 0; i < n; i++ {
-				seq++
-				bufs[i][4], bufs[i][5], bufs[i][6], bufs[i][7] = byte(seq>>24), byte(seq>>16), byte(seq>>8), byte(seq)
-			}
-		}
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&msgs[0])), uintptr(n), 0, 0, 0)
-		if e != 0 {
-			if e == unix.ENOBUFS || e == unix.EAGAIN || e == unix.ECONNREFUSED || e == unix.EPERM {
-				continue // a full queue or an ICMP error: keep flooding
-			}
-			return e
-		}
-		sent += int(r)
-	}
-	return nil
-}
-
-// mmsghdr is struct mmsghdr (sendmmsg(2)); Go pads it like C does.
-type mmsghdr struct {
-	hdr unix.Msghdr
-	len uint32
+	return benchutil.Flood(fd, 64, *secs, *count, fill, stamp)
 }

@@ -26,7 +26,8 @@
 package main
 
 import (
-	"context"
+	"github.com/vpn-passthrough/vpn-passthrough/test/bench/benchutil"
+
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -34,30 +35,16 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/vpn-passthrough/vpn-passthrough/test/lab"
 )
 
-func main() {
-	if len(os.Args) > 1 && os.Args[1] == "flood" {
-		if err := flood(os.Args[2:]); err != nil {
-			fmt.Fprintln(os.Stderr, "flood:", err)
-			os.Exit(1)
-		}
-		return
-	}
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "bench-pptp:", err)
-		os.Exit(1)
-	}
-}
+func main() { benchutil.Main("bench-pptp", run, flood) }
 
 type bench struct {
 	l    *lab.Lab
@@ -136,7 +123,7 @@ func run() error {
 	}
 	med := map[string]float64{}
 	for k, v := range res {
-		med[k] = median(v)
+		med[k] = benchutil.Median(v)
 	}
 	fmt.Printf("PPTP GRE forwarding through the lab router: enhanced GRE carrying PPP/IPv4/UDP with a 64-byte payload\n")
 	fmt.Printf("(124-byte IP packets); median packets/s at the receiver of %d runs of %v; sender: sendmmsg, 64 per call\n", *runs, b.dur)
@@ -146,7 +133,7 @@ func run() error {
 			continue
 		}
 		fmt.Printf("  %-22s out %9.0f pps  in %9.0f pps   runs out %s  in %s\n", label[m],
-			med[m+" out"], med[m+" in"], list(res[m+" out"]), list(res[m+" in"]))
+			med[m+" out"], med[m+" in"], benchutil.List(res[m+" out"]), benchutil.List(res[m+" in"]))
 	}
 	ratio := func(x, y string) string {
 		var parts []string
@@ -300,72 +287,10 @@ func (b *bench) engineLine() string {
 		c["pptp_gre_in"].Packets, c["pptp_queue_batches"].Packets, c["pptp_queue_packets"].Packets, c["pptp_queue_enobufs"].Packets)
 }
 
-// measure floods from one namespace for dur plus a second and counts the
-// middle dur at the receiver.
+// measure floods GRE keyed with key from one namespace and counts it at
+// another.
 func (b *bench) measure(from, at, dst string, key int) (float64, error) {
-	total := b.dur + time.Second
-	p, err := b.l.Spawn(from, "flood", b.self, "flood", "--dst", dst, "--key", strconv.Itoa(key),
-		"--seconds", strconv.FormatFloat(total.Seconds(), 'f', 3, 64))
-	if err != nil {
-		return 0, err
-	}
-	defer p.Kill()
-	time.Sleep(500 * time.Millisecond)
-	c0, err := readCounter(b.l, at)
-	if err != nil {
-		return 0, err
-	}
-	t0 := time.Now()
-	time.Sleep(b.dur)
-	c1, err := readCounter(b.l, at)
-	if err != nil {
-		return 0, err
-	}
-	el := time.Since(t0)
-	if err := p.Wait(total + 10*time.Second); err != nil {
-		return 0, fmt.Errorf("%v (stderr %v)", err, p.Stderr())
-	}
-	return float64(c1-c0) / el.Seconds(), nil
-}
-
-func readCounter(l *lab.Lab, ns string) (uint64, error) {
-	out, err := l.Exec(ns, "nft", "-j", "list", "counter", "inet", "bench", "gre_in")
-	if err != nil {
-		return 0, err
-	}
-	var doc struct {
-		Nftables []struct {
-			Counter *struct {
-				Packets uint64 `json:"packets"`
-			} `json:"counter"`
-		} `json:"nftables"`
-	}
-	if err := json.Unmarshal([]byte(out), &doc); err != nil {
-		return 0, err
-	}
-	for _, o := range doc.Nftables {
-		if o.Counter != nil {
-			return o.Counter.Packets, nil
-		}
-	}
-	return 0, errors.New("no counter in nft output")
-}
-
-func median(v []float64) float64 {
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	if len(s) == 0 {
-		return 0
-	}
-	return s[len(s)/2]
-}
-
-func list(v []float64) string {
-	var parts []string
-	for _, x := range v {
-		parts = append(parts, strconv.FormatFloat(x/1000, 'f', 0, 64)+"k")
-	}
-	return strings.Join(parts, " ")
+	return benchutil.Measure(b.l, b.self, from, at, "gre_in", b.dur, "--dst", dst, "--key", strconv.Itoa(key))
 }
 
 // greLen is the GRE packet the flood sends: enhanced GRE header with key
@@ -373,8 +298,8 @@ func list(v []float64) string {
 // UDP (8) and a 64-byte payload.
 const greLen = 12 + 4 + 20 + 8 + 64
 
-// flood sends GRE packets keyed with --key to --dst on a raw socket with
-// sendmmsg, 64 at a time, for --seconds or --count.
+// flood sends GRE packets keyed with --key to --dst on a raw socket, for
+// --seconds or --count.
 func flood(args []string) error {
 	fs := flag.NewFlagSet("flood", flag.ContinueOnError)
 	dst := fs.String("dst", "", "destination IPv4")
@@ -385,8 +310,8 @@ func flood(args []string) error {
 		return err
 	}
 	a, err := netip.ParseAddr(*dst)
-	if err != nil || !a.Is4() || (*secs <= 0) == (*count <= 0) || *secs > 120 || *count > 1_000_000 || *key < 0 || *key > 0xffff {
-		return errors.New("need --dst IPv4, --key <= 65535 and one of --seconds (<= 120) or --count (<= 1e6)")
+	if err != nil || !a.Is4() || *key < 0 || *key > 0xffff {
+		return errors.New("need --dst IPv4 and --key <= 65535")
 	}
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_GRE)
 	if err != nil {
@@ -396,12 +321,7 @@ func flood(args []string) error {
 	if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: a.As4()}); err != nil {
 		return err
 	}
-	const batch = 64
-	bufs := make([][greLen]byte, batch)
-	iovs := make([]unix.Iovec, batch)
-	msgs := make([]mmsghdr, batch)
-	for i := range bufs {
-		g := bufs[i][:]
+	fill := func(g []byte) {
 		binary.BigEndian.PutUint16(g[0:], 0x3001) // K and S set, version 1
 		binary.BigEndian.PutUint16(g[2:], 0x880B) // PPP
 		binary.BigEndian.PutUint16(g[4:], greLen-12)
@@ -415,41 +335,7 @@ func flood(args []string) error {
 		binary.BigEndian.PutUint16(ip[20:], 5000)
 		binary.BigEndian.PutUint16(ip[22:], 9)
 		binary.BigEndian.PutUint16(ip[24:], 8+64)
-		iovs[i].Base = &bufs[i][0]
-		iovs[i].SetLen(greLen)
-		msgs[i].hdr.Iov = &iovs[i]
-		msgs[i].hdr.SetIovlen(1)
 	}
-	ctx := context.Background()
-	if *secs > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(*secs*float64(time.Second)))
-		defer cancel()
-	}
-	sent, seq := 0, uint32(0)
-	for ctx.Err() == nil && (*count == 0 || sent < *count) {
-		n := batch
-		if *count > 0 && *count-sent < n {
-			n = *count - sent
-		}
-		for i := 0; i < n; i++ {
-			seq++
-			binary.BigEndian.PutUint32(bufs[i][8:], seq)
-		}
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&msgs[0])), uintptr(n), 0, 0, 0)
-		if e != 0 {
-			if e == unix.ENOBUFS || e == unix.EAGAIN || e == unix.ECONNREFUSED || e == unix.EPERM || e == unix.EHOSTUNREACH {
-				continue // a full queue or an ICMP error: keep flooding
-			}
-			return e
-		}
-		sent += int(r)
-	}
-	return nil
-}
-
-// mmsghdr is struct mmsghdr (sendmmsg(2)); Go pads it like C does.
-type mmsghdr struct {
-	hdr unix.Msghdr
-	len uint32
+	stamp := func(g []byte, seq uint32) { binary.BigEndian.PutUint32(g[8:], seq) }
+	return benchutil.Flood(fd, greLen, *secs, *count, fill, stamp)
 }
