@@ -9,7 +9,6 @@ package kernel
 import (
 	"fmt"
 	"os"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -72,7 +71,7 @@ func TestKernelMode(t *testing.T) {
 
 	var rulesAllOn *lab.TableObjects
 	step("applied", func(t *testing.T) {
-		tbl := e.table(t)
+		tbl := e.l.OurTable(t)
 		rulesAllOn = tbl
 		if !contains(tbl.Helpers, "pptp") {
 			t.Errorf("no ct helper object pptp in table inet %s (helpers %v)", lab.Table, tbl.Helpers)
@@ -146,7 +145,7 @@ func TestKernelMode(t *testing.T) {
 				t.Fatalf("SIGHUP: %q, %v", line, err)
 			}
 		}
-		e.sameRules(t, rulesAllOn, e.table(t))
+		lab.SameRules(t, rulesAllOn, e.l.OurTable(t))
 	})
 
 	pptpOff := all
@@ -181,7 +180,7 @@ func TestKernelMode(t *testing.T) {
 
 	var rulesIPsecOff *lab.TableObjects
 	step("repair: table deleted under the daemon is back within 2s", func(t *testing.T) {
-		before := e.table(t)
+		before := e.l.OurTable(t)
 		rulesIPsecOff = before
 		if _, err := l.Nft("delete", "table", lab.TableFamily, lab.Table); err != nil {
 			t.Fatal(err)
@@ -200,7 +199,7 @@ func TestKernelMode(t *testing.T) {
 		// The whole table, not just its name: give a non-atomic re-create a
 		// moment before comparing.
 		time.Sleep(200 * time.Millisecond)
-		e.sameRules(t, before, e.table(t))
+		lab.SameRules(t, before, e.l.OurTable(t))
 		e.ipsecBlocked(t)
 		if s, _, err := d.Status(); err != nil || s.Repairs < 1 {
 			t.Errorf("status after a repair: repairs %d, %v", s.Repairs, err)
@@ -240,7 +239,7 @@ func TestKernelMode(t *testing.T) {
 			}
 			return n
 		}
-		if n := logged(e.table(t)); n != 0 {
+		if n := logged(e.l.OurTable(t)); n != 0 {
 			t.Errorf("%d rules log with log_blocked '0'", n)
 		}
 		withLog := l2tpOff
@@ -248,7 +247,7 @@ func TestKernelMode(t *testing.T) {
 		if err := d.Apply(withLog.String()); err != nil {
 			t.Fatal(err)
 		}
-		if n := logged(e.table(t)); n == 0 {
+		if n := logged(e.l.OurTable(t)); n == 0 {
 			t.Errorf("no rule logs with log_blocked '1' and l2tp off")
 		}
 		// Logging must not change what is blocked.
@@ -262,22 +261,22 @@ func TestKernelMode(t *testing.T) {
 		if err := d.Apply(ipsecOff.String()); err != nil {
 			t.Fatal(err)
 		}
-		e.sameRules(t, rulesIPsecOff, e.table(t))
+		lab.SameRules(t, rulesIPsecOff, e.l.OurTable(t))
 		if err := d.Apply(all.String()); err != nil {
 			t.Fatal(err)
 		}
-		e.sameRules(t, rulesAllOn, e.table(t))
+		lab.SameRules(t, rulesAllOn, e.l.OurTable(t))
 		if err := d.Apply(all.String()); err != nil {
 			t.Fatal(err)
 		}
-		e.sameRules(t, rulesAllOn, e.table(t))
+		lab.SameRules(t, rulesAllOn, e.l.OurTable(t))
 	})
 
 	step("bad config: refused by name, previous state kept", func(t *testing.T) {
 		if err := d.Apply(ipsecOff.String()); err != nil {
 			t.Fatal(err)
 		}
-		before := e.table(t)
+		before := e.l.OurTable(t)
 		bad := strings.Replace(ipsecOff.String(), "config pptp 'pptp'\n\toption enabled '1'", "config pptp 'pptp'\n\toption enabled 'maybe'", 1)
 		if bad == ipsecOff.String() {
 			t.Fatal("could not make the config invalid")
@@ -297,7 +296,7 @@ func TestKernelMode(t *testing.T) {
 				t.Errorf("the refusal does not name %q: %s", name, line)
 			}
 		}
-		e.sameRules(t, before, e.table(t))
+		lab.SameRules(t, before, e.l.OurTable(t))
 		e.ipsecBlocked(t)
 		e.pptpSameCallID(t)
 		if s, _, err := d.Status(); err != nil || !strings.Contains(s.LastError, "maybe") {
@@ -372,22 +371,10 @@ func TestKernelMode(t *testing.T) {
 		for _, r := range after.Rules {
 			got[r.Key()]++
 		}
-		if diff := mapDiff(want, got); diff != "" {
+		if diff := lab.MapDiff(want, got); diff != "" {
 			t.Errorf("fw4's table changed:\n%s", diff)
 		}
 	})
-}
-
-func (e *env) table(t *testing.T) *lab.TableObjects {
-	t.Helper()
-	tbl, err := e.l.ListTable(lab.TableFamily, lab.Table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := tbl.Duplicates(); len(d) > 0 {
-		t.Errorf("duplicated rules in table inet %s:\n%s", lab.Table, strings.Join(d, "\n"))
-	}
-	return tbl
 }
 
 func (e *env) counter(t *testing.T, name string) lab.Counter {
@@ -397,50 +384,6 @@ func (e *env) counter(t *testing.T, name string) lab.Counter {
 		t.Fatal(err)
 	}
 	return c
-}
-
-// sameRules compares two snapshots of our table: rule count, rules, chains,
-// counters and helpers (not handles or counter values).
-func (e *env) sameRules(t *testing.T, want, got *lab.TableObjects) {
-	t.Helper()
-	if len(want.Rules) != len(got.Rules) {
-		t.Errorf("%d rules, want %d", len(got.Rules), len(want.Rules))
-	}
-	count := func(tb *lab.TableObjects) map[string]int {
-		m := map[string]int{}
-		for _, r := range tb.Rules {
-			m["rule "+r.Key()]++
-		}
-		for _, c := range tb.Chains {
-			m["chain "+c]++
-		}
-		for n := range tb.Counters {
-			m["counter "+n]++
-		}
-		for _, h := range tb.Helpers {
-			m["ct helper "+h]++
-		}
-		return m
-	}
-	if diff := mapDiff(count(want), count(got)); diff != "" {
-		t.Errorf("table inet %s differs:\n%s", lab.Table, diff)
-	}
-}
-
-func mapDiff(want, got map[string]int) string {
-	var lines []string
-	for k, n := range want {
-		if got[k] != n {
-			lines = append(lines, fmt.Sprintf("want %d, got %d: %s", n, got[k], k))
-		}
-	}
-	for k, n := range got {
-		if _, ok := want[k]; !ok {
-			lines = append(lines, fmt.Sprintf("want 0, got %d: %s", n, k))
-		}
-	}
-	sort.Strings(lines)
-	return strings.Join(lines, "\n")
 }
 
 // pptpSameCallID: two LAN clients open a call with Call ID 1 to the same

@@ -12,7 +12,6 @@ package userspace
 import (
 	"fmt"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -81,7 +80,7 @@ func TestUserspaceMode(t *testing.T) {
 			t.Errorf("status does not say which queue rules are in use: %q", s.QueueRules)
 		}
 		t.Logf("queue rules: %s", s.QueueRules)
-		tbl := e.table(t)
+		tbl := e.l.OurTable(t)
 		rulesOn = tbl
 		if len(tbl.Helpers) != 0 {
 			t.Errorf("ct helper objects in userspace mode: %v", tbl.Helpers)
@@ -319,7 +318,7 @@ func TestUserspaceMode(t *testing.T) {
 				t.Fatalf("SIGHUP: %q, %v", line, err)
 			}
 		}
-		sameRules(t, rulesOn, e.table(t))
+		lab.SameRules(t, rulesOn, e.l.OurTable(t))
 		if n := len(e.status().pptpSessions()); n != 1 {
 			t.Errorf("%d sessions after two reloads, want 1", n)
 		}
@@ -339,7 +338,7 @@ func TestUserspaceMode(t *testing.T) {
 		if err := e.d.Apply(cfg.String()); err != nil {
 			t.Fatal(err)
 		}
-		sameRules(t, rulesOn, e.table(t))
+		lab.SameRules(t, rulesOn, e.l.OurTable(t))
 		e.sameCallID(t, 2)
 	})
 
@@ -358,7 +357,7 @@ func TestUserspaceMode(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		time.Sleep(200 * time.Millisecond)
-		sameRules(t, rulesOn, e.table(t))
+		lab.SameRules(t, rulesOn, e.l.OurTable(t))
 		e.sameCallID(t, 2)
 	})
 
@@ -419,55 +418,6 @@ func (e *env) pptpBlocked(t *testing.T) {
 	}
 	if n := len(e.status().pptpSessions()); n != 0 {
 		t.Errorf("%d pptp sessions while pptp is off", n)
-	}
-}
-
-func (e *env) table(t *testing.T) *lab.TableObjects {
-	t.Helper()
-	tbl, err := e.l.ListTable(lab.TableFamily, lab.Table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := tbl.Duplicates(); len(d) > 0 {
-		t.Errorf("duplicated rules in table inet %s:\n%s", lab.Table, strings.Join(d, "\n"))
-	}
-	return tbl
-}
-
-// sameRules compares two snapshots of our table (not handles or counter values).
-func sameRules(t *testing.T, want, got *lab.TableObjects) {
-	t.Helper()
-	count := func(tb *lab.TableObjects) map[string]int {
-		m := map[string]int{}
-		for _, r := range tb.Rules {
-			m["rule "+r.Key()]++
-		}
-		for _, c := range tb.Chains {
-			m["chain "+c]++
-		}
-		for n := range tb.Counters {
-			m["counter "+n]++
-		}
-		for _, h := range tb.Helpers {
-			m["ct helper "+h]++
-		}
-		return m
-	}
-	w, g := count(want), count(got)
-	var diff []string
-	for k, n := range w {
-		if g[k] != n {
-			diff = append(diff, fmt.Sprintf("want %d, got %d: %s", n, g[k], k))
-		}
-	}
-	for k, n := range g {
-		if _, ok := w[k]; !ok {
-			diff = append(diff, fmt.Sprintf("want 0, got %d: %s", n, k))
-		}
-	}
-	sort.Strings(diff)
-	if len(diff) > 0 {
-		t.Errorf("table inet %s differs:\n%s", lab.Table, strings.Join(diff, "\n"))
 	}
 }
 
