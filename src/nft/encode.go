@@ -80,7 +80,16 @@ func ruleExprs(r plan.Rule, sets setLookup, queueCompat bool) ([]expr.Any, error
 		if err != nil {
 			return nil, err
 		}
+		l.(*expr.Lookup).Invert = r.OIFNot
 		e = append(e, &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1}, l)
+	}
+	if r.Untracked {
+		// ct state is a host-order bitmask; nft tests the bit is set.
+		e = append(e,
+			&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitUNTRACKED), Xor: make([]byte, 4)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)})
 	}
 	if r.MarkMask != 0 {
 		// meta mark is in host byte order, as nft encodes it.

@@ -124,6 +124,7 @@ func everyField() *plan.Plan {
 			{Name: "post", Hook: plan.HookPostrouting, Priority: plan.PrioSrcNAT, Rules: []plan.Rule{
 				{OIFSet: plan.SetWAN, DAddrSet: "servers", L4: plan.ProtoESP, SetMark: true, Counter: "c1"},
 				{MarkMask: plan.MarkMask, Mark: plan.Mark, Verdict: plan.VerdictAccept},
+				{OIFSet: plan.SetLAN, OIFNot: true, Untracked: true, L4: plan.ProtoESP, Verdict: plan.VerdictDrop},
 				{OIFSet: plan.SetWAN, L4: plan.ProtoESP, MarkMask: plan.MarkMask, Mark: plan.Mark, MarkNot: true, Verdict: plan.VerdictDrop},
 			}},
 			{Name: "filter_fwd", Hook: plan.HookForward, Priority: plan.PrioForward, Rules: []plan.Rule{

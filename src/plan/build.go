@@ -17,6 +17,10 @@ const (
 	PrioSrcNAT  int32 = 100  // postrouting: outbound engine rewrite after routing
 )
 
+// CounterMarkGuard counts engine-marked packets dropped for leaving towards
+// a non-LAN device.
+const CounterMarkGuard = "mark_guard_dropped"
+
 // Input is everything Build needs. All of it is plain data.
 type Input struct {
 	Config   config.Config
@@ -94,6 +98,22 @@ func Build(in Input) (*Plan, error) {
 					"(PPTP control, IKE) skip the engine after their first packets; turn it off or use the kernel helper")
 			}
 		}
+	}
+	if len(p.Queues) > 0 {
+		// fw4's include accepts our mark whatever the output zone; a
+		// packet an engine rewrote towards anywhere but the LAN (a spoofed
+		// "client" address on the WAN or in another zone) must not use it.
+		p.Counters = append(p.Counters, CounterMarkGuard)
+		fwd.Rules = append(fwd.Rules, Rule{
+			Comment:  "vpn-passthrough: engine-marked packets from the WAN may only go to the LAN",
+			IIFSet:   SetWAN,
+			OIFSet:   SetLAN,
+			OIFNot:   true,
+			MarkMask: MarkMask,
+			Mark:     Mark,
+			Counter:  CounterMarkGuard,
+			Verdict:  VerdictDrop,
+		})
 	}
 	for _, d := range p.Decisions {
 		if d.Degraded != "" {

@@ -138,9 +138,11 @@ func TestPPTPKernelHelper(t *testing.T) {
 	if d := p.Decision(PPTP); d.Datapath != PathKernel || d.Degraded != "" {
 		t.Errorf("decision = %+v", d)
 	}
-	// The only drop with everything on: ESP from the WAN that the ESP
-	// engine did not demultiplex (unsolicited).
-	if n := len(rulesWith(p, func(r Rule) bool { return r.Verdict == VerdictDrop && r.Counter != CounterESPUnsolicited })); n != 0 {
+	// The only drops with everything on are the ESP engine's guards:
+	// unsolicited WAN ESP, unrewritten (leaking) LAN ESP, and marked
+	// packets heading anywhere but the LAN.
+	guards := map[string]bool{CounterESPUnsolicited: true, CounterESPLeak: true, CounterMarkGuard: true}
+	if n := len(rulesWith(p, func(r Rule) bool { return r.Verdict == VerdictDrop && !guards[r.Counter] })); n != 0 {
 		t.Errorf("%d drop rules with everything on", n)
 	}
 }
@@ -180,5 +182,39 @@ func TestDisabledInstallsNothing(t *testing.T) {
 	}
 	if !p.Empty() || len(p.Counters) != 0 {
 		t.Errorf("disabled plan is not empty: %+v", p)
+	}
+}
+
+// TestEngineGuards: with an engine, marked packets from the WAN may only go to
+// the LAN, and untracked LAN ESP that no engine rewrote is dropped after NAT.
+func TestEngineGuards(t *testing.T) {
+	p, err := Build(Input{Config: config.Default(), Caps: fullCaps, Topology: topo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := rulesWith(p, func(r Rule) bool { return r.Counter == CounterMarkGuard })
+	if len(g) != 1 || g[0].IIFSet != SetWAN || g[0].OIFSet != SetLAN || !g[0].OIFNot || g[0].MarkMask != MarkMask ||
+		g[0].MarkNot || g[0].Verdict != VerdictDrop {
+		t.Errorf("mark guard = %+v", g)
+	}
+	var leak *Chain
+	for i := range p.Chains {
+		if p.Chains[i].Name == chainESPLeakGuard {
+			leak = &p.Chains[i]
+		}
+	}
+	if leak == nil || leak.Hook != HookPostrouting || leak.Priority <= 100 {
+		t.Fatalf("leak guard chain = %+v", leak)
+	}
+	for _, r := range leak.Rules {
+		if !r.Untracked || !r.MarkNot || r.OIFSet != SetWAN || r.Verdict != VerdictDrop {
+			t.Errorf("leak guard rule = %+v", r)
+		}
+	}
+	kernel := config.Default()
+	kernel.Mode, kernel.IPsec.ESPMux = config.ModeKernel, config.ESPMuxOff
+	p, _ = Build(Input{Config: kernel, Caps: fullCaps, Topology: topo})
+	if n := len(rulesWith(p, func(r Rule) bool { return r.Counter == CounterMarkGuard || r.Counter == CounterESPLeak })); n != 0 {
+		t.Errorf("kernel datapath has %d engine guards", n)
 	}
 }

@@ -89,7 +89,14 @@ func (r Rule) String() string {
 		f = append(f, "iifname @"+r.IIFSet)
 	}
 	if r.OIFSet != "" {
-		f = append(f, "oifname @"+r.OIFSet)
+		op := ""
+		if r.OIFNot {
+			op = "!= "
+		}
+		f = append(f, "oifname "+op+"@"+r.OIFSet)
+	}
+	if r.Untracked {
+		f = append(f, "ct state untracked")
 	}
 	if r.MarkMask != 0 {
 		op := "=="

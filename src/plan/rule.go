@@ -63,6 +63,7 @@ type Rule struct {
 	// Matches.
 	IIFSet   string // iifname @set
 	OIFSet   string // oifname @set
+	OIFNot   bool   // with OIFSet: oifname != @set
 	IPv4Only bool   // meta nfproto ipv4
 	L4       L4     // meta l4proto
 	DPort    uint16 // th dport (needs L4 TCP or UDP)
@@ -76,6 +77,8 @@ type Rule struct {
 	MarkMask uint32 // meta mark & MarkMask == Mark
 	Mark     uint32
 	MarkNot  bool // with MarkMask: meta mark & MarkMask != Mark
+	// Untracked: ct state untracked (notrack'd packets, which NAT skips).
+	Untracked bool
 
 	// Statements.
 	Limit    *Limit

@@ -11,7 +11,15 @@ const (
 	// engine did not demultiplex, dropped in forward.
 	CounterESPUnsolicited = "esp_unsolicited"
 
-	chainESPRaw     = "esp_raw"
+	chainESPRaw       = "esp_raw"
+	chainESPLeakGuard = "esp_leak_guard"
+
+	// PrioLeakGuard runs after srcnat (100): what is still unrewritten
+	// there will stay so.
+	PrioLeakGuard int32 = 110
+
+	// CounterESPLeak counts LAN ESP dropped because no engine rewrote it.
+	CounterESPLeak  = "esp_leak_dropped"
 	chainESPUntrack = "esp_untrack"
 )
 
@@ -108,8 +116,25 @@ func userspaceESP(p *Plan, in Input, pre, fwd *Chain) bool {
 			DPort:    500,
 			Queue:    queue(),
 		})
-	p.Chains = append(p.Chains, raw, untrack)
-	p.Counters = append(p.Counters, CounterESPUnsolicited)
+	// LAN ESP is untracked above, so masquerade never sees it: only the
+	// engine gives it the WAN address. If the engine is not there (daemon
+	// down: the queue rule bypasses) the packet would leave with its LAN
+	// source. A bypassed packet goes on to the next base chain, not the
+	// next rule, hence a chain of its own after NAT.
+	leak := Chain{Name: chainESPLeakGuard, Hook: HookPostrouting, Priority: PrioLeakGuard}
+	for _, m := range []Rule{{L4: ProtoESP}, {L4: ProtoUDP, SPort: 500, DPort: 500}} {
+		r := m
+		r.Comment = "vpn-passthrough: untracked ESP/IKE the engine did not rewrite would leak a LAN address"
+		r.OIFSet = SetWAN
+		r.IPv4Only = true
+		r.Untracked = true
+		r.MarkMask, r.Mark, r.MarkNot = MarkMask, Mark, true
+		r.Counter = CounterESPLeak
+		r.Verdict = VerdictDrop
+		leak.Rules = append(leak.Rules, r)
+	}
+	p.Chains = append(p.Chains, raw, untrack, leak)
+	p.Counters = append(p.Counters, CounterESPUnsolicited, CounterESPLeak)
 	p.Queues = append(p.Queues, Queue{Num: num, Engine: "esp"})
 	return true
 }
