@@ -415,3 +415,40 @@ func TestDaemonKilledAndRestarted(t *testing.T) {
 		t.Errorf("the restarted engine learned %d inbound SPIs; it should have restored them", c)
 	}
 }
+
+// TestNoLANLeakWhileDaemonDown: LAN ESP is untracked for the engine, so
+// masquerade never touches it. With the daemon killed (its table stays, the
+// queue rules bypass), that ESP must not leave the WAN with its LAN source:
+// the leak guard after NAT drops and counts it.
+func TestNoLANLeakWhileDaemonDown(t *testing.T) {
+	e := start(t, 1, nil)
+	if err := e.d.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = e.d.Wait(5 * time.Second)
+	if out, err := e.l.RouterExec("nft", "list", "chain", lab.TableFamily, lab.Table, "esp_leak_guard"); err != nil {
+		t.Fatalf("leak guard chain gone with the daemon: %v %s", err, out)
+	}
+	c := e.l.Client(1)
+	p, err := e.l.Spawn(c.NS, "ipsecpeer inject", peerBin, "inject", "--from", c.Addr.String(),
+		"--to", e.l.Server.Addr.String(), "--spi", "0x7777", "--count", "5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(10 * time.Second); err != nil {
+		t.Fatalf("inject: %v %v", err, p.Stderr())
+	}
+	time.Sleep(500 * time.Millisecond)
+	for _, line := range e.srv.Stdout() {
+		if strings.Contains(line, `"from":"`+c.Addr.String()) {
+			t.Errorf("the server received a packet with the LAN source: %s", line)
+		}
+	}
+	got, err := e.l.ReadCounter(lab.TableFamily, lab.Table, "esp_leak_dropped")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Packets < 5 {
+		t.Errorf("esp_leak_dropped = %d, want >= 5 (the injected ESP)", got.Packets)
+	}
+}
