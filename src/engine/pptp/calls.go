@@ -230,12 +230,15 @@ func (sc *segCtx) translate(d int, kind fieldKind, orig uint16, newHi int16) (ui
 	switch kind {
 	case fieldAlloc:
 		var hi byte
+		// Limits hold however the Call ID arrived: its high byte may have
+		// been rewritten in an earlier segment (newHi >= 0), and calls can
+		// have been admitted on other connections since.
+		if !sc.admit() {
+			return 0, false
+		}
 		if newHi >= 0 {
 			hi = byte(newHi)
 		} else {
-			if !sc.admit() {
-				return 0, false
-			}
 			h, ok := sc.allocHi(byte(orig >> 8))
 			if !ok {
 				return sc.full(orig)

@@ -374,6 +374,13 @@ func (e *Engine) tcpLocked(p *nfqueue.Packet, ip packet.IPv4, now time.Time) {
 			}
 		}
 		if c == nil {
+			if d == dirIn {
+				// A SYN or SYN-ACK from the server side of a connection
+				// no client opened: not ours to track. Creating state
+				// for it would let WAN hosts fill the table (and lock
+				// every LAN client out) with spoofed segments.
+				return
+			}
 			if c = e.newConnLocked(key, ip, tcp, d, now); c == nil {
 				p.Verdict = nfqueue.Drop
 				return
@@ -388,8 +395,11 @@ func (e *Engine) tcpLocked(p *nfqueue.Packet, ip packet.IPv4, now time.Time) {
 		return
 	}
 	if c == nil {
-		if len(payload) == 0 && flags&(packet.TCPFlagFIN|packet.TCPFlagRST) == 0 {
-			return // a bare ACK of a connection we never saw: nothing to do
+		if d == dirIn || (len(payload) == 0 && flags&(packet.TCPFlagFIN|packet.TCPFlagRST) == 0) {
+			// A bare ACK of a connection we never saw, or the server's
+			// side of one: only the client side may create state (its
+			// calls, if any, come back from the state file).
+			return
 		}
 		// Joined mid-stream (after a restart, or the SYN passed while
 		// nobody listened): follow it from the next message boundary.
@@ -435,6 +445,21 @@ func (e *Engine) newConnLocked(key connKey, ip packet.IPv4, tcp packet.TCP, d in
 		e.cnt.connsRefused++
 		e.limitLogLocked(key.client, now, "pptp control connection refused: limit reached",
 			"limit", "max_calls", "value", e.cfg.MaxCalls, "connections", len(e.conns))
+		return nil
+	}
+	// One client must not use up the table for the others: it gets the
+	// connections its calls could need, and a few spare (this scan runs
+	// only when a connection opens, not per packet).
+	perClient := 0
+	for k := range e.conns {
+		if k.client == key.client {
+			perClient++
+		}
+	}
+	if perClient >= 2*e.cfg.MaxPerClient+4 {
+		e.cnt.connsRefused++
+		e.limitLogLocked(key.client, now, "pptp control connection refused: per-client limit reached",
+			"limit", "max_calls_per_client", "value", e.cfg.MaxPerClient, "connections", perClient)
 		return nil
 	}
 	c := &ctrlConn{key: key, created: now, lastSeen: now}
@@ -624,6 +649,9 @@ func (e *Engine) closeConnLocked(c *ctrlConn, why string) {
 	}
 }
 
+// callSetupGrace is how long a control connection may exist without a call.
+const callSetupGrace = 2 * time.Minute
+
 // sweepLocked removes idle calls and idle connections without calls.
 func (e *Engine) sweepLocked(now time.Time) {
 	idle := e.cfg.IdleTimeout
@@ -634,7 +662,9 @@ func (e *Engine) sweepLocked(now time.Time) {
 				e.removeCallLocked(cl, "idle timeout")
 			}
 		}
-		if len(c.calls) == 0 && now.Sub(c.lastSeen) > idle {
+		// A connection that never carried a call is kept only briefly: a
+		// real client sends its Outgoing-Call-Request within seconds.
+		if len(c.calls) == 0 && (now.Sub(c.lastSeen) > idle || now.Sub(c.created) > callSetupGrace) {
 			delete(e.conns, c.key)
 		}
 	}
