@@ -89,6 +89,7 @@ type Queue struct {
 	fd   int
 	pkts []Packet
 	out  []byte
+	lost []uint32 // IDs whose verdict could not be sent: dropped next round
 	c    counters
 	seq  uint32
 
@@ -128,6 +129,7 @@ func Open(cfg Config) (*Queue, error) {
 	// ones flush it early).
 	q.pkts = make([]Packet, cfg.Batch)
 	q.out = make([]byte, 0, maxMsg+cfg.Batch*2048)
+	q.lost = make([]uint32, 0, cfg.Batch)
 	q.slots = make([]byte, cfg.Batch*maxMsg)
 	q.iov = make([]unix.Iovec, cfg.Batch)
 	q.mm = make([]mmsghdr, cfg.Batch)
@@ -358,6 +360,15 @@ func (q *Queue) sendVerdicts(pkts []Packet) {
 	out := q.out[:0]
 	var lastPlain uint32
 	havePlain := false
+	// Packets whose own verdict could not be sent last time are dropped
+	// now, before anything else: a later batch verdict would otherwise
+	// accept them unmodified (an un-NATed source, a packet meant to die).
+	for _, id := range q.lost {
+		out = appendVerdict(out, q.cfg.Num, id, nfDrop, nil, nil)
+		q.c.verdicts.Add(1)
+	}
+	q.lost = q.lost[:0]
+	failed := false
 	for i := range pkts {
 		p := &pkts[i]
 		if p.plain() {
@@ -387,38 +398,87 @@ func (q *Queue) sendVerdicts(pkts []Packet) {
 			}
 		}
 		if len(out)+verdictSize(len(payload)) > cap(out) {
-			q.send(out)
+			if !q.send(out) {
+				failed = true
+				q.rememberLost(out)
+			}
 			out = out[:0]
 		}
 		out = appendVerdict(out, q.cfg.Num, p.ID, verdict, mark, payload)
 		q.c.verdicts.Add(1)
 	}
+	if havePlain && failed {
+		// The batch verdict would also accept the packets whose verdicts
+		// were lost; answer the plain ones one by one instead.
+		for i := range pkts {
+			if p := &pkts[i]; p.plain() {
+				if len(out)+verdictSize(0) > cap(out) {
+					if !q.send(out) {
+						q.rememberLost(out)
+					}
+					out = out[:0]
+				}
+				out = appendVerdict(out, q.cfg.Num, p.ID, nfAccept, nil, nil)
+			}
+		}
+		havePlain = false
+	}
 	if havePlain {
 		if len(out)+verdictSize(0) > cap(out) {
-			q.send(out)
+			if !q.send(out) {
+				q.rememberLost(out)
+			}
 			out = out[:0]
 		}
 		out = appendBatchVerdict(out, q.cfg.Num, lastPlain, nfAccept)
 		q.c.verdicts.Add(1)
 	}
-	q.send(out)
+	if !q.send(out) {
+		q.rememberLost(out)
+	}
 }
 
-func (q *Queue) send(b []byte) {
+// rememberLost records the packet IDs of single verdicts that could not be
+// sent, so the next round drops them (bounded by cap(q.lost); beyond it they
+// stay queued in the kernel, counted against the queue length). A lost batch
+// verdict needs nothing: the next batch verdict covers its packets.
+func (q *Queue) rememberLost(b []byte) {
+	for {
+		m, rest, ok, err := nextMsg(b)
+		if !ok || err != nil {
+			return
+		}
+		b = rest
+		if m.typ != msgVerdict || len(m.body) < nfgenLen+nlaHdrLen+8 {
+			continue
+		}
+		if len(q.lost) < cap(q.lost) {
+			q.lost = append(q.lost, be.Uint32(m.body[nfgenLen+nlaHdrLen+4:]))
+		}
+	}
+}
+
+// send writes verdict messages; it reports false when they could not be
+// sent. Transient errors are retried briefly (bounded).
+func (q *Queue) send(b []byte) bool {
 	if len(b) == 0 {
-		return
+		return true
 	}
 	q.c.sends.Add(1)
-	for tries := 0; tries < 3; tries++ {
+	for tries := 0; tries < 4; tries++ {
 		_, err := unix.Write(q.fd, b)
 		if err == nil {
-			return
+			return true
 		}
 		if err != unix.EINTR && err != unix.ENOBUFS && err != unix.EAGAIN {
 			break
 		}
+		if tries > 0 {
+			time.Sleep(time.Duration(tries) * 100 * time.Microsecond)
+		}
 	}
 	q.c.senderrs.Add(1)
+	return false
 }
 
 // recvmmsg is recvmmsg(2) into the prepared headers; it does not allocate.

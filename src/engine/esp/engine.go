@@ -140,7 +140,10 @@ func (e *Engine) housekeeping(ctx context.Context, done <-chan struct{}) {
 			a, err := e.addr(i)
 			e.mu.Lock()
 			if err != nil {
-				delete(e.wan, i) // the device is gone or lost its address
+				// The device is gone or lost its address. Keep the
+				// invalid entry: deleting it would make the packet path
+				// resolve (and log) again on every packet.
+				e.wan[i] = netip.Addr{}
 			} else {
 				e.wan[i] = a
 			}
