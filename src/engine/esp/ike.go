@@ -211,16 +211,25 @@ func (t *Tracker) negotiating(p *pair, now time.Duration) bool {
 // heldBy returns another client negotiating with the same server, whose
 // exchange p's new child-SA request has to wait for (doc.go, "Two clients
 // at the same moment").
+//
+// A client waits at most HoldMax in all, however the others' exchanges
+// follow one another: otherwise a LAN host using several addresses could
+// chain negotiations and keep another client's child SA out for good.
 func (t *Tracker) heldBy(p *pair, now time.Duration) *pair {
 	sv := t.servers[p.server]
-	if sv == nil {
+	if sv == nil || (p.waiting && now-p.waitingSince >= t.opt.HoldMax) {
+		p.waiting = false
 		return nil
 	}
 	for _, q := range sv.pairs {
 		if q != p && t.negotiating(q, now) {
+			if !p.waiting {
+				p.waiting, p.waitingSince = true, now
+			}
 			return q
 		}
 	}
+	p.waiting = false
 	return nil
 }
 

@@ -252,3 +252,32 @@ func TestKeepIKEPortSwitchedOff(t *testing.T) {
 		t.Fatalf("state %q", st)
 	}
 }
+
+// TestChainedNegotiationsCannotStarveAClient: LAN hosts that take turns
+// starting child-SA exchanges with one server (so one of them is always
+// "negotiating") hold another client back for at most HoldMax in all.
+func TestChainedNegotiationsCannotStarveAClient(t *testing.T) {
+	r := newRig(t, Options{HoldWindow: 3 * time.Second, HoldMax: 10 * time.Second})
+	attacker := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 10, 9, byte(i + 1)}) }
+	r.ikeOut(attacker(0), srvS, authReq(0x100, 0x200))
+	firstHeld, passedAt := time.Duration(-1), time.Duration(-1)
+	for s := 1; s <= 20 && passedAt < 0; s++ {
+		r.advance(time.Second)
+		// A fresh address starts a new exchange every second.
+		r.ikeOut(attacker(s), srvS, authReq(uint64(0x100+s), uint64(0x200+s)))
+		switch r.ikeOut(clientB, srvS, authReq(0xb1, 0xb2)) {
+		case Drop:
+			if firstHeld < 0 {
+				firstHeld = time.Duration(s) * time.Second
+			}
+		case Accept:
+			passedAt = time.Duration(s) * time.Second
+		}
+	}
+	if firstHeld < 0 {
+		t.Fatal("B was never held: the test does not exercise the hold")
+	}
+	if passedAt < 0 || passedAt-firstHeld > 10*time.Second {
+		t.Fatalf("B first held at %v, passed at %v: longer than HoldMax", firstHeld, passedAt)
+	}
+}

@@ -248,8 +248,10 @@ type pair struct {
 	ikeBytesOut   uint64
 	ikeBytesIn    uint64
 	ikeHeld       uint64
-	ikeSPIs       int  // entries in Tracker.ikeSPIs that point here
-	listed        bool // on its server's pending list
+	waiting       bool          // a child-SA request of p is being held back
+	waitingSince  time.Duration // since when (bounds the wait, see heldBy)
+	ikeSPIs       int           // entries in Tracker.ikeSPIs that point here
+	listed        bool          // on its server's pending list
 }
 
 type server struct {
