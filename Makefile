@@ -83,7 +83,11 @@ IPK_COMMON = -version $(IPK_VERSION) -mtime $(SOURCE_DATE_EPOCH) -maintainer 'vp
 IPK_DESC := Real VPN passthrough (PPTP, L2TP, IPsec) through the router NAT.\nKernel conntrack helpers where present (install kmod-nf-nathelper-extra for\nthe PPTP helper), NFQUEUE engines where not; toggling a protocol off blocks it.
 LUCI_DESC := LuCI support for vpn-passthrough: settings and live status.
 # Packages whose tests also run big-endian under qemu-user (no netlink there).
-QEMU_TEST_PKGS := src/packet src/uci src/config src/plan src/ipk src/engine/esp
+QEMU_TEST_PKGS := src/packet src/uci src/config src/plan src/ipk src/engine/esp src/engine/pptp
+# Packages that also open netlink sockets: only their wire-format tests run
+# under qemu-user (NETLINK_NETFILTER does not work there).
+QEMU_WIRE_PKGS := ./src/nfqueue/ ./src/ct/
+QEMU_WIRE_TESTS := ^(TestParse.*|TestTruncated|TestVerdict.*|TestNoAllocs|TestRememberLost|TestClearHelperMsg|Fuzz.*)$$
 
 .PHONY: test-pkg
 
@@ -122,6 +126,7 @@ qemu-test:
 	@pkgs=""; for p in $(QEMU_TEST_PKGS); do ls $$p/*_test.go >/dev/null 2>&1 && pkgs="$$pkgs ./$$p/"; done; \
 	echo "GOARCH=mips GOMIPS=softfloat go test -exec qemu-mips-static$$pkgs"; \
 	CGO_ENABLED=0 GOARCH=mips GOMIPS=softfloat $(GO) test -count=1 -exec qemu-mips-static $$pkgs
+	CGO_ENABLED=0 GOARCH=mips GOMIPS=softfloat $(GO) test -count=1 -exec qemu-mips-static -run '$(QEMU_WIRE_TESTS)' $(QEMU_WIRE_PKGS)
 
 # Build every .ipk, take each apart and check it (src/ipk/dist_test.go), and
 # run the parser tests big-endian.
