@@ -500,6 +500,26 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// sendThenWait sends count packets (send(i) for i = 1..count), interval
+// apart, then waits up to wait for received() to reach the number sent. It
+// returns how many were sent; a send error ends it early.
+func sendThenWait(ctx context.Context, count int, interval, wait time.Duration, send func(i int) error, received func() int) (int, error) {
+	sent := 0
+	for i := 1; i <= count; i++ {
+		if err := send(i); err != nil {
+			return sent, err
+		}
+		sent++
+		if !sleepCtx(ctx, interval) {
+			break
+		}
+	}
+	deadline := time.Now().Add(wait)
+	for received() < sent && time.Now().Before(deadline) && sleepCtx(ctx, 10*time.Millisecond) {
+	}
+	return sent, nil
+}
+
 // waitLine waits for one line on stdin, bounded by ctx.
 func waitLine(ctx context.Context) error {
 	done := make(chan error, 1)

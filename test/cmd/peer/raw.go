@@ -186,23 +186,20 @@ func rawClientFunc(name string) func(context.Context, *emitter, []string) error 
 			}
 		}()
 		dst := &net.IPAddr{IP: srv}
-		for i := 1; i <= *count; i++ {
-			if _, err := conn.WriteTo(p.build(uint32(*spi), uint32(i), payload(*marker, i)), dst); err != nil {
-				res.Error = err.Error()
-				return err
-			}
-			res.Sent++
-			if !sleepCtx(ctx, *interval) {
-				break
-			}
+		send := func(i int) error {
+			_, err := conn.WriteTo(p.build(uint32(*spi), uint32(i), payload(*marker, i)), dst)
+			return err
 		}
 		received := func() int {
 			mu.Lock()
 			defer mu.Unlock()
 			return len(got)
 		}
-		deadline := time.Now().Add(*wait)
-		for received() < res.Sent && time.Now().Before(deadline) && sleepCtx(ctx, 10*time.Millisecond) {
+		sent, err := sendThenWait(ctx, *count, *interval, *wait, send, received)
+		res.Sent = sent
+		if err != nil {
+			res.Error = err.Error()
+			return err
 		}
 		mu.Lock()
 		res.Received, res.Foreign, res.ReplySPI = len(got), foreign, replySPI

@@ -301,23 +301,20 @@ func runUDPClient(ctx context.Context, out *emitter, args []string) error {
 		}
 	}()
 	dst := &net.UDPAddr{IP: srv, Port: port}
-	for i := 1; i <= *count; i++ {
-		if _, err := c.WriteToUDP(build(i), dst); err != nil {
-			res.Error = err.Error()
-			return err
-		}
-		res.Sent++
-		if !sleepCtx(ctx, *interval) {
-			break
-		}
+	send := func(i int) error {
+		_, err := c.WriteToUDP(build(i), dst)
+		return err
 	}
 	received := func() int {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(got)
 	}
-	deadline := time.Now().Add(*wait)
-	for received() < res.Sent && time.Now().Before(deadline) && sleepCtx(ctx, 10*time.Millisecond) {
+	sent, err := sendThenWait(ctx, *count, *interval, *wait, send, received)
+	res.Sent = sent
+	if err != nil {
+		res.Error = err.Error()
+		return err
 	}
 	mu.Lock()
 	res.Received, res.Foreign, res.Invalid = len(got), foreign, invalid
