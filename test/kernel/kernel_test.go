@@ -182,20 +182,8 @@ func TestKernelMode(t *testing.T) {
 	step("repair: table deleted under the daemon is back within 2s", func(t *testing.T) {
 		before := e.l.OurTable(t)
 		rulesIPsecOff = before
-		if _, err := l.Nft("delete", "table", lab.TableFamily, lab.Table); err != nil {
-			t.Fatal(err)
-		}
-		start := time.Now()
-		for {
-			if ok, _ := l.TableExists(lab.TableFamily, lab.Table); ok {
-				break
-			}
-			if time.Since(start) > 2*time.Second {
-				t.Fatalf("table inet %s not restored within 2s", lab.Table)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		t.Logf("restored after %v", time.Since(start).Round(time.Millisecond))
+		took := l.DeleteOurTableAndWait(t, 2*time.Second)
+		t.Logf("restored after %v", took.Round(time.Millisecond))
 		// The whole table, not just its name: give a non-atomic re-create a
 		// moment before comparing.
 		time.Sleep(200 * time.Millisecond)

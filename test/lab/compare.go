@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 )
 
 // OurTable lists the daemon's table and fails t if a rule appears twice (an
@@ -64,4 +65,24 @@ func MapDiff(want, got map[string]int) string {
 	}
 	sort.Strings(lines)
 	return strings.Join(lines, "\n")
+}
+
+// DeleteOurTableAndWait deletes the daemon's table, as `fw4 flush` would, and
+// waits up to limit for the daemon to put it back; it fails t otherwise and
+// returns how long the repair took.
+func (l *Lab) DeleteOurTableAndWait(t testing.TB, limit time.Duration) time.Duration {
+	t.Helper()
+	if _, err := l.Nft("delete", "table", TableFamily, Table); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for {
+		if ok, _ := l.TableExists(TableFamily, Table); ok {
+			return time.Since(start)
+		}
+		if time.Since(start) > limit {
+			t.Fatalf("table inet %s not restored within %v", Table, limit)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

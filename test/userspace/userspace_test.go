@@ -343,19 +343,7 @@ func TestUserspaceMode(t *testing.T) {
 	})
 
 	step("repair: table deleted under the daemon is back within 2 s, PPTP works", func(t *testing.T) {
-		if _, err := l.Nft("delete", "table", lab.TableFamily, lab.Table); err != nil {
-			t.Fatal(err)
-		}
-		start := time.Now()
-		for {
-			if ok, _ := l.TableExists(lab.TableFamily, lab.Table); ok {
-				break
-			}
-			if time.Since(start) > 2*time.Second {
-				t.Fatalf("table inet %s not restored within 2s", lab.Table)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		l.DeleteOurTableAndWait(t, 2*time.Second)
 		time.Sleep(200 * time.Millisecond)
 		lab.SameRules(t, rulesOn, e.l.OurTable(t))
 		e.sameCallID(t, 2)
