@@ -107,7 +107,7 @@ ipk: cross bin/mkipk
 			-depends '$(IPK_DEPENDS)' -suggests '$(IPK_SUGGESTS)' -description '$(IPK_DESC)' \
 			-tree files=/ -mode /etc/config/vpn-passthrough=0600 \
 			-file $(DIST)/bin/$$a/vpn-passthrough=/usr/bin/vpn-passthrough:0755 \
-			-conffile /etc/config/vpn-passthrough || exit 1; \
+			-conffile /etc/config/vpn-passthrough -prerm-pkg openwrt-feed/net/vpn-passthrough/prerm-pkg || exit 1; \
 	done
 	bin/mkipk -name luci-app-vpn-passthrough -arch all -section luci $(IPK_COMMON) \
 		-depends 'luci-base,vpn-passthrough' -description '$(LUCI_DESC)' \

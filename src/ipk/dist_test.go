@@ -180,6 +180,9 @@ func TestDistDaemonPackages(t *testing.T) {
 			if !strings.Contains(f["Depends"], "kmod-nft-queue") || !strings.Contains(f["Suggests"], "kmod-nf-nathelper-extra") {
 				t.Errorf("Depends %q / Suggests %q", f["Depends"], f["Suggests"])
 			}
+			if e, ok := Find(u.Control, "prerm-pkg"); !ok || !bytes.Contains(e.Data, []byte("/usr/share/vpn-passthrough/uninstall.sh")) {
+				t.Errorf("no prerm-pkg running uninstall.sh")
+			}
 			if e, ok := Find(u.Control, "conffiles"); !ok || string(e.Data) != "/etc/config/vpn-passthrough\n" {
 				t.Errorf("conffiles %q", e.Data)
 			}

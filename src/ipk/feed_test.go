@@ -27,6 +27,10 @@ INSTALL_BIN:=install -m0755
 INSTALL_DATA:=install -m0644
 INSTALL_CONF:=install -m0600
 CP:=cp -fpR
+define newline
+
+
+endef
 `,
 	"include/package.mk": `PKG_BUILD_DIR?=$(BUILD_DIR)/$(PKG_NAME)
 define BuildPackage
@@ -41,6 +45,7 @@ $(info STUB GO_PKG_LDFLAGS_X=$(GO_PKG_LDFLAGS_X))
 $(info STUB DEPENDS=$(strip $(DEPENDS)))
 $(info STUB TITLE=$(TITLE))
 $(info STUB CONFFILES=$(strip $(Package/$(1)/conffiles)))
+$(info STUB PRERM=$(subst $(newline),\n,$(Package/$(1)/prerm)))
 stub-install:
 	$$(call Package/$(1)/install,$$(STUB_DEST))
 stub-prepare:
@@ -197,6 +202,14 @@ func TestFeedDaemonMakefile(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(root, strings.TrimPrefix(v["GO_PKG_BUILD_PKG"], mod+"/"), "main.go")); err != nil {
 		t.Errorf("GO_PKG_BUILD_PKG %s: %v", v["GO_PKG_BUILD_PKG"], err)
+	}
+	// The feed's prerm and the prerm-pkg `make ipk` packs are the same.
+	pp, err := os.ReadFile(filepath.Join(pkgDir, "prerm-pkg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.ReplaceAll(v["PRERM"], `\n`, "\n"), strings.TrimSpace(string(pp)); got != want {
+		t.Errorf("Package/vpn-passthrough/prerm = %q, prerm-pkg = %q", got, want)
 	}
 	// DEPENDS = $(GO_ARCH_DEPENDS) plus the list `make ipk` writes.
 	deps := strings.Fields(v["DEPENDS"])

@@ -47,6 +47,9 @@ type Package struct {
 	// OpenWrt's Package/<name>/postinst becomes (CONTROL/postinst-pkg).
 	// Empty: none.
 	PostinstPkg string
+	// PrermPkg is a script default_prerm sources before removing, what
+	// OpenWrt's Package/<name>/prerm becomes (CONTROL/prerm-pkg).
+	PrermPkg string
 	// ModTime is stamped on every tar entry; the zero value means the Unix
 	// epoch.
 	ModTime time.Time
@@ -243,6 +246,9 @@ func (p *Package) controlEntries(installedSize int64) []entry {
 	}
 	if p.PostinstPkg != "" {
 		es = append(es, entry{name: "./postinst-pkg", mode: 0o755, data: []byte(p.PostinstPkg)})
+	}
+	if p.PrermPkg != "" {
+		es = append(es, entry{name: "./prerm-pkg", mode: 0o755, data: []byte(p.PrermPkg)})
 	}
 	slices.SortFunc(es, func(a, b entry) int { return strings.Compare(a.name, b.name) })
 	return es

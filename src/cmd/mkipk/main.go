@@ -51,6 +51,7 @@ func run(args []string) error {
 		suggests    = fl.String("suggests", "", "comma-separated `packages` it suggests")
 		description = fl.String("description", "", "description; `\\n` starts a new line")
 		postinstPkg = fl.String("postinst-pkg", "", "`file` whose script default_postinst sources after install")
+		prermPkg    = fl.String("prerm-pkg", "", "`file` whose script default_prerm sources before removal")
 		mtime       = fl.Int64("mtime", 0, "modification time of every entry, Unix `seconds` (default $SOURCE_DATE_EPOCH or 0)")
 		outDir      = fl.String("o", ".", "output `dir`")
 		trees       []string
@@ -132,12 +133,18 @@ func run(args []string) error {
 		}
 		p.Files[i].Mode = mode
 	}
-	if *postinstPkg != "" {
-		b, err := os.ReadFile(*postinstPkg)
+	for _, s := range []struct {
+		path string
+		dst  *string
+	}{{*postinstPkg, &p.PostinstPkg}, {*prermPkg, &p.PrermPkg}} {
+		if s.path == "" {
+			continue
+		}
+		b, err := os.ReadFile(s.path)
 		if err != nil {
 			return err
 		}
-		p.PostinstPkg = string(b)
+		*s.dst = string(b)
 	}
 
 	secs := *mtime
