@@ -328,6 +328,23 @@ func TestUserspaceMode(t *testing.T) {
 		}
 	})
 
+	step("queue_base moved by one: the engines swap queue numbers without a restart", func(t *testing.T) {
+		// PPTP moves to 4201, which the ESP engine holds until it moves to
+		// 4202: stale engines must let go before new ones bind.
+		moved := cfg.String() + "\nconfig globals 'globals'\n\toption queue_base '4201'\n"
+		if err := e.d.Apply(moved); err != nil {
+			t.Fatalf("%v\n%s", err, e.d.Log())
+		}
+		if le := e.status().LastError; le != "" {
+			t.Fatalf("last_error after moving queue_base: %s", le)
+		}
+		e.sameCallID(t, 2)
+		if err := e.d.Apply(cfg.String()); err != nil {
+			t.Fatal(err)
+		}
+		lab.SameRules(t, rulesOn, e.l.OurTable(t))
+	})
+
 	pptpOff := cfg
 	pptpOff.PPTP = false
 	step("pptp off: control and GRE blocked, counted; back on: works", func(t *testing.T) {
