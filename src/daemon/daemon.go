@@ -253,7 +253,7 @@ func (d *Daemon) flushBlocked(prev, next *Loaded) {
 	d.opts.Log.Info("flushed conntrack entries of blocked protocols", "protos", protos, "entries", n)
 }
 
-// repair re-applies the last good plan if our table is gone.
+// repair re-applies the last good plan if our table is gone or damaged.
 func (d *Daemon) repair() {
 	d.mu.Lock()
 	l := d.applied
@@ -263,8 +263,8 @@ func (d *Daemon) repair() {
 	}
 	d.connMu.Lock()
 	defer d.connMu.Unlock()
-	ok, err := d.conn.Exists(plan.TableName)
-	if err != nil || ok {
+	// Deleted, flushed or cut down: anything but the planned state.
+	if d.conn.Intact(l.Plan) {
 		return
 	}
 	if err := d.conn.Apply(l.Plan); err != nil {
@@ -276,7 +276,7 @@ func (d *Daemon) repair() {
 	d.repairs++
 	d.appliedAt = time.Now()
 	d.mu.Unlock()
-	d.opts.Log.Info("table was deleted from under us, restored", "table", "inet "+plan.TableName)
+	d.opts.Log.Info("table was deleted or changed from under us, restored", "table", "inet "+plan.TableName)
 }
 
 func (d *Daemon) shutdown() error {

@@ -7,8 +7,9 @@ import (
 	"github.com/google/nftables"
 )
 
-// Watch signals on gone whenever table inet <name> is deleted by anyone
-// (`nft delete table`, `fw4 flush`, `/etc/init.d/firewall restart`). It
+// Watch signals on gone whenever table inet <name>, or a chain, rule, set or
+// object in it, is deleted by anyone (`nft delete table`, `fw4 flush`,
+// `/etc/init.d/firewall restart`, `nft flush chain`). It
 // listens to nftables netlink events rather than polling. It also signals
 // right after (re)subscribing, because events sent while it was not listening
 // (start-up, a receive-buffer overrun) are lost; the receiver then checks
@@ -43,8 +44,11 @@ func Watch(ctx context.Context, name string, gone chan<- struct{}, onErr func(er
 			continue
 		}
 		mon := nftables.NewMonitor(
+			// Any/Any, filtered below: google/nftables v0.3.0 tests its
+			// flags as (flags&1)<<type, so a set without the NEWTABLE bit
+			// drops every event, including the NEWGEN that flushes them.
 			nftables.WithMonitorAction(nftables.MonitorActionAny),
-			nftables.WithMonitorObject(nftables.MonitorObjectTables),
+			nftables.WithMonitorObject(nftables.MonitorObjectAny),
 			nftables.WithMonitorEventBuffer(256))
 		events, err := c.AddMonitor(mon)
 		if err != nil {
@@ -73,10 +77,8 @@ func Watch(ctx context.Context, name string, gone chan<- struct{}, onErr func(er
 					mon.Close()
 					drain(events)
 					resubscribe = true
-				case ev.Type == nftables.MonitorEventTypeDelTable:
-					if t, ok := ev.Data.(*nftables.Table); ok && t.Name == name && t.Family == nftables.TableFamilyINet {
-						notify()
-					}
+				case deletion(ev.Type) && ours(ev.Data, name):
+					notify()
 				}
 			}
 		}
@@ -100,4 +102,31 @@ func drain(events <-chan *nftables.MonitorEvent) {
 			return
 		}
 	}
+}
+
+func deletion(t nftables.MonitorEventType) bool {
+	switch t {
+	case nftables.MonitorEventTypeDelTable, nftables.MonitorEventTypeDelChain, nftables.MonitorEventTypeDelRule,
+		nftables.MonitorEventTypeDelSet, nftables.MonitorEventTypeDelObj:
+		return true
+	}
+	return false
+}
+
+// ours reports whether an event concerns table inet <name>.
+func ours(data any, name string) bool {
+	var t *nftables.Table
+	switch d := data.(type) {
+	case *nftables.Table:
+		t = d
+	case *nftables.Chain:
+		t = d.Table
+	case *nftables.Rule:
+		t = d.Table
+	case *nftables.Set:
+		t = d.Table
+	case *nftables.NamedObj:
+		t = d.Table
+	}
+	return t != nil && t.Name == name && (t.Family == nftables.TableFamilyINet || t.Family == nftables.TableFamilyUnspecified)
 }

@@ -194,6 +194,22 @@ func TestKernelMode(t *testing.T) {
 		}
 	})
 
+	step("repair: a flushed chain is refilled within 2s", func(t *testing.T) {
+		before := e.l.OurTable(t)
+		if _, err := l.Nft("flush", "chain", lab.TableFamily, lab.Table, "forward"); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(2 * time.Second)
+		for len(e.l.OurTable(t).Rules) != len(before.Rules) {
+			if time.Now().After(deadline) {
+				t.Fatalf("forward chain still flushed after 2s:\n%s", d.Log())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		lab.SameRules(t, before, e.l.OurTable(t))
+		e.ipsecBlocked(t)
+	})
+
 	l2tpOff := all
 	l2tpOff.L2TP = false
 	step("l2tp off: UDP 1701 blocked, counted", func(t *testing.T) {
