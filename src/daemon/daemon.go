@@ -38,8 +38,14 @@ type Daemon struct {
 	connMu sync.Mutex
 	conn   *nft.Conn
 
-	ectx      context.Context // parent of engine contexts; outlives the signal context
-	engineErr chan error      // an engine's Run failed
+	ectx context.Context // parent of engine contexts; outlives the signal context
+	// Repairs are bounded: 5 within 10 s, then none until the next reload,
+	// so a table that never matches the plan cannot make us loop on our
+	// own events. Touched only by the main loop.
+	repairWindow  time.Time
+	repairsInWin  int
+	repairStopped bool
+	engineErr     chan error // an engine's Run failed
 
 	mu sync.Mutex
 	// engines by name: written by the main loop under mu, read by Status.
@@ -121,6 +127,7 @@ func (d *Daemon) reload(why string) error {
 	log := d.opts.Log
 	d.connMu.Lock()
 	defer d.connMu.Unlock()
+	d.repairStopped, d.repairsInWin = false, 0
 	l, err := Load(d.opts.ConfigPath, d.opts.Root, d.conn)
 	if err != nil {
 		log.Error("config refused, keeping the last good state", "trigger", why, "err", err)
@@ -267,6 +274,19 @@ func (d *Daemon) repair() {
 	if d.conn.Intact(l.Plan) {
 		return
 	}
+	if now := time.Now(); now.Sub(d.repairWindow) > 10*time.Second {
+		d.repairWindow, d.repairsInWin = now, 0
+	}
+	if d.repairsInWin >= 5 {
+		if !d.repairStopped {
+			d.repairStopped = true
+			err := errors.New("daemon: table keeps differing from the plan after 5 repairs in 10 s; repairs stop until the next reload")
+			d.opts.Log.Error("repair stopped", "err", err)
+			d.setErr(err)
+		}
+		return
+	}
+	d.repairsInWin++
 	if err := d.conn.Apply(l.Plan); err != nil {
 		d.opts.Log.Error("repair failed", "err", err)
 		d.setErr(err)
