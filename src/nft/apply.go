@@ -97,16 +97,18 @@ type Counter struct {
 	Bytes   uint64 `json:"bytes"`
 }
 
-// Apply makes the kernel's table equal to the plan in one transaction: the
-// table is deleted and rebuilt inside the same batch, so there is never a
-// moment without it, and applying twice leaves exactly one copy. Counters keep
-// their values across applies. If the kernel refuses the batch, nothing
-// changes: the previous state stays in place.
+// Apply makes the kernel's table equal to the plan in one transaction, in
+// place: every chain of ours is flushed and refilled, sets are refilled,
+// what the plan no longer has is deleted, and named objects that stay
+// (counters, helpers) are kept, so counters keep counting and base chains
+// stay hooked (deleting one would drop the packets waiting in our NFQUEUEs).
+// Applying twice leaves exactly one copy. If the kernel refuses the batch,
+// nothing changes: the previous state stays in place.
 func (n *Conn) Apply(p *plan.Plan) error {
 	if p.Empty() {
 		return n.Remove(p.Table)
 	}
-	old, err := n.Counters(p.Table)
+	cur, err := n.current(p.Table)
 	if err != nil {
 		return err
 	}
@@ -115,12 +117,29 @@ func (n *Conn) Apply(p *plan.Plan) error {
 		return err
 	}
 	t := table(p.Table)
-	// Add (no-op if present) then delete, so the delete never fails on a
-	// missing table and the batch stays valid on first start.
-	nc.AddTable(t)
-	nc.DelTable(t)
-	nc.AddTable(t)
+	nc.AddTable(t) // no-op when it exists
 
+	// 1. Empty every chain first: rules are what refer to sets and objects.
+	want := map[string]plan.Chain{}
+	for _, c := range p.Chains {
+		want[c.Name] = c
+	}
+	for _, ch := range cur.chains {
+		nc.FlushChain(ch)
+		if c, ok := want[ch.Name]; !ok || !sameHook(ch, c) {
+			nc.DelChain(ch) // gone from the plan, or hooked elsewhere now
+		}
+	}
+	// 2. Sets: drop the stale ones, (re)fill the rest.
+	wantSet := map[string]plan.Set{}
+	for _, s := range p.Sets {
+		wantSet[s.Name] = s
+	}
+	for _, s := range cur.sets {
+		if ws, ok := wantSet[s.Name]; !ok || ws.Type != s.KeyType.Name {
+			nc.DelSet(s)
+		}
+	}
 	sets := map[string]*nftables.Set{}
 	for i, s := range p.Sets {
 		ns := &nftables.Set{Table: t, Name: s.Name, ID: uint32(i + 1)}
@@ -146,14 +165,33 @@ func (n *Conn) Apply(p *plan.Plan) error {
 		default:
 			return errorf("set %s: unsupported type %q", s.Name, s.Type)
 		}
-		if err := nc.AddSet(ns, elems); err != nil {
+		if err := nc.AddSet(ns, nil); err != nil {
 			return errorf("add set %s: %w", s.Name, err)
+		}
+		nc.FlushSet(ns)
+		if len(elems) > 0 {
+			if err := nc.SetAddElements(ns, elems); err != nil {
+				return errorf("set %s elements: %w", s.Name, err)
+			}
 		}
 		sets[s.Name] = ns
 	}
+	// 3. Named objects: delete the stale ones; adding one that exists
+	// changes nothing (counters keep their values).
+	wantObj := map[string]bool{}
 	for _, name := range p.Counters {
-		nc.AddObj(&nftables.NamedObj{Table: t, Name: name, Type: nftables.ObjTypeCounter,
-			Obj: &expr.Counter{Packets: old[name].Packets, Bytes: old[name].Bytes}})
+		wantObj[objKey(nftables.ObjTypeCounter, name)] = true
+	}
+	for _, h := range p.Helpers {
+		wantObj[objKey(nftables.ObjTypeCtHelper, h.Name)] = true
+	}
+	for _, o := range cur.objs {
+		if !wantObj[objKey(o.Type, o.Name)] {
+			nc.DeleteObject(o)
+		}
+	}
+	for _, name := range p.Counters {
+		nc.AddObj(&nftables.NamedObj{Table: t, Name: name, Type: nftables.ObjTypeCounter, Obj: &expr.Counter{}})
 	}
 	for _, h := range p.Helpers {
 		l3 := uint16(unix.NFPROTO_INET)
@@ -163,6 +201,7 @@ func (n *Conn) Apply(p *plan.Plan) error {
 		nc.AddObj(&nftables.NamedObj{Table: t, Name: h.Name, Type: nftables.ObjTypeCtHelper,
 			Obj: &expr.CtHelper{Name: h.Type, L3Proto: l3, L4Proto: uint8(h.L4)}})
 	}
+	// 4. Chains and their rules.
 	lookup := func(name string) *nftables.Set { return sets[name] }
 	for _, c := range p.Chains {
 		hook, err := chainHook(c.Hook)
@@ -186,6 +225,61 @@ func (n *Conn) Apply(p *plan.Plan) error {
 	}
 	return nil
 }
+
+// installed is what our table holds now (empty if it does not exist).
+type installed struct {
+	chains []*nftables.Chain
+	sets   []*nftables.Set
+	objs   []*nftables.NamedObj
+}
+
+func (n *Conn) current(name string) (installed, error) {
+	var cur installed
+	ok, err := n.Exists(name)
+	if err != nil || !ok {
+		return cur, err
+	}
+	c, err := n.nc()
+	if err != nil {
+		return cur, err
+	}
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return cur, errorf("list chains: %w", err)
+	}
+	for _, ch := range chains {
+		if ch.Table.Name == name {
+			cur.chains = append(cur.chains, ch)
+		}
+	}
+	t := table(name)
+	if cur.sets, err = c.GetSets(t); err != nil {
+		return cur, errorf("list sets of inet %s: %w", name, err)
+	}
+	objs, err := c.GetNamedObjects(t)
+	if err != nil {
+		return cur, errorf("list objects of inet %s: %w", name, err)
+	}
+	for _, o := range objs {
+		if no, ok := o.(*nftables.NamedObj); ok {
+			no.Table = t
+			cur.objs = append(cur.objs, no)
+		}
+	}
+	return cur, nil
+}
+
+// sameHook reports whether an installed base chain sits where the plan's
+// chain wants to (a chain cannot be moved to another hook in place).
+func sameHook(ch *nftables.Chain, c plan.Chain) bool {
+	hook, err := chainHook(c.Hook)
+	if err != nil || ch.Hooknum == nil || ch.Priority == nil || *ch.Hooknum != *hook {
+		return false
+	}
+	return int32(*ch.Priority) == c.Priority
+}
+
+func objKey(t nftables.ObjType, name string) string { return fmt.Sprintf("%d/%s", t, name) }
 
 // Intact reports whether the installed table still has the plan's chains,
 // rules, sets and counters (by name and count). The daemon uses it to skip
