@@ -4,32 +4,15 @@ import (
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine/statefile"
 
 	"encoding/json"
-	"errors"
-	"fmt"
-	"io/fs"
-	"os"
 	"time"
 )
 
 // loadState restores the tables a previous engine saved at path. A missing
 // file, one from another boot or of another version restores nothing.
 func (e *Engine) loadState(path string) (int, error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
 	var s Snapshot
-	if err := json.Unmarshal(data, &s); err != nil {
-		return 0, fmt.Errorf("%s: %w", path, err)
-	}
-	if s.Version != StateVersion {
-		return 0, fmt.Errorf("%s: version %d, want %d", path, s.Version, StateVersion)
-	}
-	if id := statefile.BootID(); id != "" && s.BootID != id {
-		return 0, nil // another boot: those SAs are gone
+	if ok, err := statefile.Load(path, StateVersion, &s); !ok {
+		return 0, err
 	}
 	if s.NetNS != e.netns {
 		return 0, nil // another network namespace (the lab makes many)
@@ -59,3 +42,6 @@ func (e *Engine) saveState(path string, force bool) error {
 	}
 	return statefile.Write(path, data)
 }
+
+// StateHeader implements statefile.Versioned.
+func (s *Snapshot) StateHeader() (int, string) { return s.Version, s.BootID }

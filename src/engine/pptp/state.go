@@ -5,7 +5,6 @@ import (
 
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -62,22 +61,9 @@ func (e *Engine) removeState() {
 // loadState restores calls from a previous run. A file from another boot
 // is ignored: its connections cannot exist any more.
 func (e *Engine) loadState(path string) (int, error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
 	var sf stateFile
-	if err := json.Unmarshal(data, &sf); err != nil {
-		return 0, fmt.Errorf("%s: %w", path, err)
-	}
-	if sf.Version != stateVersion {
-		return 0, fmt.Errorf("%s: version %d, want %d", path, sf.Version, stateVersion)
-	}
-	if id := statefile.BootID(); id != "" && sf.BootID != id {
-		return 0, nil
+	if ok, err := statefile.Load(path, stateVersion, &sf); !ok {
+		return 0, err
 	}
 	now := e.now()
 	e.mu.Lock()
@@ -114,3 +100,6 @@ func (e *Engine) loadState(path string) (int, error) {
 	e.dirty = false
 	return n, nil
 }
+
+// StateHeader implements statefile.Versioned.
+func (sf *stateFile) StateHeader() (int, string) { return sf.Version, sf.BootID }

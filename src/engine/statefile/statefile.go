@@ -6,7 +6,10 @@
 package statefile
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -69,4 +72,35 @@ func Write(path string, data []byte) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// Versioned is a state file's content: its format version and the boot it
+// was written in.
+type Versioned interface {
+	StateHeader() (version int, bootID string)
+}
+
+// Load reads the state file at path into v. It reports false (and no error)
+// when there is no file or it was written in another boot: those tunnels
+// are gone. A file that does not parse or has another version is an error
+// naming path.
+func Load(path string, version int, v Versioned) (bool, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return false, fmt.Errorf("%s: %w", path, err)
+	}
+	got, boot := v.StateHeader()
+	if got != version {
+		return false, fmt.Errorf("%s: version %d, want %d", path, got, version)
+	}
+	if id := BootID(); id != "" && boot != id {
+		return false, nil
+	}
+	return true, nil
 }
