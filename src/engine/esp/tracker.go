@@ -140,6 +140,12 @@ type Stats struct {
 	IKEMalformed    uint64 // UDP 500 payload that is not IKE
 	IKERemapped     uint64 // client IKE flows whose source port 500 the kernel NAT changed
 	IKESPIConflicts uint64 // two clients used the same IKE SPI with one server
+
+	// Kernel data plane (KernelSync): sums over the live elements.
+	KernelOut, KernelIn           uint64
+	KernelBytesOut, KernelBytesIn uint64
+	Elements                      uint64 // esp_in + esp_out elements
+	Adopted                       uint64 // SA halves made from elements a previous run left
 }
 
 // Map returns the counters by the names status shows (prefixed "esp_" by
@@ -166,6 +172,9 @@ func (s Stats) Map() map[string]uint64 {
 		"ike_malformed":          s.IKEMalformed,
 		"ike_remapped":           s.IKERemapped,
 		"ike_spi_conflicts":      s.IKESPIConflicts,
+		"kernel_out":             s.KernelOut,
+		"kernel_in":              s.KernelIn,
+		"adopted_from_kernel":    s.Adopted,
 	}
 }
 
@@ -220,6 +229,17 @@ type sa struct {
 	bytesOut  uint64
 	pktsIn    uint64
 	bytesIn   uint64
+	// Packets forwarded here in each direction after both SPIs were
+	// known: "established" needs both (status promises traffic both ways).
+	inAfter, outAfter uint64
+	// What the kernel forwarded through this SA's map elements (last read).
+	kPktsIn, kBytesIn, kPktsOut, kBytesOut uint64
+	adopted                                bool // made from kernel elements a previous run left
+}
+
+// established: both SPIs known and traffic seen both ways since.
+func (s *sa) established() bool {
+	return s.in != 0 && s.out != 0 && s.inAfter+s.kPktsIn > 0 && s.outAfter+s.kPktsOut > 0
 }
 
 func (s *sa) outOnly() bool { return s.out != 0 && s.in == 0 }
@@ -377,6 +397,9 @@ func (t *Tracker) outESP(ip packet.IPv4, wan netip.Addr, now time.Duration) Verd
 		s.lastOut = now
 		s.pktsOut++
 		s.bytesOut += uint64(len(ip))
+		if s.complete != 0 {
+			s.outAfter++
+		}
 		s.pair.wan = w
 		s.pair.lastSeen = now
 	}
@@ -428,6 +451,9 @@ func (t *Tracker) inESP(ip packet.IPv4, now time.Duration) Verdict {
 	s.lastIn = now
 	s.pktsIn++
 	s.bytesIn += uint64(len(ip))
+	if s.complete != 0 {
+		s.inAfter++
+	}
 	s.pair.lastSeen = now
 	ip.SetDst(s.pair.client.Addr())
 	t.st.InForwarded++

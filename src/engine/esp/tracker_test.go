@@ -16,12 +16,16 @@ func TestOneClientLearnsBothDirections(t *testing.T) {
 		t.Fatalf("after the first outbound packet: session %v state %q, want learning", ok, st)
 	}
 	r.wantIn(srvS, 0xa0000001, clientA)
-	if ok, st := r.session("esp", "10.10.1.2", "0xa0000001"); !ok || st != StateEstablished {
-		t.Fatalf("after the first inbound packet: session %v state %q, want established", ok, st)
+	// Both SPIs known, but "established" promises traffic both ways since.
+	if ok, st := r.session("esp", "10.10.1.2", "0xa0000001"); !ok || st != StateOneWay {
+		t.Fatalf("after the first inbound packet: session %v state %q, want %q", ok, st, StateOneWay)
 	}
 	for i := 0; i < 5; i++ {
 		r.espOut(clientA, srvS, 0xc0000001)
 		r.wantIn(srvS, 0xa0000001, clientA)
+	}
+	if ok, st := r.session("esp", "10.10.1.2", "0xa0000001"); !ok || st != StateEstablished {
+		t.Fatalf("after traffic both ways: session %v state %q, want established", ok, st)
 	}
 	s := r.tr.Sessions(r.now)
 	if len(s) != 1 || s[0].PacketsOut != 6 || s[0].PacketsIn != 6 || s[0].BytesIn != 6*76 {
@@ -156,6 +160,7 @@ func TestServerSendsFirst(t *testing.T) {
 		t.Fatalf("in-only SA: found %v state %q", ok, st)
 	}
 	r.espOut(clientA, srvS, 0xc000000a)
+	r.wantIn(srvS, 0xa000000a, clientA)
 	if ok, st := r.session("esp", "10.10.1.2", hexSPI(0xc000000a)); !ok || st != StateEstablished {
 		t.Fatalf("after outbound: found %v state %q", ok, st)
 	}
