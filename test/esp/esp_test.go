@@ -491,3 +491,40 @@ func TestNoLANLeakWhileDaemonDown(t *testing.T) {
 		t.Errorf("esp_leak_dropped = %d, want >= 5 (the injected ESP)", got.Packets)
 	}
 }
+
+// Issue 8's libreswan order: client 1 brings its tunnel up, then client 2
+// (and 3), and only then does client 1 send the first ESP packet, before
+// the others. The engine used to give the first inbound SPI to the client
+// with the most recent IKE exchange (the last one up), crossing the SAs:
+// every tunnel dead while status said "established". The client that sent
+// ESP on a half-learned SA is the one the server answers.
+func TestUpUpThenFirstSends(t *testing.T) {
+	for _, n := range []int{2, 3} {
+		t.Run(fmt.Sprintf("%d clients", n), func(t *testing.T) {
+			e := start(t, n, nil)
+			t0 := time.Now().Add(300 * time.Millisecond)
+			args := map[int][]string{}
+			for i := 1; i <= n; i++ {
+				// Client i starts IKE (i-1) s after client 1 and is held
+				// back until client 1's negotiation window ends (3 s), so
+				// it is up about 3(i-1) s after client 1. Client 1 sends
+				// its first ESP 1 s after the last one is up; the others
+				// follow 1.5 s apart, the last one up first.
+				d1 := time.Duration(n-1)*3500*time.Millisecond + time.Second
+				delay := d1
+				if i > 1 {
+					delay = d1 + time.Duration(n-i+1)*1500*time.Millisecond - time.Duration(i-1)*3*time.Second
+				}
+				args[i] = []string{"--start-at", fmt.Sprint(t0.Add(time.Duration(i-1) * time.Second).UnixMilli()),
+					"--esp-delay", delay.String(), "--count", "10", "--interval", "20ms", "--retransmit", "1s"}
+			}
+			rs := e.clients(args)
+			requireOK(t, rs, 1)
+			for _, s := range e.sessions("esp") {
+				if s.State != "established" || s.PacketsIn != 10 {
+					t.Errorf("session %+v", s)
+				}
+			}
+		})
+	}
+}
