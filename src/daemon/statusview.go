@@ -46,6 +46,9 @@ func (d *Daemon) Status() status.Status {
 	s.Topology = p.Topology
 	s.Caps = d.applied.Caps
 	s.Warnings = p.Warnings
+	if d.fw4.gone {
+		s.Warnings = append(append([]string(nil), p.Warnings...), fw4Gone)
+	}
 	if ferr == nil {
 		s.Sessions = kernelSessions(flows, p)
 	}
