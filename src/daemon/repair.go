@@ -3,19 +3,40 @@ package daemon
 import (
 	"fmt"
 	"time"
+
+	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
 )
 
 // Repair bounds: up to repairBurst full repairs within repairWindow happen at
-// once; beyond that (a repair storm: something keeps changing our table, or
-// the table never matches the plan) the daemon keeps repairing, but at most
-// once per stormInterval, so it cannot loop on its own events, and never
-// gives up: a switched-off protocol's block is back within stormInterval
-// plus one apply.
+// once; beyond that (a repair storm: something keeps changing our table) the
+// daemon repairs the full table at most once per stormInterval and in
+// between puts back the plan's drops alone, at once. It never gives up: a
+// switched-off protocol's block is back within one event and one apply.
 const (
 	repairBurst          = 5
 	repairWindow         = 10 * time.Second
 	defaultStormInterval = time.Second
 )
+
+// keepDrops puts the plan's drops back at once while a full repair must
+// wait: backing off never leaves a block absent. It compares the table with
+// the drops alone, so its own applies cannot feed a loop.
+func (d *Daemon) keepDrops(p *plan.Plan, wait time.Duration) time.Duration {
+	drops := p.Drops()
+	if d.differs(drops) == "" {
+		return wait
+	}
+	if err := d.k.Firewall.Apply(drops); err != nil {
+		d.opts.Log.Error("applying the blocks alone failed", "err", err)
+		d.setErr(fmt.Errorf("repair: the blocks alone: %w", err))
+		return min(wait, d.stormInterval)
+	}
+	if !d.dropsOnly {
+		d.opts.Log.Warn("repair storm: only the blocks and guards are in place until the next full repair", "in", wait.Round(time.Millisecond))
+	}
+	d.dropsOnly = true
+	return wait
+}
 
 // Repair re-applies the last good plan if our table is gone or differs from
 // it in any way (deleted, flushed, elements removed, foreign rules added).
@@ -52,7 +73,7 @@ func (d *Daemon) Repair() time.Duration {
 			d.setErr(err)
 		}
 		if wait := d.lastRepair.Add(d.stormInterval).Sub(now); wait > 0 {
-			return wait
+			return d.keepDrops(l.Plan, wait)
 		}
 	}
 	d.repairsInWin++

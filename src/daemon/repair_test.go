@@ -225,3 +225,43 @@ func TestFW4NeverSeenIsNotReported(t *testing.T) {
 		}
 	}
 }
+
+// TestBackoffKeepsTheDrops: while a storm holds full repairs back (here for
+// longer than the test), every damage still gets the drops back at once.
+func TestBackoffKeepsTheDrops(t *testing.T) {
+	c := userspaceConfig()
+	c.PPTP.Enabled, c.IPsec.Enabled = false, false
+	r := newRig(t, c)
+	r.d.stormInterval = time.Hour
+	if err := r.d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.d.Loop(ctx, make(chan os.Signal)) }()
+	defer func() { cancel(); <-done }()
+	for i := 0; i < 30; i++ {
+		dm := damages[i%len(damages)]
+		r.fw.damage(dm.fn)
+		deadline := time.Now().Add(2 * time.Second)
+		for {
+			m := blocksHeld(r.fw.current(), plan.PPTP) + blocksHeld(r.fw.current(), plan.IPsec)
+			if m == "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d (%s), full repairs backed off: blocks not back within 2 s: %s", i, dm.name, m)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	if !r.d.storm || !r.d.dropsOnly {
+		t.Errorf("storm %v, drops only %v: want both", r.d.storm, r.d.dropsOnly)
+	}
+	// Our own drops-only applies must not feed a loop.
+	n := r.fw.appliesN()
+	time.Sleep(100 * time.Millisecond)
+	if m := r.fw.appliesN(); m != n {
+		t.Errorf("%d applies in 100 ms with nothing damaged", m-n)
+	}
+}

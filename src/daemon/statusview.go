@@ -12,6 +12,7 @@ import (
 func (d *Daemon) Status() status.Status {
 	d.fwMu.Lock()
 	cs, cerr := d.k.Firewall.Counters(tableName)
+	dropsOnly := d.dropsOnly
 	d.fwMu.Unlock()
 	d.mu.Lock()
 	kernelPath := d.applied != nil && d.applied.Plan.UsesKernel()
@@ -46,8 +47,14 @@ func (d *Daemon) Status() status.Status {
 	s.Topology = p.Topology
 	s.Caps = d.applied.Caps
 	s.Warnings = p.Warnings
+	if d.fw4.gone || dropsOnly {
+		s.Warnings = append([]string(nil), p.Warnings...)
+	}
 	if d.fw4.gone {
-		s.Warnings = append(append([]string(nil), p.Warnings...), fw4Gone)
+		s.Warnings = append(s.Warnings, fw4Gone)
+	}
+	if dropsOnly {
+		s.Warnings = append(s.Warnings, "repair storm: our table keeps being changed from outside; only its blocks and guards are in place until the next full repair")
 	}
 	if ferr == nil {
 		s.Sessions = kernelSessions(flows, p)
