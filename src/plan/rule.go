@@ -79,8 +79,13 @@ type Rule struct {
 	MarkNot  bool // with MarkMask: meta mark & MarkMask != Mark
 	// Untracked: ct state untracked (notrack'd packets, which NAT skips).
 	Untracked bool
+	// KeyMatch: the (concatenated) key is in a set of Plan.Maps.
+	KeyMatch *KeyMatch
 
 	// Statements.
+	// MapSet rewrites a field from a map of Plan.Maps; without an element
+	// for the key the rule ends there, so the next rule sees the packet.
+	MapSet   *MapStmt
 	Limit    *Limit
 	Log      string // log prefix
 	Counter  string // counter name "..."
