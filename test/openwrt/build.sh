@@ -4,7 +4,8 @@
 # recipe are unchanged: the cache key is a hash of both.
 #
 #   test/openwrt/build.sh              build if needed, print the root
-#   test/openwrt/build.sh --fetch-only resolve and verify the sources only, print their folder
+#   test/openwrt/build.sh --fetch-only resolve and verify the sources only, print where each is
+#   test/openwrt/build.sh --treehash DIR  print DIR's tree hash (the one sources.lock pins)
 #
 # Sources, first found wins: $OPENWRT_USERLAND_SRC, else ../shared/openwrt-userland/src beside the
 # repository, else a download from the git URLs in sources.lock at the pinned commits, each tree
@@ -38,6 +39,8 @@ treehash() {
 		find . -path ./.git -prune -o -type l -printf '%p -> %l\n' | LC_ALL=C sort
 	}) | sha256sum | cut -c1-64
 }
+
+if [ "${1:-}" = --treehash ]; then treehash "$2"; exit 0; fi
 
 mapfile -t rows < <(grep -v '^[[:space:]]*\(#\|$\)' "$lock")
 [ ${#rows[@]} -gt 0 ] || die "no sources in $lock"
@@ -116,7 +119,10 @@ done
 # base-files: OpenWrt's rc.common, functions.sh and procd.sh excerpts (not in sources.lock: they
 # are excerpts of openwrt/openwrt, see ../shared/openwrt-userland/SOURCES.txt).
 basefiles=""
-for d in ${srcdir:+"$srcdir/base-files" "$srcdir/../base-files"} "$repo/../shared/openwrt-userland/base-files"; do
+bfdirs=()
+[ -z "$srcdir" ] || bfdirs+=("$srcdir/base-files" "$srcdir/../base-files")
+[ "${OPENWRT_USERLAND_NO_LOCAL:-0}" = 1 ] || bfdirs+=("$repo/../shared/openwrt-userland/base-files")
+for d in "${bfdirs[@]}"; do
 	if [ -f "$d/etc/rc.common" ]; then basefiles=$(cd "$d" && pwd); break; fi
 done
 
