@@ -399,3 +399,101 @@ func (b *Bed) killInside() {
 		}
 	}
 }
+
+// repoPath is a path inside the repository.
+func repoPath(t testing.TB, rel string) string {
+	t.Helper()
+	repo, err := lab.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(repo, rel)
+}
+
+// StartNetifd starts the netifd stand-in (netifd.uc, on the real ubusd) serving dump, a file in
+// `network.interface dump` format; board also serves `system board`/`system info`.
+func (b *Bed) StartNetifd(t testing.TB, dump string, board bool) *lab.Proc {
+	t.Helper()
+	argv := []string{"/usr/bin/ucode", repoPath(t, "test/openwrt/netifd.uc"), dump}
+	if board {
+		argv = append(argv, "board")
+	}
+	p, err := b.Spawn("netifd-standin", argv...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WaitFor(20*time.Second, func() error {
+		if ok, err := p.Exited(); ok {
+			return fmt.Errorf("exited: %v: %s", err, strings.Join(p.Stderr(), "\n"))
+		}
+		_, err := b.Run("", "ubus", "list", "network.interface")
+		return err
+	}); err != nil {
+		t.Fatalf("netifd stand-in: %v", err)
+	}
+	return p
+}
+
+// FW4MockDump is firewall4's own mocked `network.interface dump` inside the bed.
+const FW4MockDump = "/usr/share/openwrt-src/firewall4-tests/mocks/ubus/network.interface~dump.json"
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// Binary is $VPNPT_BIN, else bin/vpn-passthrough built once from this tree for the test run.
+func Binary(t testing.TB) string {
+	t.Helper()
+	binOnce.Do(func() {
+		if p := os.Getenv("VPNPT_BIN"); p != "" {
+			binPath = p
+			return
+		}
+		dir, err := os.MkdirTemp("", "vpt-openwrt-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "vpn-passthrough")
+		cmd := exec.Command("go", "build", "-trimpath", "-o", binPath, "./src/cmd/vpn-passthrough")
+		cmd.Dir = repoPath(t, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("go build: %v: %s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// InstallFiles copies the package's files/ tree and the binary into the bed, as the .ipk would
+// place them (without running any maintainer script).
+func (b *Bed) InstallFiles(t testing.TB) {
+	t.Helper()
+	src := repoPath(t, "files")
+	err := filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return b.WriteFile("/"+rel, string(data), fi.Mode().Perm())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(Binary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.WriteFile("/usr/bin/vpn-passthrough", string(data), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
