@@ -102,6 +102,21 @@ func ruleExprs(r plan.Rule, sets setLookup, queueCompat bool) ([]expr.Any, error
 				Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitUNTRACKED), Xor: make([]byte, 4)},
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)})
 	}
+	if r.CtState != 0 {
+		e = append(e,
+			&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(r.CtState), Xor: make([]byte, 4)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)})
+	}
+	if r.NotDNAT {
+		// ct status is host order too; the port-forward bit is clear.
+		e = append(e,
+			&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(ctStatusDNAT), Xor: make([]byte, 4)},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: make([]byte, 4)})
+	}
 	if r.MarkMask != 0 {
 		// meta mark is in host byte order, as nft encodes it.
 		markCmp := &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(r.Mark)}
@@ -164,6 +179,9 @@ func ruleExprs(r plan.Rule, sets setLookup, queueCompat bool) ([]expr.Any, error
 	}
 	return e, nil
 }
+
+// ctStatusDNAT is IPS_DST_NAT (uapi nf_conntrack_common.h): a port forward.
+const ctStatusDNAT = 1 << 5
 
 // Kernel constants for the xtables NFQUEUE target (uapi
 // linux/netfilter/xt_NFQUEUE.h): revision 3 carries queuenum, queues_total

@@ -144,6 +144,9 @@ func everyField() *plan.Plan {
 					SetMark:  true, Verdict: plan.VerdictAccept},
 				{IIFSet: plan.SetLAN, IPv4Only: true, L4: plan.ProtoUDP, SPort: 500, DPort: 4500,
 					Limit: &plan.Limit{PerSecond: 3, Burst: 4}, Log: "x: "},
+				{IIFSet: plan.SetWAN, OIFSet: plan.SetLAN, L4: plan.ProtoUDP, DPort: 500,
+					CtState: plan.CtStateNew, NotDNAT: true, Counter: "c1", Verdict: plan.VerdictDrop},
+				{L4: plan.ProtoGRE, CtState: plan.CtStateEstablished | plan.CtStateRelated | plan.CtStateUntracked, Counter: "c1"},
 			}},
 		},
 	}

@@ -115,6 +115,12 @@ func (r Rule) String() string {
 	if r.Untracked {
 		f = append(f, "ct state untracked")
 	}
+	if r.CtState != 0 {
+		f = append(f, "ct state "+ctStateNames(r.CtState))
+	}
+	if r.NotDNAT {
+		f = append(f, "ct status & dnat == 0")
+	}
 	if r.MarkMask != 0 {
 		op := "=="
 		if r.MarkNot {

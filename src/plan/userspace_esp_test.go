@@ -122,8 +122,8 @@ func TestUserspaceESPNotWanted(t *testing.T) {
 					t.Fatalf("queues %+v", p.Queues)
 				}
 				n := len(rulesWith(p, func(r Rule) bool { return r.Counter == BlockedCounter(IPsec) && r.Verdict == VerdictDrop }))
-				if n != 4 {
-					t.Fatalf("%d ipsec drop rules, want 4 (esp, ah, udp 500, udp 4500)", n)
+				if n != 10 {
+					t.Fatalf("%d ipsec drop rules, want 10 (esp, ah, udp 500, udp 4500 out; esp, ah, udp 500 and 4500 from either port in)", n)
 				}
 			}
 		})
