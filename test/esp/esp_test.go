@@ -120,6 +120,28 @@ func TestRekey(t *testing.T) {
 		states[s.State]++
 	}
 	t.Logf("right after the rekeys: %v", states)
+	// Each complete SA is in the kernel maps (on this kernel), and the
+	// elements go when their SA expires.
+	elems := func() (int, int) {
+		in, _ := e.l.RouterExec("nft", "-j", "list", "map", lab.TableFamily, lab.Table, "esp_in")
+		out, _ := e.l.RouterExec("nft", "-j", "list", "set", lab.TableFamily, lab.Table, "esp_out")
+		return strings.Count(in, `{"elem": {`), strings.Count(out, `{"elem": {`)
+	}
+	waitElems := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(8 * time.Second)
+		for time.Now().Before(deadline) {
+			if i, o := elems(); i == want && o == want {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		i, o := elems()
+		t.Errorf("kernel maps hold %d esp_in and %d esp_out elements, want %d each", i, o, want)
+	}
+	if i, o := elems(); i != 4 || o != 4 {
+		t.Errorf("right after the rekeys the maps hold %d esp_in and %d esp_out elements, want 4 each (2 SAs, 2 rekeyed)", i, o)
+	}
 	if states["established"] != 2 {
 		t.Errorf("esp session states %v, want 2 established", states)
 	}
@@ -131,6 +153,7 @@ func TestRekey(t *testing.T) {
 	if s := e.sessions("esp"); len(s) > 2 {
 		t.Fatalf("old SAs still there: %+v", s)
 	}
+
 	// Nothing is left after idle expiry of the new ones either; an old SPI
 	// from the server is then not forwarded.
 	before := e.counter("esp_dropped_unknown_spi") + e.counter("esp_in_not_ours")
@@ -142,6 +165,7 @@ func TestRekey(t *testing.T) {
 	if after := e.counter("esp_dropped_unknown_spi") + e.counter("esp_in_not_ours"); after < before+3 {
 		t.Errorf("old SPI %s: dropped/not-ours counters %d -> %d", old, before, after)
 	}
+	waitElems(0) // every SA expired: no element left behind
 }
 
 // inject sends 5 raw ESP packets with spi from address from (on the WAN
