@@ -693,3 +693,39 @@ func TestSPIFloodsDoNotHurtOthers(t *testing.T) {
 	rs := e.clients(map[int][]string{3: {"--count", "10", "--interval", "20ms"}})
 	requireOK(t, rs, 1)
 }
+
+// Someone deletes our table (fw4 flush, `nft flush ruleset`) while a
+// client's SA runs: the daemon puts the table back, and the engine programs
+// its SA into the new, empty maps again, so the kernel carries it on.
+func TestTableDeletedMapsReprogrammed(t *testing.T) {
+	e := start(t, 1, nil)
+	p := e.client(1, "--start-at", fmt.Sprint(time.Now().Add(200*time.Millisecond).UnixMilli()),
+		"--count", "200", "--interval", "20ms", "--min-received", "150")
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if s := e.sessions("esp"); len(s) == 1 && s[0].State == "established" {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	took := e.l.DeleteOurTableAndWait(t, 10*time.Second)
+	var back time.Duration
+	for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(20 * time.Millisecond) {
+		in, _ := e.l.RouterExec("nft", "-j", "list", "map", lab.TableFamily, lab.Table, "esp_in")
+		src, _ := e.l.RouterExec("nft", "-j", "list", "map", lab.TableFamily, lab.Table, "esp_wan_src")
+		if strings.Count(in, `{"elem": {`) == 1 && strings.Contains(src, e.l.WANAddr.String()) {
+			back = time.Since(start)
+			break
+		}
+	}
+	if back == 0 {
+		t.Fatal("the SA and the WAN address did not come back into the maps within 10 s")
+	}
+	t.Logf("table back %v after the delete, the SA in its maps %v later", took.Round(time.Millisecond), back.Round(time.Millisecond))
+	if r := wait(t, p); !r.OK || r.Foreign != 0 {
+		t.Errorf("client across the table deletion: %+v", r)
+	}
+	if c := e.counter("esp_learned_in_spi"); c != 1 {
+		t.Errorf("%d inbound SPIs learned: the engine should have reprogrammed its SA, not relearned it", c)
+	}
+}
