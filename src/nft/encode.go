@@ -83,6 +83,17 @@ func ruleExprs(r plan.Rule, sets setLookup, queueCompat bool) ([]expr.Any, error
 		l.(*expr.Lookup).Invert = r.OIFNot
 		e = append(e, &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1}, l)
 	}
+	if r.KeyMatch != nil {
+		l, err := lookup(r.KeyMatch.Set)
+		if err != nil {
+			return nil, err
+		}
+		k, err := keyLoad(r.KeyMatch.Key)
+		if err != nil {
+			return nil, err
+		}
+		e = append(append(e, k...), l)
+	}
 	if r.Untracked {
 		// ct state is a host-order bitmask; nft tests the bit is set.
 		e = append(e,
@@ -117,6 +128,22 @@ func ruleExprs(r plan.Rule, sets setLookup, queueCompat bool) ([]expr.Any, error
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
 				Mask: binaryutil.NativeEndian.PutUint32(r.MarkMask), Xor: make([]byte, 4)},
 			markCmp)
+	}
+	if r.MapSet != nil {
+		m := sets(r.MapSet.Map)
+		if m == nil {
+			return nil, errorf("rule refers to unknown map %q", r.MapSet.Map)
+		}
+		k, err := keyLoad(r.MapSet.Key)
+		if err != nil {
+			return nil, err
+		}
+		w, err := mapWrite(r.MapSet.Dst)
+		if err != nil {
+			return nil, err
+		}
+		e = append(append(e, k...),
+			&expr.Lookup{SourceRegister: 1, DestRegister: 1, IsDestRegSet: true, SetName: m.Name, SetID: m.ID}, w)
 	}
 	if r.Limit != nil {
 		e = append(e, &expr.Limit{Type: expr.LimitTypePkts, Rate: r.Limit.PerSecond, Unit: expr.LimitTimeSecond, Burst: r.Limit.Burst})

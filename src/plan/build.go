@@ -171,7 +171,10 @@ func decide(pr Proto, c config.Config, caps Caps) Decision {
 		mux := c.IPsec.ESPMux == config.ESPMuxOn || (c.IPsec.ESPMux == config.ESPMuxAuto && c.Mode != config.ModeKernel)
 		if mux && caps.QueueReady() {
 			d.Datapath = PathUserspace
-			d.Reason = "raw ESP is multiplexed by SPI in this daemon (several LAN clients per server); IKE and NAT-T use kernel NAT"
+			d.Reason = "raw ESP is multiplexed by SPI (several LAN clients per server): kernel maps forward known SAs, this daemon learns new ones through NFQUEUE; IKE and NAT-T use kernel NAT"
+			if !caps.MapPayload {
+				d.Reason = "raw ESP is multiplexed by SPI in this daemon (several LAN clients per server), every ESP packet through NFQUEUE (the kernel lacks nft map payload statements); IKE and NAT-T use kernel NAT"
+			}
 			d.Degraded = "AH cannot pass NAT by design"
 			return d
 		}

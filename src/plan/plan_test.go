@@ -15,7 +15,7 @@ var update = flag.Bool("update", false, "rewrite golden files in testdata/")
 // fullCaps is a kernel with everything (like OpenWrt with
 // kmod-nf-nathelper-extra and kmod-nft-queue).
 var fullCaps = Caps{NFTables: true, Conntrack: true, PPTPHelper: true, PPTPNAT: true, GRETracking: true,
-	NFQueue: true, NFTQueueExpr: true, XTNFQueue: true}
+	NFQueue: true, NFTQueueExpr: true, XTNFQueue: true, MapPayload: true}
 
 var topo = config.Topology{LAN: []string{"br-lan"}, WAN: []string{"wan"}, LANFrom: "test", WANFrom: "test"}
 
@@ -31,6 +31,8 @@ func Cases() []struct {
 	kernel.Mode = config.ModeKernel
 	noHelper := fullCaps
 	noHelper.PPTPHelper, noHelper.PPTPNAT = false, false
+	noMaps := fullCaps
+	noMaps.MapPayload = false
 	disabled := config.Default()
 	disabled.Enabled = false
 	twoLAN := config.Topology{LAN: []string{"r-lan1", "r-lan2"}, WAN: []string{"r-wan"}}
@@ -44,6 +46,7 @@ func Cases() []struct {
 		{"kernel-mode-no-helper", Input{Config: kernel, Caps: noHelper, Topology: topo}},
 		{"auto-no-helper", Input{Config: def, Caps: noHelper, Topology: topo}},
 		{"disabled", Input{Config: disabled, Caps: fullCaps, Topology: topo}},
+		{"no-kernel-maps", Input{Config: def, Caps: noMaps, Topology: topo}},
 	}
 }
 

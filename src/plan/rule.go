@@ -85,8 +85,13 @@ type Rule struct {
 	CtState uint32
 	// NotDNAT: ct status ! dnat (not a port forward).
 	NotDNAT bool
+	// KeyMatch: the (concatenated) key is in a set of Plan.Maps.
+	KeyMatch *KeyMatch
 
 	// Statements.
+	// MapSet rewrites a field from a map of Plan.Maps; without an element
+	// for the key the rule ends there, so the next rule sees the packet.
+	MapSet   *MapStmt
 	Limit    *Limit
 	Log      string // log prefix
 	Counter  string // counter name "..."
