@@ -33,11 +33,13 @@ type Config struct {
 	// Addr returns the IPv4 address outbound ESP leaves with through the
 	// device with this index. Default: the device's first IPv4 address.
 	Addr func(ifindex uint32) (netip.Addr, error)
-	// StatePath is where the tables are saved (at most once a second, when
-	// they changed, and when Run ends) and restored from by New, so a
-	// restarted daemon forwards known SAs at once instead of relearning
-	// them all at the same time. "" keeps nothing.
-	StatePath string
+	// WANDevices are the devices whose IPv4 addresses the kernel maps'
+	// SNAT uses (esp_wan_src, esp_wan_addrs; with Common.Maps).
+	WANDevices []string
+	// Common.StatePath is where the tables are saved (at most once a
+	// second, when they changed, and when Run ends) and restored from by
+	// New, so a restarted daemon forwards known SAs at once instead of
+	// relearning them all at the same time. "" keeps nothing.
 }
 
 // Engine runs a Tracker on an NFQUEUE.
@@ -55,6 +57,16 @@ type Engine struct {
 	// wan caches the address of each outgoing device; the housekeeping
 	// loop refreshes it, so the packet path never resolves addresses.
 	wan map[uint32]netip.Addr
+
+	// Kernel data plane (engine_maps.go); maps is nil on the fallback.
+	maps         engine.Maps
+	wanDevs      []string
+	syncMu       sync.Mutex // one map reconciliation at a time
+	adopted      bool       // the maps were read back once (guarded by syncMu)
+	wanReady     bool       // the WAN maps were programmed once (housekeeping only)
+	mapErrors    uint64     // guarded by mu
+	mapErrLogged time.Time
+	syncCh       chan struct{} // a new SA is complete: program it now
 }
 
 // New binds the queue, so packets can be queued to it as soon as New
@@ -76,6 +88,10 @@ func New(c Config) (*Engine, error) {
 		netns: statefile.NetNS(),
 		tr:    NewTracker(c.Options),
 		wan:   map[uint32]netip.Addr{},
+
+		maps:    c.Maps,
+		wanDevs: c.WANDevices,
+		syncCh:  make(chan struct{}, 1),
 	}
 	if c.StatePath != "" {
 		n, err := e.loadState(c.StatePath)
@@ -84,6 +100,13 @@ func New(c Config) (*Engine, error) {
 		} else if n > 0 {
 			c.Log.Info("esp engine: SAs restored from the previous run", "sas", n, "path", c.StatePath)
 		}
+	}
+	if e.maps != nil {
+		// The kernel kept forwarding while no engine ran: what its maps
+		// hold is the truth (after a crash or an upgrade), read back
+		// before any packet is queued to us.
+		e.syncWAN()
+		e.syncMaps()
 	}
 	q, err := nfqueue.Open(nfqueue.Config{Num: c.Queue})
 	if err != nil {
@@ -117,14 +140,42 @@ func (e *Engine) housekeeping(ctx context.Context, done <-chan struct{}) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	saveWarned := false
+	wanCh := make(chan struct{}, 1)
+	if len(e.wanDevs) > 0 {
+		if err := watchAddrs(done, wanCh); err != nil {
+			e.log.Warn("esp engine: no rtnetlink address events; WAN addresses are polled every second", "err", err)
+		}
+	}
+	// Until the plan's maps exist (the daemon applies the plan after New),
+	// try every 20 ms, so the first SAs are not queued for a second: a
+	// packet whose SA element exists but whose WAN address does not yet
+	// would be counted by the kernel and then queued anyway.
+	soon := time.NewTicker(20 * time.Millisecond)
+	defer soon.Stop()
 	for {
+		var soonC <-chan time.Time
+		if e.maps != nil && !e.wanReady {
+			soonC = soon.C
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-done:
 			return
+		case <-soonC:
+			if e.syncWAN(); e.wanReady {
+				e.syncMaps()
+			}
+			continue
+		case <-e.syncCh:
+			e.syncMaps()
+			continue
+		case <-wanCh:
+			e.syncWAN()
+			continue
 		case <-tick.C:
 		}
+		e.syncWAN()
 		if err := e.saveState(e.state, false); err != nil && !saveWarned {
 			saveWarned = true
 			e.log.Warn("esp engine: SAs not saved", "path", e.state, "err", err)
@@ -149,6 +200,7 @@ func (e *Engine) housekeeping(ctx context.Context, done <-chan struct{}) {
 			}
 			e.mu.Unlock()
 		}
+		e.syncMaps()
 	}
 }
 
@@ -157,6 +209,15 @@ func (e *Engine) HandleBatch(pkts []nfqueue.Packet) {
 	now := e.now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	learned := e.tr.st.LearnedIn + e.tr.st.LearnedOut
+	defer func() {
+		if e.maps != nil && e.tr.st.LearnedIn+e.tr.st.LearnedOut != learned {
+			select {
+			case e.syncCh <- struct{}{}:
+			default:
+			}
+		}
+	}()
 	for i := range pkts {
 		p := &pkts[i]
 		var dir Dir
@@ -235,8 +296,9 @@ func (e *Engine) Update(c Config) error {
 	return nil
 }
 
-// Sessions is a snapshot for status.
+// Sessions is a snapshot for status, with the kernel's counters read now.
 func (e *Engine) Sessions() []status.Session {
+	e.syncMaps()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.tr.Sessions(e.now())
@@ -247,6 +309,7 @@ func (e *Engine) Sessions() []status.Session {
 func (e *Engine) Stats() engine.Stats {
 	e.mu.Lock()
 	ts := e.tr.Stats()
+	mapErrors := e.mapErrors
 	e.mu.Unlock()
 	qs := e.q.Stats()
 	d := ts.Map()
@@ -255,6 +318,10 @@ func (e *Engine) Stats() engine.Stats {
 	return engine.Stats{
 		ForwardedOut: ts.OutForwarded,
 		ForwardedIn:  ts.InForwarded,
+		KernelOut:    ts.KernelOut,
+		KernelIn:     ts.KernelIn,
+		Elements:     ts.Elements,
+		MapErrors:    mapErrors,
 		Learned:      ts.LearnedOut + ts.LearnedIn,
 		Ended:        ts.Expired,
 		Malformed:    ts.Malformed + ts.IKEMalformed,
