@@ -22,8 +22,8 @@ func pptpConfig(q plan.Queue, l *loader.Loaded, stateDir string) pptp.Config {
 		MaxCalls:     c.MaxCalls,
 		MaxPerClient: c.MaxCallsPerClient,
 		IdleTimeout:  c.IdleTimeout,
-		Mark:         plan.Mark,
-		MarkMask:     plan.MarkMask,
+		Mark:         l.Plan.Mark,
+		MarkMask:     l.Plan.MarkMask,
 		// The kernel has the helper: fw4 may assign it to the control
 		// connections, and the engine must take it off again.
 		ClearKernelHelper: plan.ClearsKernelHelper(l.Caps),
