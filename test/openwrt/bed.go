@@ -174,7 +174,7 @@ mount -t overlay overlay -o lowerdir=$R/www,upperdir=$D/www.up,workdir=$D/www.wk
 mount -t tmpfs -o mode=1777 tmpfs $N/tmp
 mount -t tmpfs -o mode=0755 tmpfs $N/run
 ln -s tmp $N/var
-mkdir -p $N/tmp/run/ubus $N/tmp/lock $N/tmp/state $N/tmp/tmp $N/etc/config
+mkdir -p $N/tmp/run/ubus $N/tmp/lock $N/tmp/state $N/tmp/tmp $N/etc/config $N/etc/rc.d
 mount --rbind /dev $N/dev
 mount -t proc proc $N/proc
 mount -t sysfs sysfs $N/sys
@@ -254,7 +254,7 @@ func (b *Bed) Run(stdin string, argv ...string) (string, error) {
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	if err != nil {
-		err = fmt.Errorf("%s: %v: %s", strings.Join(argv, " "), err, strings.TrimSpace(stderr.String()))
+		err = fmt.Errorf("%s: %v: %s", strings.Join(argv, " "), err, lastLines(strings.TrimSpace(stdout.String()+"\n"+stderr.String()), 40))
 	}
 	return stdout.String(), err
 }

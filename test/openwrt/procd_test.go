@@ -280,3 +280,24 @@ func LabInterfaceDump(l *lab.Lab) string {
 	out, _ := json.MarshalIndent(map[string]any{"interface": ifs}, "", "\t")
 	return string(out)
 }
+
+// configureFW4 points the bed's fw4 config at the lab: network config with the lab's devices,
+// the second LAN network in zone lan. Real fw4 then renders for the lab router.
+func (r *routerBed) configureFW4(t *testing.T) {
+	t.Helper()
+	var b strings.Builder
+	for i, d := range r.lab.LANDevs {
+		name := "lan"
+		if i > 0 {
+			name = "lan" + strconv.Itoa(i+1)
+		}
+		fmt.Fprintf(&b, "config interface '%s'\n\toption device '%s'\n\toption proto 'static'\n\toption ipaddr '10.10.%d.1'\n\toption netmask '255.255.255.0'\n\n", name, d, i+1)
+	}
+	fmt.Fprintf(&b, "config interface 'wan'\n\toption device '%s'\n\toption proto 'static'\n\n", r.lab.WANDev)
+	if err := r.WriteFile("/etc/config/network", b.String(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < len(r.lab.LANDevs); i++ {
+		r.MustSh(t, fmt.Sprintf("uci add_list firewall.@zone[0].network=lan%d && uci commit firewall", i+1))
+	}
+}
