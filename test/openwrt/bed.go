@@ -13,6 +13,7 @@ package openwrt
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -537,4 +538,80 @@ func (b *Bed) copyTree(t testing.TB, src, dst string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// HTTPPort is where StartUhttpd listens, on the bed's loopback.
+const HTTPPort = 8080
+
+// StartUhttpd starts the real uhttpd on 127.0.0.1:HTTPPort inside the bed, serving /www, ubus
+// JSON-RPC on /ubus and LuCI's ucode dispatcher on /cgi-bin/luci, as OpenWrt's uhttpd config does.
+func (b *Bed) StartUhttpd(t testing.TB) *lab.Proc {
+	t.Helper()
+	p, err := b.Spawn("uhttpd", "/usr/sbin/uhttpd", "-f", "-p", fmt.Sprintf("127.0.0.1:%d", HTTPPort), "-h", "/www",
+		"-r", "vpt-bed", "-x", "/cgi-bin", "-u", "/ubus", "-U", UbusSock, "-o", "/cgi-bin/luci",
+		"-O", "/usr/share/ucode/luci/uhttpd.uc", "-t", "60", "-T", "30", "-k", "20", "-A", "1", "-n", "3", "-N", "100", "-R")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WaitFor(20*time.Second, func() error {
+		if ok, err := p.Exited(); ok {
+			return fmt.Errorf("uhttpd exited: %v: %s", err, strings.Join(p.Stderr(), "\n"))
+		}
+		_, err := b.Run("", "curl", "-sf", "-o", "/dev/null", fmt.Sprintf("http://127.0.0.1:%d/", HTTPPort))
+		return err
+	}); err != nil {
+		t.Fatalf("uhttpd: %v", err)
+	}
+	return p
+}
+
+// Login opens an rpcd session (ubus session login) and returns its id.
+func (b *Bed) Login(t testing.TB, user, password string) string {
+	t.Helper()
+	out := b.MustRun(t, "ubus", "call", "session", "login", fmt.Sprintf(`{"username":%q,"password":%q}`, user, password))
+	var s struct {
+		Session string `json:"ubus_rpc_session"`
+	}
+	if err := json.Unmarshal([]byte(out), &s); err != nil || s.Session == "" {
+		t.Fatalf("session login %s: %v %q", user, err, out)
+	}
+	return s.Session
+}
+
+// UbusResult is one JSON-RPC answer from uhttpd's /ubus.
+type UbusResult struct {
+	raw string
+	v   struct {
+		Result []json.RawMessage `json:"result"`
+		Error  *struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+}
+
+// denied: uhttpd refused the call for the session's ACL (JSON-RPC -32002, "Access denied").
+func (r UbusResult) denied() bool { return r.v.Error != nil && r.v.Error.Code == -32002 }
+
+func (r UbusResult) short() string {
+	if len(r.raw) > 120 {
+		return r.raw[:120] + "..."
+	}
+	return r.raw
+}
+
+// UbusHTTP calls object.method with args (JSON) through uhttpd's /ubus with session sid.
+func (b *Bed) UbusHTTP(t testing.TB, sid, object, method, args string) UbusResult {
+	t.Helper()
+	body := fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"call","params":[%q,%q,%q,%s]}`, sid, object, method, args)
+	out, err := b.Run(body, "curl", "-s", "-H", "Content-Type: application/json", "--data-binary", "@-",
+		fmt.Sprintf("http://127.0.0.1:%d/ubus", HTTPPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := UbusResult{raw: strings.TrimSpace(out)}
+	if err := json.Unmarshal([]byte(out), &r.v); err != nil {
+		t.Fatalf("uhttpd /ubus %s.%s: %v: %q", object, method, err, out)
+	}
+	return r
 }
