@@ -150,38 +150,6 @@ func Start(t testing.TB, opts Options) *Bed {
 	return b
 }
 
-// setup runs inside the new namespaces, then chroots the holder into the bed's own root: a tmpfs
-// with the host's top-level folders bind-mounted, except /etc and /usr (overlays, the built root
-// over the host's), /www (an overlay on the built root's www), /tmp and /run (tmpfs) and /var (a
-// symlink to /tmp, as on OpenWrt). So nothing written inside reaches a host file. $1 root,
-// $2 scratch.
-const setup = `set -e
-R=$1 D=$2 N=$2/root
-mkdir -p $N $D/etc.up $D/etc.wk $D/usr.up $D/usr.wk $D/www.up $D/www.wk $D/top/usr/bin
-mount -t tmpfs -o mode=0755 tmpfs $N
-for e in /*; do
-	n=${e#/}
-	case $n in etc|usr|run|tmp|var|www|proc|sys|dev) continue;; esac
-	if [ -L "$e" ]; then ln -s "$(readlink "$e")" "$N/$n"
-	elif [ -d "$e" ]; then mkdir "$N/$n"; mount --rbind "$e" "$N/$n"
-	fi
-done
-mkdir $N/etc $N/usr $N/tmp $N/run $N/www $N/proc $N/sys $N/dev
-# busybox ash as /bin/sh (fw4 needs set -o pipefail; dash rejects it): a layer of its own on top.
-ln -sf /usr/bin/busybox $D/top/usr/bin/sh
-mount -t overlay overlay -o lowerdir=$R/etc:/etc,upperdir=$D/etc.up,workdir=$D/etc.wk $N/etc
-mount -t overlay overlay -o lowerdir=$D/top/usr:$R/usr:/usr,upperdir=$D/usr.up,workdir=$D/usr.wk $N/usr
-mount -t overlay overlay -o lowerdir=$R/www,upperdir=$D/www.up,workdir=$D/www.wk $N/www
-mount -t tmpfs -o mode=1777 tmpfs $N/tmp
-mount -t tmpfs -o mode=0755 tmpfs $N/run
-ln -s tmp $N/var
-mkdir -p $N/tmp/run/ubus $N/tmp/lock $N/tmp/state $N/tmp/tmp $N/etc/config $N/etc/rc.d
-mount --rbind /dev $N/dev
-mount -t proc proc $N/proc
-mount -t sysfs sysfs $N/sys
-exec chroot $N /bin/dash -c 'cd / && ip link set lo up && echo ready && exec sleep 2147483647'
-`
-
 // New starts a bed on the userland at root.
 func New(root string, opts Options) (*Bed, error) {
 	if opts.Logf == nil {
@@ -198,7 +166,11 @@ func New(root string, opts Options) (*Bed, error) {
 	} else {
 		argv = append([]string{"ip", "netns", "exec", opts.NetNS}, argv...)
 	}
-	argv = append(argv, "--", "/bin/dash", "-c", setup, "setup", root, dir)
+	repo, err := lab.RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	argv = append(argv, "--", "/bin/dash", filepath.Join(repo, "test/openwrt/bed-setup.sh"), root, dir)
 	h, err := lab.StartProcess("bed", argv...)
 	if err != nil {
 		os.RemoveAll(dir)
