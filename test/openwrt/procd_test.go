@@ -136,6 +136,10 @@ func (r *routerBed) pid(t *testing.T) int {
 // md5 case); respawn after SIGKILL; enabled=0 stops the daemon and removes its table.
 func TestProcdReloadPaths(t *testing.T) {
 	r := startRouterBed(t, true)
+	// Real fw4 with our script include registered, for the fw4 path below.
+	r.configureFW4(t)
+	r.MustSh(t, "sh /etc/uci-defaults/vpn-passthrough")
+	r.MustRun(t, "fw4", "-q", "restart")
 	r.MustRun(t, "/etc/init.d/vpn-passthrough", "start")
 	if err := WaitFor(20*time.Second, func() error {
 		in, err := r.instance()
@@ -190,13 +194,13 @@ func TestProcdReloadPaths(t *testing.T) {
 		r.MustRun(t, "/etc/init.d/vpn-passthrough", "reload")
 		r.waitOff(t, "reload back to the registered file")
 	})
-	t.Run("fw4 script include", func(t *testing.T) {
+	t.Run("fw4 reload runs our script include", func(t *testing.T) {
 		uciCLI("ipsec.enabled=0")
-		r.MustRun(t, "sh", "/usr/share/vpn-passthrough/fw4-include.sh")
-		r.waitOff(t, "fw4 include", "ipsec")
+		r.MustRun(t, "fw4", "-q", "reload")
+		r.waitOff(t, "fw4 reload (script include)", "ipsec")
 		uciCLI("ipsec.enabled=1")
-		r.MustRun(t, "sh", "/usr/share/vpn-passthrough/fw4-include.sh")
-		r.waitOff(t, "fw4 include")
+		r.MustRun(t, "fw4", "-q", "reload")
+		r.waitOff(t, "fw4 reload (script include)")
 	})
 	t.Run("interface event", func(t *testing.T) {
 		uciCLI("l2tp.enabled=0")
