@@ -2,9 +2,16 @@
 SHELL := /bin/bash
 GO ?= go
 BIN := bin/vpn-passthrough
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0)
 PKG := github.com/vpn-passthrough/vpn-passthrough
 CMD := ./src/cmd/vpn-passthrough
+# One version for the binary, the .ipk, the .apk and the feed:
+# <VERSION_BASE>.<commits on HEAD>-r<PKG_RELEASE>, what apk and opkg accept;
+# every commit sorts newer than its parents. A `make dist` tarball has no git
+# and carries the file VERSION instead. `make version` prints it.
+VERSION_BASE := 0.1
+PKG_RELEASE := 1
+PKG_VERSION := $(or $(shell cat VERSION 2>/dev/null),$(VERSION_BASE).$(shell git rev-list --count HEAD 2>/dev/null))
+VERSION := $(PKG_VERSION)-r$(PKG_RELEASE)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 # Debian packages the lab and tests need; installed only when missing.
 APT_PKGS := nftables conntrack iptables iproute2 qemu-user-static
@@ -59,16 +66,11 @@ fuzz:
 clean:
 	rm -rf bin dist
 
-# ---- OpenWrt packages: cross binaries, .ipk files, sizes, package tests ----
-# Package version <base>-r<commits on HEAD>: valid for opkg and for apk, and it
-# grows with every commit. Keep IPK_BASE_VERSION equal to PKG_VERSION in
-# openwrt-feed/net/vpn-passthrough/Makefile (a test checks).
-IPK_BASE_VERSION := 0.1.0
+# ---- OpenWrt packages: cross binaries, .ipk and .apk files, dist, sizes, package tests ----
 # Same as PKG_MAINTAINER and PKG_LICENSE in the feed Makefiles (a test checks).
 MAINTAINER := vpn-passthrough maintainers <maintainers@vpn-passthrough.org>
 LICENSE := Apache-2.0
-IPK_VERSION := $(IPK_BASE_VERSION)-r$(shell git rev-list --count HEAD 2>/dev/null || echo 1)
-SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+SOURCE_DATE_EPOCH ?= $(or $(shell git log -1 --format=%ct 2>/dev/null),$(shell stat -c %Y VERSION 2>/dev/null),0)
 DIST := dist
 # OpenWrt package architecture -> Go target (static, CGO_ENABLED=0).
 CROSS_ARCHES := mips_24kc mipsel_24kc arm_cortex-a7_neon-vfpv4 aarch64_cortex-a53 x86_64
@@ -77,14 +79,16 @@ GOENV_mipsel_24kc := GOARCH=mipsle GOMIPS=softfloat
 GOENV_arm_cortex-a7_neon-vfpv4 := GOARCH=arm GOARM=7
 GOENV_aarch64_cortex-a53 := GOARCH=arm64
 GOENV_x86_64 := GOARCH=amd64 GOAMD64=v1
-CROSS_LDFLAGS := -s -w -buildid= -X main.version=$(IPK_VERSION)
+CROSS_LDFLAGS := -s -w -buildid= -X main.version=$(VERSION)
 # Same list as DEPENDS in openwrt-feed/net/vpn-passthrough/Makefile (a test checks).
 IPK_DEPENDS := kmod-nft-core,kmod-nft-queue,kmod-nf-conntrack-netlink
 IPK_SUGGESTS := kmod-nf-nathelper-extra
-IPK_COMMON = -version $(IPK_VERSION) -mtime $(SOURCE_DATE_EPOCH) -maintainer '$(MAINTAINER)' -license $(LICENSE) \
-	-url https://github.com/vpn-passthrough/vpn-passthrough -o $(DIST)
-IPK_DESC := Real VPN passthrough (PPTP, L2TP, IPsec) through the router NAT.\nKernel conntrack helpers where present (install kmod-nf-nathelper-extra for\nthe PPTP helper), NFQUEUE engines where not; toggling a protocol off blocks it.
-LUCI_DESC := LuCI support for vpn-passthrough: settings and live status.
+IPK_COMMON = -version $(VERSION) -mtime $(SOURCE_DATE_EPOCH) -maintainer '$(MAINTAINER)' -license $(LICENSE) \
+	-url https://github.com/vpn-passthrough/vpn-passthrough
+# Descriptions from the feed Makefiles, as one line (what apk stores).
+# Exported, so that recipes quote them as "$$IPK_DESC" whatever they contain.
+export IPK_DESC := $(shell sed -n '/^define Package\/vpn-passthrough\/description/,/^endef/{/^define\|^endef/!p}' openwrt-feed/net/vpn-passthrough/Makefile | tr -s ' \n' '  ' | sed 's/^ //;s/ $$//')
+export LUCI_DESC := $(shell sed -n 's/^LUCI_DESCRIPTION:=//p' luci-app/Makefile)
 # Packages whose tests also run big-endian under qemu-user (no netlink there).
 QEMU_TEST_PKGS := src/packet src/uci src/config src/plan src/ipk src/engine/esp src/engine/pptp
 # Packages that also open netlink sockets: only their wire-format tests run
@@ -92,7 +96,41 @@ QEMU_TEST_PKGS := src/packet src/uci src/config src/plan src/ipk src/engine/esp 
 QEMU_WIRE_PKGS := ./src/nfqueue/ ./src/ct/
 QEMU_WIRE_TESTS := ^(TestParse.*|TestTruncated|TestVerdict.*|TestNoAllocs|TestRememberLost|TestClearHelperMsg|Fuzz.*)$$
 
-.PHONY: test-pkg
+.PHONY: test-pkg version dist feed-release
+
+version:
+	@echo $(VERSION)
+
+# The release tarball the feed Makefile downloads: HEAD's tree (not the work
+# tree) under vpn-passthrough-<PKG_VERSION>/, plus VERSION, all stamped with
+# the commit time, gzip -n: the same commit gives the same bytes. Also
+# dist/openwrt-feed/, the feed with PKG_VERSION, PKG_RELEASE and PKG_HASH set
+# for that tarball and real folders instead of links (what goes to
+# openwrt/packages and openwrt/luci, or into feeds.conf as src-link with the
+# tarball in the buildroot's dl/).
+DIST_TARBALL = $(DIST)/vpn-passthrough-$(PKG_VERSION).tar.gz
+dist:
+	@git diff --quiet HEAD 2>/dev/null || echo "dist: uncommitted changes are not in the tarball (it is HEAD's tree)" >&2
+	@mkdir -p $(DIST) && d=$$(mktemp -d) && trap 'rm -rf $$d' EXIT && \
+	echo $(PKG_VERSION) > $$d/VERSION && \
+	git -c tar.umask=0022 archive --format=tar --prefix=vpn-passthrough-$(PKG_VERSION)/ --add-file=$$d/VERSION HEAD | gzip -9n > $(DIST_TARBALL).tmp && \
+	mv $(DIST_TARBALL).tmp $(DIST_TARBALL) && \
+	hash=$$(sha256sum $(DIST_TARBALL) | cut -d' ' -f1) && \
+	rm -rf $(DIST)/openwrt-feed && tar -xzf $(DIST_TARBALL) -C $$d && \
+	cp -RL $$d/vpn-passthrough-$(PKG_VERSION)/openwrt-feed $(DIST)/openwrt-feed && \
+	for mk in $(DIST)/openwrt-feed/net/vpn-passthrough/Makefile $(DIST)/openwrt-feed/luci/luci-app-vpn-passthrough/Makefile; do \
+		sed -i -e 's/^PKG_VERSION:=.*/PKG_VERSION:=$(PKG_VERSION)/' -e 's/^PKG_RELEASE:=.*/PKG_RELEASE:=$(PKG_RELEASE)/' \
+			-e "s/^PKG_HASH:=.*/PKG_HASH:=$$hash/" $$mk || exit 1; done && \
+	echo "$$hash  $(DIST_TARBALL)"
+
+# After tagging v<PKG_VERSION> and uploading the tarball: point the committed
+# feed at that release (PKG_VERSION, PKG_RELEASE, PKG_HASH from `make dist`).
+feed-release: dist
+	@for mk in net/vpn-passthrough/Makefile luci/luci-app-vpn-passthrough/Makefile; do \
+		for v in PKG_VERSION PKG_RELEASE PKG_HASH; do \
+			line=$$(grep "^$$v:=" $(DIST)/openwrt-feed/$$mk) || continue; \
+			sed -i "s/^$$v:=.*/$$line/" openwrt-feed/$$mk || exit 1; done; done
+	@git diff --stat openwrt-feed luci-app/Makefile
 
 cross: $(addprefix cross-,$(CROSS_ARCHES))
 
@@ -103,18 +141,23 @@ cross-%:
 bin/mkipk: $(wildcard src/ipk/*.go src/cmd/mkipk/*.go)
 	CGO_ENABLED=0 $(GO) build -o $@ ./src/cmd/mkipk
 
+# What mkipk packs, for .ipk and .apk alike (the feed Makefiles say the same;
+# src/ipk/feed_test.go and dist_test.go check).
+DAEMON_PKG = -name vpn-passthrough -section net $(IPK_COMMON) \
+	-source feeds/vpnpt/net/vpn-passthrough -source-name vpn-passthrough \
+	-depends '$(IPK_DEPENDS)' -suggests '$(IPK_SUGGESTS)' -description "$$IPK_DESC" \
+	-tree files=/ -mode /etc/config/vpn-passthrough=0600 \
+	-conffile /etc/config/vpn-passthrough -prerm-pkg openwrt-feed/net/vpn-passthrough/prerm-pkg
+DAEMON_BIN = -arch $$a -file $(DIST)/bin/$$a/vpn-passthrough=/usr/bin/vpn-passthrough:0755
+LUCI_PKG = -name luci-app-vpn-passthrough -arch all -section luci $(IPK_COMMON) \
+	-source feeds/vpnpt/luci/luci-app-vpn-passthrough -source-name luci-app-vpn-passthrough \
+	-depends 'luci-base,vpn-passthrough' -description "$$LUCI_DESC" \
+	-tree luci-app/htdocs=/www -tree luci-app/root=/ -postinst-pkg luci-app/postinst-pkg
+
 ipk: cross bin/mkipk
 	rm -f $(DIST)/*.ipk
-	@for a in $(CROSS_ARCHES); do \
-		bin/mkipk -name vpn-passthrough -arch $$a -section net $(IPK_COMMON) \
-			-depends '$(IPK_DEPENDS)' -suggests '$(IPK_SUGGESTS)' -description '$(IPK_DESC)' \
-			-tree files=/ -mode /etc/config/vpn-passthrough=0600 \
-			-file $(DIST)/bin/$$a/vpn-passthrough=/usr/bin/vpn-passthrough:0755 \
-			-conffile /etc/config/vpn-passthrough -prerm-pkg openwrt-feed/net/vpn-passthrough/prerm-pkg || exit 1; \
-	done
-	bin/mkipk -name luci-app-vpn-passthrough -arch all -section luci $(IPK_COMMON) \
-		-depends 'luci-base,vpn-passthrough' -description '$(LUCI_DESC)' \
-		-tree luci-app/htdocs=/www -tree luci-app/root=/ -postinst-pkg luci-app/postinst-pkg
+	@for a in $(CROSS_ARCHES); do bin/mkipk $(DAEMON_PKG) $(DAEMON_BIN) -o $(DIST) || exit 1; done
+	@bin/mkipk $(LUCI_PKG) -o $(DIST)
 
 size: ipk
 	@printf '%-28s %12s %9s\n' 'binary (stripped)' bytes MiB
@@ -134,7 +177,7 @@ qemu-test:
 # Build every .ipk, take each apart and check it (src/ipk/dist_test.go), and
 # run the parser tests big-endian.
 test-pkg: ipk qemu-test
-	VPNPT_DIST=$(CURDIR)/$(DIST) VPNPT_VERSION=$(IPK_VERSION) $(GO) test -count=1 -v -run 'TestDist|TestFeed' ./src/ipk/
+	VPNPT_DIST=$(CURDIR)/$(DIST) VPNPT_VERSION=$(VERSION) $(GO) test -count=1 -v -run 'TestDist|TestFeed' ./src/ipk/
 
 # ESP multiplexer: raw ESP through the engine against plain forwarding, both
 # directions, medians of several runs, and their ratio (root; figures only).

@@ -6,7 +6,10 @@
 //	    -tree files=/ -file dist/bin/mips_24kc/vpn-passthrough=/usr/bin/vpn-passthrough:0755 \
 //	    -conffile /etc/config/vpn-passthrough -o dist
 //
-// It prints the path of the package it wrote.
+// It prints the path of the package it wrote. With -apk PATH it writes an
+// apk v3 package for OpenWrt 25.12 instead, by laying the package out as
+// OpenWrt's package-pack.mk does and running that apk-tools binary's
+// `apk mkpkg` (under fakeroot when not root, so files are owned by root).
 package main
 
 import (
@@ -16,6 +19,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -54,6 +58,7 @@ func run(args []string) error {
 		prermPkg    = fl.String("prerm-pkg", "", "`file` whose script default_prerm sources before removal")
 		mtime       = fl.Int64("mtime", 0, "modification time of every entry, Unix `seconds` (default $SOURCE_DATE_EPOCH or 0)")
 		outDir      = fl.String("o", ".", "output `dir`")
+		apkTool     = fl.String("apk", "", "write an apk v3 package with this apk-tools `binary` (apk mkpkg)")
 		trees       []string
 		files       []string
 		modes       = map[string]fs.FileMode{}
@@ -159,11 +164,14 @@ func run(args []string) error {
 	}
 	p.ModTime = time.Unix(secs, 0)
 
-	var buf bytes.Buffer
-	if err := p.Write(&buf); err != nil {
+	if err := os.MkdirAll(*outDir, 0o755); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(*outDir, 0o755); err != nil {
+	if *apkTool != "" {
+		return writeAPK(&p, *apkTool, *outDir)
+	}
+	var buf bytes.Buffer
+	if err := p.Write(&buf); err != nil {
 		return err
 	}
 	out := filepath.Join(*outDir, p.FileName())
@@ -173,6 +181,37 @@ func run(args []string) error {
 	}
 	if err := os.Rename(tmp, out); err != nil {
 		return errors.Join(err, os.Remove(tmp))
+	}
+	fmt.Println(out)
+	return nil
+}
+
+func writeAPK(p *ipk.Package, tool, outDir string) error {
+	if err := ipk.CheckAPKVersion(p.Control.Version); err != nil {
+		return err
+	}
+	stage, err := os.MkdirTemp("", "mkipk-apk-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(stage)
+	args, err := p.StageAPK(stage)
+	if err != nil {
+		return err
+	}
+	out := filepath.Join(outDir, p.APKFileName())
+	argv := append([]string{tool, "mkpkg"}, append(args, "--output", out+".tmp")...)
+	if os.Geteuid() != 0 {
+		argv = append([]string{"fakeroot", "--"}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	// mkpkg stamps build-time and file times from SOURCE_DATE_EPOCH.
+	cmd.Env = append(os.Environ(), fmt.Sprintf("SOURCE_DATE_EPOCH=%d", p.ModTime.Unix()))
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %v\n%s", strings.Join(argv, " "), err, b)
+	}
+	if err := os.Rename(out+".tmp", out); err != nil {
+		return errors.Join(err, os.Remove(out+".tmp"))
 	}
 	fmt.Println(out)
 	return nil

@@ -33,7 +33,7 @@ commands:
   remove                                    delete the ruleset
   status  [--json] [--socket PATH]          ask the running daemon
   rpcd    list | call <method>              rpcd exec plugin (luci.vpn-passthrough)
-  version
+  version | --version                       print the package version
 `
 
 func main() {
@@ -57,6 +57,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return usageError{"no command"}
 	}
 	cmd, args := args[0], args[1:]
+	if cmd == "--version" || cmd == "version" {
+		// openwrt/packages CI greps the package version out of --version.
+		fmt.Fprintln(stdout, "vpn-passthrough", version)
+		return nil
+	}
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", defaultConfig, "UCI config file")
@@ -143,9 +148,6 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return nil
 	case "rpcd":
 		return rpcd(fs.Args(), stdin, stdout, *sock)
-	case "version":
-		fmt.Fprintln(stdout, version)
-		return nil
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
