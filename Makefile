@@ -14,7 +14,7 @@ PKG_VERSION := $(or $(shell cat VERSION 2>/dev/null),$(VERSION_BASE).$(shell git
 VERSION := $(PKG_VERSION)-r$(PKG_RELEASE)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 # Debian packages the lab and tests need; installed only when missing.
-APT_PKGS := nftables conntrack iptables iproute2 qemu-user-static
+APT_PKGS := nftables conntrack iptables iproute2 qemu-user-static busybox-static
 GO123 := go1.23.12
 
 .PHONY: all build deps test unit lint go123 lab demo cross ipk size bench fuzz qemu-test clean
@@ -96,7 +96,7 @@ QEMU_TEST_PKGS := src/packet src/uci src/config src/plan src/ipk src/engine/esp 
 QEMU_WIRE_PKGS := ./src/nfqueue/ ./src/ct/
 QEMU_WIRE_TESTS := ^(TestParse.*|TestTruncated|TestVerdict.*|TestNoAllocs|TestRememberLost|TestClearHelperMsg|Fuzz.*)$$
 
-.PHONY: test-pkg version dist feed-release
+.PHONY: test-pkg version dist feed-release apk
 
 version:
 	@echo $(VERSION)
@@ -159,6 +159,16 @@ ipk: cross bin/mkipk
 	@for a in $(CROSS_ARCHES); do bin/mkipk $(DAEMON_PKG) $(DAEMON_BIN) -o $(DIST) || exit 1; done
 	@bin/mkipk $(LUCI_PKG) -o $(DIST)
 
+# apk-tools v3 for `make apk`: APK=/path/to/apk, else the one the OpenWrt
+# userland builder makes (test/openwrt/build.sh; about a minute cold, cached).
+APK ?=
+APK_BIN = $(or $(APK),$(shell test/openwrt/build.sh)/usr/bin/apk)
+apk: cross bin/mkipk
+	@apk="$(APK_BIN)"; [ -x "$$apk" ] || { echo "make apk: no apk-tools v3 binary at $$apk" >&2; exit 1; }; \
+	rm -rf $(DIST)/apk; \
+	for a in $(CROSS_ARCHES); do bin/mkipk -apk "$$apk" $(DAEMON_PKG) $(DAEMON_BIN) -o $(DIST)/apk/$$a || exit 1; done; \
+	bin/mkipk -apk "$$apk" $(LUCI_PKG) -o $(DIST)/apk/noarch
+
 size: ipk
 	@printf '%-28s %12s %9s\n' 'binary (stripped)' bytes MiB
 	@for a in $(CROSS_ARCHES); do s=$$(stat -c %s $(DIST)/bin/$$a/vpn-passthrough); \
@@ -174,10 +184,12 @@ qemu-test:
 	CGO_ENABLED=0 GOARCH=mips GOMIPS=softfloat $(GO) test -count=1 -exec qemu-mips-static $$pkgs
 	CGO_ENABLED=0 GOARCH=mips GOMIPS=softfloat $(GO) test -count=1 -exec qemu-mips-static -run '$(QEMU_WIRE_TESTS)' $(QEMU_WIRE_PKGS)
 
-# Build every .ipk, take each apart and check it (src/ipk/dist_test.go), and
-# run the parser tests big-endian.
-test-pkg: ipk qemu-test
-	VPNPT_DIST=$(CURDIR)/$(DIST) VPNPT_VERSION=$(VERSION) $(GO) test -count=1 -v -run 'TestDist|TestFeed' ./src/ipk/
+# Build every .ipk and .apk, take each apart and check it against the feed
+# Makefiles (src/ipk/dist_test.go, apk_test.go, feed_test.go), install,
+# upgrade and remove the .apk with real apk-tools, and run the parser tests
+# big-endian.
+test-pkg: ipk apk qemu-test
+	VPNPT_DIST=$(CURDIR)/$(DIST) VPNPT_VERSION=$(VERSION) VPNPT_APK=$(APK_BIN) $(GO) test -count=1 -v -run 'TestDist|TestFeed|TestAPK' ./src/ipk/
 
 # ESP multiplexer: raw ESP through the engine against plain forwarding, both
 # directions, medians of several runs, and their ratio (root; figures only).

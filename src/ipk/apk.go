@@ -3,8 +3,10 @@ package ipk
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -46,6 +48,9 @@ func (p *Package) APKArch() string {
 // apkScripts returns OpenWrt's three apk scripts for the package.
 func (p *Package) apkScripts() map[string]string {
 	body := func(s string) string {
+		if strings.TrimSpace(s) == "" {
+			return ""
+		}
 		var out []string
 		for _, l := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
 			if !strings.HasPrefix(strings.TrimSpace(l), "#!") {
@@ -182,4 +187,41 @@ func CheckAPKVersion(v string) error {
 		return fmt.Errorf("ipk: version %q is not <major>.<minor>.<patch>-r<N>", v)
 	}
 	return nil
+}
+
+// WriteAPK writes the package as <outDir>/<APKFileName> with apk-tools'
+// `apk mkpkg` (tool is the apk binary), under fakeroot when not root so
+// that every file is owned by root, and returns the file's path.
+func (p *Package) WriteAPK(tool, outDir string) (string, error) {
+	if err := CheckAPKVersion(p.Control.Version); err != nil {
+		return "", err
+	}
+	stage, err := os.MkdirTemp("", "ipk-apk-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(stage)
+	args, err := p.StageAPK(stage)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return "", err
+	}
+	out := filepath.Join(outDir, p.APKFileName())
+	argv := append([]string{tool, "mkpkg"}, append(args, "--output", out+".tmp")...)
+	if os.Geteuid() != 0 {
+		argv = append([]string{"fakeroot", "--"}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	// mkpkg stamps build-time and file times from SOURCE_DATE_EPOCH.
+	cmd.Env = append(os.Environ(), fmt.Sprintf("SOURCE_DATE_EPOCH=%d", p.ModTime.Unix()))
+	if b, err := cmd.CombinedOutput(); err != nil {
+		os.Remove(out + ".tmp")
+		return "", fmt.Errorf("ipk: %s: %v\n%s", strings.Join(argv, " "), err, b)
+	}
+	if err := os.Rename(out+".tmp", out); err != nil {
+		return "", errors.Join(err, os.Remove(out+".tmp"))
+	}
+	return out, nil
 }

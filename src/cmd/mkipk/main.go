@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -187,31 +186,9 @@ func run(args []string) error {
 }
 
 func writeAPK(p *ipk.Package, tool, outDir string) error {
-	if err := ipk.CheckAPKVersion(p.Control.Version); err != nil {
-		return err
-	}
-	stage, err := os.MkdirTemp("", "mkipk-apk-")
+	out, err := p.WriteAPK(tool, outDir)
 	if err != nil {
 		return err
-	}
-	defer os.RemoveAll(stage)
-	args, err := p.StageAPK(stage)
-	if err != nil {
-		return err
-	}
-	out := filepath.Join(outDir, p.APKFileName())
-	argv := append([]string{tool, "mkpkg"}, append(args, "--output", out+".tmp")...)
-	if os.Geteuid() != 0 {
-		argv = append([]string{"fakeroot", "--"}, argv...)
-	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	// mkpkg stamps build-time and file times from SOURCE_DATE_EPOCH.
-	cmd.Env = append(os.Environ(), fmt.Sprintf("SOURCE_DATE_EPOCH=%d", p.ModTime.Unix()))
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("%s: %v\n%s", strings.Join(argv, " "), err, b)
-	}
-	if err := os.Rename(out+".tmp", out); err != nil {
-		return errors.Join(err, os.Remove(out+".tmp"))
 	}
 	fmt.Println(out)
 	return nil
