@@ -149,22 +149,36 @@ func Start(t testing.TB, opts Options) *Bed {
 	return b
 }
 
-// setup runs inside the new namespaces, before the holder sleeps. $1 root, $2 scratch.
+// setup runs inside the new namespaces, then chroots the holder into the bed's own root: a tmpfs
+// with the host's top-level folders bind-mounted, except /etc and /usr (overlays, the built root
+// over the host's), /www (an overlay on the built root's www), /tmp and /run (tmpfs) and /var (a
+// symlink to /tmp, as on OpenWrt). So nothing written inside reaches a host file. $1 root,
+// $2 scratch.
 const setup = `set -e
-R=$1 D=$2
-mkdir -p $D/etc.up $D/etc.wk $D/usr.up $D/usr.wk
+R=$1 D=$2 N=$2/root
+mkdir -p $N $D/etc.up $D/etc.wk $D/usr.up $D/usr.wk $D/www.up $D/www.wk $D/top/usr/bin
+mount -t tmpfs -o mode=0755 tmpfs $N
+for e in /*; do
+	n=${e#/}
+	case $n in etc|usr|run|tmp|var|www|proc|sys|dev) continue;; esac
+	if [ -L "$e" ]; then ln -s "$(readlink "$e")" "$N/$n"
+	elif [ -d "$e" ]; then mkdir "$N/$n"; mount --rbind "$e" "$N/$n"
+	fi
+done
+mkdir $N/etc $N/usr $N/tmp $N/run $N/www $N/proc $N/sys $N/dev
 # busybox ash as /bin/sh (fw4 needs set -o pipefail; dash rejects it): a layer of its own on top.
-mkdir -p $D/top/usr/bin
 ln -sf /usr/bin/busybox $D/top/usr/bin/sh
-mount -t overlay overlay -o lowerdir=$R/etc:/etc,upperdir=$D/etc.up,workdir=$D/etc.wk /etc
-mount -t overlay overlay -o lowerdir=$D/top/usr:$R/usr:/usr,upperdir=$D/usr.up,workdir=$D/usr.wk /usr
-mount -t tmpfs -o mode=0755 tmpfs /run
-mount -t tmpfs -o mode=1777 tmpfs /tmp
-mkdir -p /run/ubus /run/lock /tmp/run /tmp/lock /tmp/state /etc/config
-mount -t sysfs sysfs /sys 2>/dev/null || true
-ip link set lo up
-echo ready
-exec sleep 2147483647
+mount -t overlay overlay -o lowerdir=$R/etc:/etc,upperdir=$D/etc.up,workdir=$D/etc.wk $N/etc
+mount -t overlay overlay -o lowerdir=$D/top/usr:$R/usr:/usr,upperdir=$D/usr.up,workdir=$D/usr.wk $N/usr
+mount -t overlay overlay -o lowerdir=$R/www,upperdir=$D/www.up,workdir=$D/www.wk $N/www
+mount -t tmpfs -o mode=1777 tmpfs $N/tmp
+mount -t tmpfs -o mode=0755 tmpfs $N/run
+ln -s tmp $N/var
+mkdir -p $N/tmp/run/ubus $N/tmp/lock $N/tmp/state $N/tmp/tmp $N/etc/config
+mount --rbind /dev $N/dev
+mount -t proc proc $N/proc
+mount -t sysfs sysfs $N/sys
+exec chroot $N /bin/dash -c 'cd / && ip link set lo up && echo ready && exec sleep 2147483647'
 `
 
 // New starts a bed on the userland at root.
@@ -198,7 +212,7 @@ func New(root string, opts Options) (*Bed, error) {
 	return b, nil
 }
 
-// Pid is the holder process: nsenter -t Pid -m -n enters the bed.
+// Pid is the holder process: nsenter -t Pid -m -n -r -w enters the bed.
 func (b *Bed) Pid() int { return b.holder.Pid() }
 
 // Path maps a path inside the bed to one the host can open (through the holder's /proc root).
@@ -222,7 +236,7 @@ func (b *Bed) WriteFile(p, data string, mode os.FileMode) error {
 
 // Argv is argv prefixed so that it runs inside the bed.
 func (b *Bed) Argv(argv ...string) []string {
-	return append([]string{"nsenter", "-t", strconv.Itoa(b.Pid()), "-m", "-n", "--"}, argv...)
+	return append([]string{"nsenter", "-t", strconv.Itoa(b.Pid()), "-m", "-n", "-r", "-w", "--"}, argv...)
 }
 
 // Run runs argv inside the bed with stdin (may be empty) and returns stdout, and stderr
@@ -397,5 +411,130 @@ func (b *Bed) killInside() {
 		if ns, err := os.Readlink(filepath.Join("/proc", e.Name(), "ns/mnt")); err == nil && ns == self {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
+	}
+}
+
+// repoPath is a path inside the repository.
+func repoPath(t testing.TB, rel string) string {
+	t.Helper()
+	repo, err := lab.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(repo, rel)
+}
+
+// StartNetifd starts the netifd stand-in (netifd.uc, on the real ubusd) serving dump, a file in
+// `network.interface dump` format; board also serves `system board`/`system info`.
+func (b *Bed) StartNetifd(t testing.TB, dump string, board bool) *lab.Proc {
+	t.Helper()
+	argv := []string{"/usr/bin/ucode", repoPath(t, "test/openwrt/netifd.uc"), dump}
+	if board {
+		argv = append(argv, "board")
+	}
+	p, err := b.Spawn("netifd-standin", argv...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WaitFor(20*time.Second, func() error {
+		if ok, err := p.Exited(); ok {
+			return fmt.Errorf("exited: %v: %s", err, strings.Join(p.Stderr(), "\n"))
+		}
+		_, err := b.Run("", "ubus", "list", "network.interface")
+		return err
+	}); err != nil {
+		t.Fatalf("netifd stand-in: %v", err)
+	}
+	return p
+}
+
+// FW4MockDump is firewall4's own mocked `network.interface dump` inside the bed.
+const FW4MockDump = "/usr/share/openwrt-src/firewall4-tests/mocks/ubus/network.interface~dump.json"
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// Binary is $VPNPT_BIN, else bin/vpn-passthrough built once from this tree for the test run.
+func Binary(t testing.TB) string {
+	t.Helper()
+	binOnce.Do(func() {
+		if p := os.Getenv("VPNPT_BIN"); p != "" {
+			binPath = p
+			return
+		}
+		dir, err := os.MkdirTemp("", "vpt-openwrt-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "vpn-passthrough")
+		cmd := exec.Command("go", "build", "-trimpath", "-o", binPath, "./src/cmd/vpn-passthrough")
+		cmd.Dir = repoPath(t, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("go build: %v: %s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// InstallFiles copies the package's files/ tree, the LuCI app's root and htdocs and the binary
+// into the bed, as the two packages would place them (without running any maintainer script).
+func (b *Bed) InstallFiles(t testing.TB) {
+	t.Helper()
+	for src, dst := range map[string]string{"files": "/", "luci-app/root": "/", "luci-app/htdocs": "/www"} {
+		b.copyTree(t, repoPath(t, src), dst)
+	}
+	data, err := os.ReadFile(Binary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.WriteFile("/usr/bin/vpn-passthrough", string(data), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// StartProcd starts the real procd as a service manager (not PID 1) on the bed's ubusd and waits
+// for its `service` object.
+func (b *Bed) StartProcd(t testing.TB) *lab.Proc {
+	t.Helper()
+	p, err := b.Spawn("procd", "/usr/sbin/procd", "-s", UbusSock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WaitFor(20*time.Second, func() error {
+		if ok, err := p.Exited(); ok {
+			return fmt.Errorf("procd exited: %v: %s", err, strings.Join(p.Stderr(), "\n"))
+		}
+		_, err := b.Run("", "ubus", "list", "service")
+		return err
+	}); err != nil {
+		t.Fatalf("procd: %v", err)
+	}
+	return p
+}
+
+// copyTree copies the host folder src to dst inside the bed.
+func (b *Bed) copyTree(t testing.TB, src, dst string) {
+	t.Helper()
+	err := filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return b.WriteFile(filepath.Join(dst, rel), string(data), fi.Mode().Perm())
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
