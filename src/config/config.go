@@ -150,6 +150,9 @@ var sectionOptions = map[string]map[string]setter{
 		"wan_device":  listSetter(func(c *Config) *[]string { return &c.WANDevices }),
 		"log_blocked": boolSetter(func(c *Config) *bool { return &c.LogBlocked }),
 		"queue_base":  queueBaseSetter,
+		// For the init script (GOMEMLIMIT, GOGC); see runtime.go.
+		"memory_limit": memoryLimitSetter,
+		"gogc":         gogcSetter,
 	},
 	"pptp": {
 		"enabled":              boolSetter(func(c *Config) *bool { return &c.PPTP.Enabled }),

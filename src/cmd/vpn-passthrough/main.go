@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"syscall"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/daemon"
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine/statefile"
@@ -84,6 +85,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	switch cmd {
 	case "daemon":
+		// Netlink needs CAP_NET_ADMIN only: drop the rest first (privs.go).
+		if err := dropPrivileges(); errors.Is(err, syscall.ENOTSUP) {
+			log.Warn("running with the capabilities it was given: cannot change them in a cgo build", "err", err)
+		} else if err != nil {
+			return fmt.Errorf("dropping privileges: %w", err)
+		}
 		return daemon.Run(ctx, daemon.Options{ConfigPath: *cfgPath, SocketPath: *sock, StateDir: *stateDir, Root: "/", Version: version, Log: log})
 	case "check":
 		l, err := load(*cfgPath, false)
