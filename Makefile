@@ -169,13 +169,28 @@ apk: cross bin/mkipk
 	for a in $(CROSS_ARCHES); do bin/mkipk -apk "$$apk" $(DAEMON_PKG) $(DAEMON_BIN) -o $(DIST)/apk/$$a || exit 1; done; \
 	bin/mkipk -apk "$$apk" $(LUCI_PKG) -o $(DIST)/apk/noarch
 
-size: ipk
-	@printf '%-28s %12s %9s\n' 'binary (stripped)' bytes MiB
-	@for a in $(CROSS_ARCHES); do s=$$(stat -c %s $(DIST)/bin/$$a/vpn-passthrough); \
-		awk -v a=$$a -v s=$$s 'BEGIN { printf "%-28s %12d %9.2f\n", a, s, s/1048576 }'; done
-	@printf '%-54s %12s %9s\n' 'package' bytes MiB
-	@for f in $(DIST)/*.ipk; do s=$$(stat -c %s $$f); \
-		awk -v f=$${f#$(DIST)/} -v s=$$s 'BEGIN { printf "%-54s %12d %9.2f\n", f, s, s/1048576 }'; done
+# Footprint: binary and package sizes per architecture against the mipsel
+# goals, what each dependency costs, and the daemon's RSS idle and under load
+# with the init script's GOMEMLIMIT/GOGC (root: it runs in the lab).
+SIZE_GOAL_BIN := 3670016
+SIZE_GOAL_PKG := 1258291
+size: ipk apk
+	@printf '%-26s %10s %8s %10s %8s %10s %8s\n' arch binary MiB .ipk MiB .apk MiB
+	@for a in $(CROSS_ARCHES); do \
+		b=$$(stat -c %s $(DIST)/bin/$$a/vpn-passthrough); i=$$(stat -c %s $(DIST)/vpn-passthrough_$(VERSION)_$$a.ipk); \
+		p=$$(stat -c %s $(DIST)/apk/$$a/vpn-passthrough-$(VERSION).apk); \
+		awk -v a=$$a -v b=$$b -v i=$$i -v p=$$p 'BEGIN { printf "%-26s %10d %8.2f %10d %8.2f %10d %8.2f\n", a, b, b/1048576, i, i/1048576, p, p/1048576 }'; done
+	@i=$$(stat -c %s $(DIST)/luci-app-vpn-passthrough_$(VERSION)_all.ipk); p=$$(stat -c %s $(DIST)/apk/noarch/luci-app-vpn-passthrough-$(VERSION).apk); \
+		printf '%-26s %10s %8s %10d %8s %10d\n' 'luci-app (all/noarch)' - - $$i - $$p
+	@b=$$(stat -c %s $(DIST)/bin/mipsel_24kc/vpn-passthrough); i=$$(stat -c %s $(DIST)/vpn-passthrough_$(VERSION)_mipsel_24kc.ipk); \
+		p=$$(stat -c %s $(DIST)/apk/mipsel_24kc/vpn-passthrough-$(VERSION).apk); \
+		for x in "binary $$b $(SIZE_GOAL_BIN) 3.5" ".ipk $$i $(SIZE_GOAL_PKG) 1.2" ".apk $$p $(SIZE_GOAL_PKG) 1.2"; do set -- $$x; \
+			if [ $$2 -le $$3 ]; then v=met; else v="OVER by $$(( ($$2 - $$3) / 1024 )) KiB"; fi; \
+			echo "mipsel goal: $$1 <= $$4 MiB: $$v"; done
+	@CGO_ENABLED=0 GOOS=linux $(GOENV_mipsel_24kc) $(GO) build -trimpath -o $(DIST)/vpn-passthrough-mipsel-unstripped $(CMD)
+	@$(GO) run ./test/cmd/depsize $(DIST)/vpn-passthrough-mipsel-unstripped
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) -s build && VPNPT_BIN=$(CURDIR)/$(BIN) $(GO) run ./test/cmd/rss; \
+	else echo "daemon RSS: not measured (needs root for the lab)"; fi
 
 # The unit tests of the pure packages on big-endian 32-bit MIPS (softfloat).
 qemu-test:
