@@ -39,3 +39,22 @@ func TestNoHeavyStdlib(t *testing.T) {
 		}
 	}
 }
+
+// TestNoResolver: net.Dial and net.Listen resolve addresses and so link the
+// DNS resolver (260 KB on mipsel); the daemon only needs unix sockets
+// (net.DialUnix, net.ListenUnix).
+func TestNoResolver(t *testing.T) {
+	bin := t.TempDir() + "/vpn-passthrough"
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Env = append(build.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command("go", "tool", "nm", bin).Output()
+	if err != nil {
+		t.Fatalf("go tool nm: %v", err)
+	}
+	if strings.Contains(string(out), "net.(*Resolver).lookupIPAddr") {
+		t.Error("the daemon links net's DNS resolver: use net.DialUnix/net.ListenUnix, not net.Dial/net.Listen")
+	}
+}
