@@ -46,6 +46,10 @@ func (n *Conn) Diff(p *plan.Plan) string {
 	for _, s := range p.Sets {
 		sets[s.Name] = &nftables.Set{Name: s.Name}
 	}
+	// Map elements belong to the engines: only the maps themselves are ours.
+	for _, m := range p.Maps {
+		sets[m.Name] = &nftables.Set{Name: m.Name}
+	}
 	lookup := func(name string) *nftables.Set { return sets[name] }
 	for _, pc := range p.Chains {
 		ch, ok := have[pc.Name]
@@ -83,6 +87,11 @@ func (n *Conn) Diff(p *plan.Plan) string {
 		}
 		if d := diffElements(ps, elems); d != "" {
 			return "set " + ps.Name + ": " + d
+		}
+	}
+	for _, m := range p.Maps {
+		if _, err := c.GetSetByName(t, m.Name); err != nil {
+			return "map " + m.Name + " is absent"
 		}
 	}
 	objs, err := c.GetNamedObjects(t)

@@ -69,6 +69,6 @@ func userspacePPTP(p *Plan, in Input, pre, fwd *Chain) bool {
 			Queue:    queue(),
 		})
 	p.Chains = append(p.Chains, raw, untrack)
-	p.Queues = append(p.Queues, Queue{Num: num, Engine: "pptp"})
+	p.Queues = append(p.Queues, Queue{Num: num, Engine: "pptp", Mark: Mark, ClearHelper: in.Caps.PPTPHelper})
 	return true
 }
