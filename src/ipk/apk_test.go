@@ -487,6 +487,26 @@ func TestAPKInstall(t *testing.T) {
 		t.Errorf("installed binary --version: %q %v", b, err)
 	}
 
+	// The LuCI app on top (noarch), its luci-base stood in for.
+	lb := &Package{Control: Control{Package: "luci-base", Version: "1.0.0-r1", Architecture: "all", Description: "stand-in"}}
+	lbf, err := lb.WriteAPK(apk, stubs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, lu := readIPK(t, dist, "luci-app-vpn-passthrough_*_all.ipk")
+	luci := packageOf(t, lu)
+	out = runAPK(t, apk, root, "add", lbf, filepath.Join(dist, "apk", "noarch", luci.APKFileName()))
+	if !strings.Contains(out, "Executing "+luci.Control.Package+"-"+luci.Control.Version+".post-install") {
+		t.Errorf("luci post-install did not run")
+	}
+	if _, err := os.Stat(at("usr/share/rpcd/acl.d/luci-app-vpn-passthrough.json")); err != nil {
+		t.Errorf("luci app not installed: %v", err)
+	}
+	runAPK(t, apk, root, "del", luci.Control.Package)
+	if _, err := os.Stat(at("usr/share/rpcd/acl.d/luci-app-vpn-passthrough.json")); !os.IsNotExist(err) {
+		t.Errorf("luci app files still there after apk del (%v)", err)
+	}
+
 	// Upgrade over an edited config: the next version, whose default
 	// config differs. apk keeps the edit and puts the new file beside it.
 	cfg := at("etc/config/vpn-passthrough")
