@@ -21,10 +21,12 @@ func apkTool(t *testing.T) string {
 	t.Helper()
 	a := os.Getenv("VPNPT_APK")
 	if a == "" {
-		if os.Getenv("CI") == "true" {
+		// make test-pkg passes both; with the packages but no apk-tools
+		// the run is broken, not merely partial.
+		if os.Getenv("CI") == "true" && os.Getenv("VPNPT_DIST") != "" {
 			t.Fatal("VPNPT_APK (apk-tools v3) is not set: run `make test-pkg`")
 		}
-		t.Skip("VPNPT_APK not set: run `make test-pkg` (it builds apk-tools v3)")
+		t.Skip("VPNPT_APK not set: `make test-pkg` runs this with apk-tools v3 from test/openwrt/build.sh")
 	}
 	return a
 }

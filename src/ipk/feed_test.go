@@ -346,7 +346,9 @@ func TestFeedTestSh(t *testing.T) {
 	const v = "0.1.4242-r3"
 	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-X main.version="+v, "-o", filepath.Join(dir, "vpn-passthrough"), "./src/cmd/vpn-passthrough")
 	build.Dir = root
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	// A binary for this machine, also when the test itself runs under
+	// qemu-user (make qemu-test sets GOARCH for the test binary).
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOARCH=", "GOMIPS=", "GOARM=", "GOAMD64=")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
