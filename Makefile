@@ -101,35 +101,40 @@ QEMU_WIRE_TESTS := ^(TestParse.*|TestTruncated|TestVerdict.*|TestNoAllocs|TestRe
 version:
 	@echo $(VERSION)
 
-# The release tarball the feed Makefile downloads: HEAD's tree (not the work
-# tree) under vpn-passthrough-<PKG_VERSION>/, plus VERSION, all stamped with
-# the commit time, gzip -n: the same commit gives the same bytes. Also
-# dist/openwrt-feed/, the feed with PKG_VERSION, PKG_RELEASE and PKG_HASH set
-# for that tarball and real folders instead of links (what goes to
-# openwrt/packages and openwrt/luci, or into feeds.conf as src-link with the
-# tarball in the buildroot's dl/).
-DIST_TARBALL = $(DIST)/vpn-passthrough-$(PKG_VERSION).tar.gz
+# The release tarball the feed Makefile downloads: a commit's tree (HEAD, or
+# DIST_REV=<commit>; not the work tree) under vpn-passthrough-<version>/,
+# plus VERSION, all stamped with the commit time, gzip -n: the same commit
+# gives the same bytes. Also dist/openwrt-feed/, the feed with PKG_VERSION,
+# PKG_RELEASE, PKG_HASH and its "# Tarball:" line set for that tarball and
+# real folders instead of links (what goes to openwrt/packages and
+# openwrt/luci, or into feeds.conf as src-link with the tarball in dl/).
+DIST_REV ?= HEAD
+DIST_COMMIT = $(shell git rev-parse --verify -q '$(DIST_REV)^{commit}')
+DIST_VERSION = $(if $(filter HEAD,$(DIST_REV)),$(PKG_VERSION),$(VERSION_BASE).$(shell git rev-list --count '$(DIST_REV)'))
+DIST_TARBALL = $(DIST)/vpn-passthrough-$(DIST_VERSION).tar.gz
 dist:
-	@git diff --quiet HEAD 2>/dev/null || echo "dist: uncommitted changes are not in the tarball (it is HEAD's tree)" >&2
+	@[ -n "$(DIST_COMMIT)" ] || { echo "dist: $(DIST_REV) is not a commit here" >&2; exit 1; }
+	@[ "$(DIST_REV)" != HEAD ] || git diff --quiet HEAD 2>/dev/null || echo "dist: uncommitted changes are not in the tarball (it is HEAD's tree)" >&2
 	@mkdir -p $(DIST) && d=$$(mktemp -d) && trap 'rm -rf $$d' EXIT && \
-	echo $(PKG_VERSION) > $$d/VERSION && \
-	git -c tar.umask=0022 archive --format=tar --prefix=vpn-passthrough-$(PKG_VERSION)/ --add-file=$$d/VERSION HEAD | gzip -9n > $(DIST_TARBALL).tmp && \
+	echo $(DIST_VERSION) > $$d/VERSION && \
+	git -c tar.umask=0022 archive --format=tar --prefix=vpn-passthrough-$(DIST_VERSION)/ --add-file=$$d/VERSION $(DIST_COMMIT) | gzip -9n > $(DIST_TARBALL).tmp && \
 	mv $(DIST_TARBALL).tmp $(DIST_TARBALL) && \
 	hash=$$(sha256sum $(DIST_TARBALL) | cut -d' ' -f1) && \
 	rm -rf $(DIST)/openwrt-feed && tar -xzf $(DIST_TARBALL) -C $$d && \
-	cp -RL $$d/vpn-passthrough-$(PKG_VERSION)/openwrt-feed $(DIST)/openwrt-feed && \
+	cp -RL $$d/vpn-passthrough-$(DIST_VERSION)/openwrt-feed $(DIST)/openwrt-feed && \
 	for mk in $(DIST)/openwrt-feed/net/vpn-passthrough/Makefile $(DIST)/openwrt-feed/luci/luci-app-vpn-passthrough/Makefile; do \
-		sed -i -e 's/^PKG_VERSION:=.*/PKG_VERSION:=$(PKG_VERSION)/' -e 's/^PKG_RELEASE:=.*/PKG_RELEASE:=$(PKG_RELEASE)/' \
-			-e "s/^PKG_HASH:=.*/PKG_HASH:=$$hash/" $$mk || exit 1; done && \
+		sed -i -e 's/^PKG_VERSION:=.*/PKG_VERSION:=$(DIST_VERSION)/' -e 's/^PKG_RELEASE:=.*/PKG_RELEASE:=$(PKG_RELEASE)/' \
+			-e "s/^PKG_HASH:=.*/PKG_HASH:=$$hash/" -e 's/^# Tarball: .*/# Tarball: make dist DIST_REV=$(DIST_COMMIT)/' $$mk || exit 1; done && \
 	echo "$$hash  $(DIST_TARBALL)"
 
-# After tagging v<PKG_VERSION> and uploading the tarball: point the committed
-# feed at that release (PKG_VERSION, PKG_RELEASE, PKG_HASH from `make dist`).
+# After tagging v<version> and uploading the tarball: point the committed
+# feed at that release (PKG_VERSION, PKG_RELEASE, PKG_HASH and the Tarball
+# line from `make dist`), e.g. make feed-release DIST_REV=v0.1.120.
 feed-release: dist
 	@for mk in net/vpn-passthrough/Makefile luci/luci-app-vpn-passthrough/Makefile; do \
-		for v in PKG_VERSION PKG_RELEASE PKG_HASH; do \
-			line=$$(grep "^$$v:=" $(DIST)/openwrt-feed/$$mk) || continue; \
-			sed -i "s/^$$v:=.*/$$line/" openwrt-feed/$$mk || exit 1; done; done
+		for v in PKG_VERSION PKG_RELEASE PKG_HASH '# Tarball'; do \
+			line=$$(grep "^$$v:* " $(DIST)/openwrt-feed/$$mk || grep "^$$v:=" $(DIST)/openwrt-feed/$$mk) || continue; \
+			sed -i "s|^$$v:.*|$$line|" openwrt-feed/$$mk || exit 1; done; done
 	@git diff --stat openwrt-feed luci-app/Makefile
 
 cross: $(addprefix cross-,$(CROSS_ARCHES))

@@ -323,6 +323,22 @@ func TestFeedDaemonMakefile(t *testing.T) {
 			t.Errorf("PKG_VERSION %s is newer than this commit (%d commits)", f.vars["PKG_VERSION"], n)
 		}
 	}
+	// PKG_HASH is checkable: the "# Tarball:" line names the commit whose
+	// `make dist` writes it.
+	m := regexp.MustCompile(`(?m)^# Tarball: make dist DIST_REV=([0-9a-f]{40})$`).FindSubmatch(mustRead(t, filepath.Join(pkgDir, "Makefile")))
+	if m == nil {
+		t.Fatal("no `# Tarball: make dist DIST_REV=<commit>` line")
+	}
+	if err := exec.Command("git", "-C", root, "cat-file", "-e", string(m[1])+"^{commit}").Run(); err != nil {
+		t.Logf("commit %s not in this clone (%v): PKG_HASH not re-derived", m[1], err)
+	} else {
+		dist := t.TempDir()
+		out := string(mustRun(t, root, "make", "-s", "dist", "DIST_REV="+string(m[1]), "DIST="+dist))
+		want := f.vars["PKG_HASH"] + "  " + filepath.Join(dist, f.vars["PKG_SOURCE"]) + "\n"
+		if !strings.HasSuffix(out, want) {
+			t.Errorf("make dist DIST_REV=%s printed %q; the feed says %q", m[1], out, want)
+		}
+	}
 	// The include is the openwrt/packages one, relative; the feed's
 	// lang/golang/golang-package.mk hands over to the packages feed.
 	b, err := os.ReadFile(filepath.Join(pkgDir, "Makefile"))
@@ -553,6 +569,7 @@ func TestFeedDist(t *testing.T) {
 		t.Fatal(err)
 	}
 	set := map[string]string{"PKG_VERSION": pkgVersion, "PKG_RELEASE": release, "PKG_HASH": hash}
+	head := strings.TrimSpace(string(mustRun(t, root, "git", "rev-parse", "HEAD")))
 	for _, mk := range []string{"net/vpn-passthrough/Makefile", "luci/luci-app-vpn-passthrough/Makefile"} {
 		committed, err := os.ReadFile(filepath.Join(root, "openwrt-feed", mk))
 		if err != nil {
@@ -568,6 +585,12 @@ func TestFeedDist(t *testing.T) {
 			continue
 		}
 		for i := range cl {
+			if strings.HasPrefix(cl[i], "# Tarball: ") {
+				if want := "# Tarball: make dist DIST_REV=" + head; gl[i] != want {
+					t.Errorf("dist %s: %q, want %q", mk, gl[i], want)
+				}
+				continue
+			}
 			name, _, _ := strings.Cut(cl[i], ":=")
 			if w, ok := set[name]; ok {
 				if gl[i] != name+":="+w {
@@ -628,4 +651,13 @@ func mustRun(t *testing.T, dir string, name string, args ...string) []byte {
 		t.Fatalf("%s %v in %s: %v\n%s%s", name, args, dir, err, out, stderr.Bytes())
 	}
 	return out
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
