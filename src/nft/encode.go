@@ -83,12 +83,18 @@ func ruleExprs(r plan.Rule, sets setLookup, queueCompat bool) ([]expr.Any, error
 		l.(*expr.Lookup).Invert = r.OIFNot
 		e = append(e, &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1}, l)
 	}
-	if r.Untracked {
+	for _, st := range []struct {
+		on  bool
+		bit uint32
+	}{{r.Untracked, expr.CtStateBitUNTRACKED}, {r.Invalid, expr.CtStateBitINVALID}} {
+		if !st.on {
+			continue
+		}
 		// ct state is a host-order bitmask; nft tests the bit is set.
 		e = append(e,
 			&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-				Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitUNTRACKED), Xor: make([]byte, 4)},
+				Mask: binaryutil.NativeEndian.PutUint32(st.bit), Xor: make([]byte, 4)},
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)})
 	}
 	if r.MarkMask != 0 {

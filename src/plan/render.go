@@ -98,6 +98,9 @@ func (r Rule) String() string {
 	if r.Untracked {
 		f = append(f, "ct state untracked")
 	}
+	if r.Invalid {
+		f = append(f, "ct state invalid")
+	}
 	if r.MarkMask != 0 {
 		op := "=="
 		if r.MarkNot {

@@ -79,6 +79,9 @@ type Rule struct {
 	MarkNot  bool // with MarkMask: meta mark & MarkMask != Mark
 	// Untracked: ct state untracked (notrack'd packets, which NAT skips).
 	Untracked bool
+	// Invalid: ct state invalid (conntrack found the packet belongs to no
+	// connection it tracks, e.g. a TCP segment outside both windows).
+	Invalid bool
 
 	// Statements.
 	Limit    *Limit

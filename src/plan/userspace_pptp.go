@@ -7,6 +7,9 @@ const (
 	// prerouting (PrioRaw) and before conntrack (-200).
 	PrioPPTPUntrack int32 = PrioRaw + 1
 
+	// CounterPPTPInvalid counts control segments conntrack found invalid.
+	CounterPPTPInvalid = "invalid_pptp_control"
+
 	chainPPTPRaw     = "pptp_raw"
 	chainPPTPUntrack = "pptp_untrack"
 )
@@ -16,7 +19,9 @@ const (
 //
 //   - raw prerouting (-300): GRE version 1 from the WAN is queued before
 //     conntrack and routing, so the engine can give a translated Call ID its
-//     client's address and Call ID back (and its mark);
+//     client's address and Call ID back (and its mark); so is TCP 1723 in
+//     both directions, so the engine can drop RSTs that do not match the
+//     stream before conntrack sees them (it passes everything else);
 //   - raw prerouting (-299): inbound GRE the engine marked is untracked, and
 //     fw4's forward include accepts it (files/usr/share/nftables.d);
 //   - forward: the control connection, TCP 1723 in both directions, is
@@ -40,6 +45,23 @@ func userspacePPTP(p *Plan, in Input, pre, fwd *Chain) bool {
 		IIFSet:  SetWAN,
 		GREv1:   true,
 		Queue:   queue(),
+	}, {
+		// A spoofed in-window RST would move conntrack's record of the
+		// stream and cut the connection: the engine checks RSTs against
+		// the stream before conntrack sees them (src/engine/pptp).
+		Comment:  "vpn-passthrough: PPTP control RSTs are checked by the PPTP engine before conntrack",
+		IIFSet:   SetLAN,
+		IPv4Only: true,
+		L4:       ProtoTCP,
+		DPort:    1723,
+		Queue:    queue(),
+	}, {
+		Comment:  "vpn-passthrough: PPTP control RSTs are checked by the PPTP engine before conntrack",
+		IIFSet:   SetWAN,
+		IPv4Only: true,
+		L4:       ProtoTCP,
+		SPort:    1723,
+		Queue:    queue(),
 	}}}
 	untrack := Chain{Name: chainPPTPUntrack, Hook: HookPrerouting, Priority: PrioPPTPUntrack, Rules: []Rule{{
 		Comment:  "vpn-passthrough: GRE the PPTP engine translated stays out of conntrack",
@@ -49,7 +71,34 @@ func userspacePPTP(p *Plan, in Input, pre, fwd *Chain) bool {
 		Mark:     Mark,
 		Notrack:  true,
 	}}}
+	// Control segments conntrack finds invalid (outside both endpoints'
+	// windows: spoofed RSTs, forged messages) belong to no connection:
+	// dropped and counted before the engine, so they cannot move its
+	// stream state (src/engine/pptp doc.go).
+	p.Counters = append(p.Counters, CounterPPTPInvalid)
 	fwd.Rules = append(fwd.Rules,
+		Rule{
+			Comment:  "vpn-passthrough: PPTP control segments conntrack finds invalid are dropped before the engine",
+			IIFSet:   SetLAN,
+			OIFSet:   SetWAN,
+			IPv4Only: true,
+			L4:       ProtoTCP,
+			DPort:    1723,
+			Invalid:  true,
+			Counter:  CounterPPTPInvalid,
+			Verdict:  VerdictDrop,
+		},
+		Rule{
+			Comment:  "vpn-passthrough: PPTP control segments conntrack finds invalid are dropped before the engine",
+			IIFSet:   SetWAN,
+			OIFSet:   SetLAN,
+			IPv4Only: true,
+			L4:       ProtoTCP,
+			SPort:    1723,
+			Invalid:  true,
+			Counter:  CounterPPTPInvalid,
+			Verdict:  VerdictDrop,
+		},
 		Rule{
 			Comment:  "vpn-passthrough: PPTP control, client to server: Call IDs translated by the PPTP engine",
 			IIFSet:   SetLAN,

@@ -58,6 +58,8 @@ func TestUserspacePPTPPlan(t *testing.T) {
 			// only touch GRE version 1 from the WAN.
 			want := map[string]bool{
 				"pptp_raw wan_devs  gre":        false, // inbound GRE demux
+				"pptp_raw lan_devs  tcp":        false, // control RSTs before conntrack
+				"pptp_raw wan_devs  tcp":        false,
 				"forward lan_devs wan_devs tcp": false,
 				"forward wan_devs lan_devs tcp": false,
 			}
@@ -87,6 +89,13 @@ func TestUserspacePPTPPlan(t *testing.T) {
 				if !ok {
 					t.Errorf("no queue rule %q", k)
 				}
+			}
+			// Segments conntrack finds invalid are dropped and counted
+			// before the engine's forward rules.
+			if inv := rulesWith(p, func(r Rule) bool {
+				return r.Invalid && r.L4 == ProtoTCP && r.Verdict == VerdictDrop && r.Counter == CounterPPTPInvalid
+			}); len(inv) != 2 {
+				t.Errorf("invalid-control drop rules %+v", inv)
 			}
 			// Outbound GRE is the kernel's (masquerade): nothing of ours
 			// touches GRE from the LAN.

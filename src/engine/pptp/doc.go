@@ -55,12 +55,57 @@
 //
 // A call is added by Outgoing-Call-Request (or Incoming-Call-Reply) and
 // removed by Call-Clear-Request, Call-Disconnect-Notify, a failed
-// Outgoing-Call-Reply, Stop-Control-Connection-Request, the close of its
-// control connection (FIN both ways, or RST), a new SYN on the same tuple,
-// or IdleTimeout without GRE or control traffic. MaxCalls and MaxPerClient
-// bound the table; the segment that would exceed a limit is dropped (the
-// client's TCP retries; nothing untranslated leaks) and a rate-limited
-// warning says which limit, its value and the client.
+// Outgoing-Call-Reply, Stop-Control-Connection-Request, the real end of its
+// control connection, or IdleTimeout without GRE or control traffic.
+// MaxCalls and MaxPerClient bound the table; the segment that would exceed
+// a limit is dropped (the client's TCP retries; nothing untranslated leaks)
+// and a rate-limited warning says which limit, its value and the client.
+//
+// # Control connections follow conntrack, not whoever sends a segment
+//
+// With ctnetlink (nf_conntrack_netlink), the engine asks conntrack about a
+// control connection at the few moments that decide its state, and the
+// plan drops the segments conntrack finds invalid before the queue rule
+// (counter invalid_pptp_control). So spoofed segments change nothing:
+//
+//   - Handshakes create no state. A connection is followed from its first
+//     client segment whose conntrack entry is established and assured (a
+//     handshake conntrack confirmed), so SYNs from spoofed LAN sources
+//     cannot fill the table (control_unconfirmed counts data held back).
+//   - RSTs are judged in raw prerouting, before conntrack (the plan queues
+//     TCP 1723 there too): only one with exactly the sequence number the
+//     sender's stream is at passes (what the receiving TCP accepts without
+//     a challenge ACK, RFC 5961). Any other would at best be ignored by the
+//     endpoint, but conntrack would take an in-window one into its record
+//     of the stream, after which the sender's real segments look stale to
+//     it, are invalid, and never reach the client: the connection dies
+//     although both endpoints still hold it (measured: the lab's sweep of
+//     65,536 RSTs did exactly that). RSTs from the WAN are matched by the
+//     server's address and port and the NAT port (learned from conntrack's
+//     reply tuple), and only when sent to the router's WAN address. Just
+//     after a restart, until the sender's next control message says where
+//     its stream is, every RST of a restored connection is dropped: a real
+//     reset then ends the call at its idle timeout. Dropped RSTs are
+//     counted (control_rst_ignored).
+//   - A call ends with its control connection only when conntrack says so:
+//     an RST after which the entry is closed or gone, or FINs both ways.
+//   - A client SYN on a followed connection ends it only when conntrack no
+//     longer has the old entry (it replaced a closed one); a SYN it ignored
+//     (the entry is still established: another host spoofs the client's
+//     address and port) is dropped (control_syn_ignored).
+//   - A segment starting more than 64 KiB away from the stream is dropped
+//     (control_out_of_window), never counted as a gap that could
+//     resynchronise the stream to forged messages.
+//   - Inbound GRE is demultiplexed only when sent to the router's address
+//     the control connection uses (conntrack's reply tuple): GRE with a
+//     call's key sent to a LAN host or the router's LAN address is left
+//     alone (gre_in_not_to_wan), as the kernel helper would.
+//   - Malformed enhanced GRE (version 1 that does not parse) is dropped and
+//     counted (gre_malformed).
+//
+// Without ctnetlink the engine follows control connections by its own
+// stream tracking alone (a SYN or an RST near the stream ends a
+// connection), says so once at start, and cannot check GRE destinations.
 //
 // # Surviving SIGKILL
 //

@@ -63,7 +63,7 @@ type Queue interface {
 }
 
 // HelperClearer removes the conntrack helper of a TCP connection given by its
-// original tuple (*nfqueue.Conntrack).
+// original tuple (*ct.Conn).
 type HelperClearer interface {
 	ClearHelper(src, dst netip.AddrPort) error
 }
@@ -84,6 +84,19 @@ type Options struct {
 	// Helper removes kernel helpers; nil means a ctnetlink socket, opened
 	// when first needed.
 	Helper HelperClearer
+	// Conntrack looks control connections up in conntrack (the engine's
+	// view of them, see tcpViewLocked). nil means a ctnetlink socket when
+	// the queue is bound and the kernel speaks ctnetlink; without one the
+	// engine follows control connections by its own stream tracking only.
+	Conntrack Conntrack
+}
+
+// Conntrack is the part of *ct.Conn the engine's view of control
+// connections uses.
+type Conntrack interface {
+	// Get looks an entry up by its original tuple; the error wraps
+	// unix.ENOENT when there is none.
+	Get(t ct.Tuple) (ct.Flow, error)
 }
 
 // Netfilter hook numbers (uapi linux/netfilter.h) as NFQUEUE reports them.
@@ -132,6 +145,11 @@ type ctrlConn struct {
 	lastSeen    time.Time
 	helperDone  bool
 	helperTries uint8
+	natPort     uint16 // the masqueraded source port the server sees (view mode; 0 while unknown)
+	// wan is the router's address the server talks to (the reply
+	// tuple's destination in conntrack): inbound GRE of the connection's
+	// calls must be addressed to it. Invalid while unknown.
+	wan netip.Addr
 }
 
 // counters are the engine's event counts (guarded by Engine.mu).
@@ -140,6 +158,8 @@ type counters struct {
 	ctrlSegments, ctrlRewrites, ctrlBad, ctrlLostSync, ctrlOutOfOrder   uint64
 	ctrlUnsynced, ctrlRetransmits, callsRefused, connsRefused, badPkts  uint64
 	helperCleared, helperErrors, callsOpened, callsClosed, callsExpired uint64
+	greMalformed, greNotToWAN, ctrlSynIgnored, ctrlRSTIgnored           uint64
+	ctrlUnconfirmed, ctrlOutOfWindow                                    uint64
 }
 
 // Engine is the userspace PPTP Call-ID NAT.
@@ -157,7 +177,8 @@ type Engine struct {
 	cfg       Config
 	conns     map[connKey]*ctrlConn
 	byTrans   map[transKey]*call
-	blocks    map[transKey]int // calls per (server, high byte << 8)
+	byNAT     map[natKey]*ctrlConn // view mode: connections by the server's view, for RSTs from the WAN
+	blocks    map[transKey]int     // calls per (server, high byte << 8)
 	perClient map[uint32]int
 	nCalls    int
 	cnt       counters
@@ -165,6 +186,9 @@ type Engine struct {
 	dirty     bool
 	lastSweep time.Time
 	helperOff bool // ctnetlink is unavailable: stop trying
+	ctView    bool // ctq is set: follow control connections with conntrack's view
+	ctq       Conntrack
+	ctConn    *ct.Conn // the engine's own ctnetlink socket, closed by Run
 	seg       segCtx
 }
 
@@ -175,8 +199,9 @@ func New(cfg Config, o Options) (*Engine, error) {
 	cfg.defaults()
 	e := &Engine{
 		log: o.Log, now: o.Now, rand: o.Rand, flows: o.Flows, helper: o.Helper, cfg: cfg, statePath: cfg.StatePath,
-		conns: map[connKey]*ctrlConn{}, byTrans: map[transKey]*call{},
+		conns: map[connKey]*ctrlConn{}, byTrans: map[transKey]*call{}, byNAT: map[natKey]*ctrlConn{},
 		blocks: map[transKey]int{}, perClient: map[uint32]int{}, limitLog: map[uint32]time.Time{},
+		ctq: o.Conntrack, ctView: o.Conntrack != nil,
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -212,8 +237,32 @@ func New(cfg Config, o Options) (*Engine, error) {
 			return nil, fmt.Errorf("pptp engine: %w", err)
 		}
 		e.q = q
+		if e.ctq == nil {
+			c, why := openConntrack()
+			if c != nil {
+				e.ctq, e.ctView = c, true
+				e.ctConn = c
+			} else {
+				e.log.Warn("pptp: no conntrack view of control connections (needs nf_conntrack_netlink, kmod-nf-conntrack-netlink): "+
+					"spoofed RST, SYN and control segments are judged by the engine's own stream tracking only, "+
+					"and inbound GRE is not checked against the router's WAN address", "err", why)
+			}
+		}
 	}
 	return e, nil
+}
+
+// openConntrack opens ctnetlink if the kernel speaks it.
+func openConntrack() (*ct.Conn, error) {
+	c, err := ct.Open()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Available(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
 }
 
 func cryptoRand16() uint16 {
@@ -240,6 +289,9 @@ func (e *Engine) Run(ctx context.Context) error {
 		return errors.New("pptp engine: no queue")
 	}
 	defer e.q.Close()
+	if e.ctConn != nil {
+		defer e.ctConn.Close()
+	}
 	for ctx.Err() == nil {
 		if _, err := e.q.Step(e); err != nil {
 			return err
@@ -295,6 +347,10 @@ func (e *Engine) handleLocked(p *nfqueue.Packet, now time.Time) {
 			e.greInLocked(p, ip, now)
 		}
 	case packet.ProtoTCP:
+		if p.Hook == hookPrerouting {
+			e.rstRawLocked(p, ip)
+			return
+		}
 		e.tcpLocked(p, ip, now)
 	}
 }
@@ -315,13 +371,31 @@ func (e *Engine) greInLocked(p *nfqueue.Packet, ip packet.IPv4, now time.Time) {
 		return
 	}
 	g, err := packet.ParseGRE(ip.Payload())
-	if err != nil || g.Version() != 1 {
+	if err != nil {
+		if pl := ip.Payload(); len(pl) >= 2 && pl[1]&7 == 1 {
+			// Enhanced GRE (version 1) that does not parse is of no
+			// use to anyone: counted and dropped.
+			e.cnt.greMalformed++
+			p.Verdict = nfqueue.Drop
+			return
+		}
+		e.cnt.greOther++
+		return
+	}
+	if g.Version() != 1 {
 		e.cnt.greOther++
 		return
 	}
 	c := e.byTrans[transKey{u32(ip.Src()), g.CallID()}]
 	if c == nil {
 		e.cnt.greInUnknown++
+		return
+	}
+	if w := c.conn.wan; w.IsValid() && ip.Dst() != w {
+		// The call's key, but not sent to the router's address the
+		// control connection uses: the kernel helper would not deliver
+		// it either. Left alone (fw4 forwards nothing unsolicited).
+		e.cnt.greNotToWAN++
 		return
 	}
 	ip.SetDst(c.client)
@@ -358,10 +432,175 @@ func (e *Engine) tcpLocked(p *nfqueue.Packet, ip packet.IPv4, now time.Time) {
 	default:
 		return
 	}
+	c := e.conns[key]
+	if e.ctView {
+		e.tcpViewLocked(p, ip, tcp, d, key, c, now)
+		return
+	}
+	e.tcpOwnLocked(p, ip, tcp, d, key, c, now)
+}
+
+// tcpViewLocked follows a control connection with conntrack's view of it
+// (ctnetlink; conntrack ran before the forward hook, so its entry already
+// reflects the segment). State follows what conntrack and the endpoints
+// accept:
+//
+//   - segments conntrack finds invalid (outside both windows: most spoofed
+//     RSTs, forged messages) never get here: the plan drops them before the
+//     queue rule (plan.CounterPPTPInvalid);
+//   - RSTs are judged before conntrack sees them (rstRawLocked): an
+//     in-window spoofed RST would otherwise push conntrack's record of the
+//     sender's stream forward, so that the sender's real segments look
+//     stale to it (invalid: never translated back, lost), and the control
+//     connection dies although both endpoints still hold it;
+//   - handshakes create no state, so spoofed SYNs cannot fill the table: a
+//     connection is followed from its first client segment whose entry is
+//     established and assured (a handshake conntrack confirmed), from the
+//     next message boundary;
+//   - an RST ends the connection only if conntrack closed it (exactly the
+//     next sequence number) or dropped it; any other RST is dropped: the
+//     endpoint would not accept it either (RFC 5961);
+//   - a client SYN on a followed connection ends it only if conntrack
+//     no longer has the old entry (it replaced a closed one with a new,
+//     still unconfirmed, entry); a SYN it ignored (the entry is still
+//     established: someone spoofs the client's address and port) is dropped.
+//
+// A lookup costs one ctnetlink round trip; it happens for RSTs, SYNs and
+// the first segment of a connection, never for GRE or ordinary segments.
+func (e *Engine) tcpViewLocked(p *nfqueue.Packet, ip packet.IPv4, tcp packet.TCP, d int, key connKey, c *ctrlConn, now time.Time) {
+	flags := tcp.Flags()
+	if flags&packet.TCPFlagSYN != 0 {
+		if c == nil || d != dirOut || flags&packet.TCPFlagACK != 0 {
+			return
+		}
+		_, err := e.ctGetLocked(c.client, c.server)
+		switch {
+		case errors.Is(err, unix.ENOENT):
+			e.closeConnLocked(c, "control connection reopened")
+		case err != nil:
+			// Unknown: keep the call, let the SYN through (the client's
+			// TCP and the server decide).
+		default:
+			e.cnt.ctrlSynIgnored++
+			p.Verdict = nfqueue.Drop
+		}
+		return
+	}
+	if c == nil {
+		if d == dirIn {
+			return
+		}
+		client := netip.AddrPortFrom(ip.Src(), tcp.SrcPort())
+		server := netip.AddrPortFrom(ip.Dst(), tcp.DstPort())
+		f, err := e.ctGetLocked(client, server)
+		if err != nil || f.TCPState != ct.TCPEstablished || f.Status&ct.StatusAssured == 0 {
+			if len(tcp.Payload()) > 0 {
+				// Nothing untranslated leaks; a real client's TCP
+				// sends it again.
+				e.cnt.ctrlUnconfirmed++
+				p.Verdict = nfqueue.Drop
+			}
+			return
+		}
+		if c = e.newConnLocked(key, ip, tcp, d, now); c == nil {
+			if len(tcp.Payload()) > 0 {
+				p.Verdict = nfqueue.Drop
+			}
+			return
+		}
+		if w := f.Reply.Dst; w.Is4() {
+			c.wan = w
+		}
+		e.setNATPortLocked(c, f.Reply.DstPort)
+	}
+	c.lastSeen = now
+	e.clearHelperLocked(c)
+	if flags&packet.TCPFlagRST != 0 {
+		f, err := e.ctGetLocked(c.client, c.server)
+		if errors.Is(err, unix.ENOENT) || (err == nil && f.TCPState == ct.TCPClose) {
+			e.closeConnLocked(c, "control connection reset")
+		} else {
+			e.cnt.ctrlRSTIgnored++
+			p.Verdict = nfqueue.Drop
+		}
+		return
+	}
+	e.ctrlDataLocked(p, c, d, tcp, now)
+}
+
+// natKey is a control connection as the server addresses it: its address
+// and port, and the router's masqueraded port.
+type natKey struct {
+	server        uint32
+	sport, natPrt uint16
+}
+
+func (e *Engine) setNATPortLocked(c *ctrlConn, port uint16) {
+	if port == 0 || c.natPort == port {
+		return
+	}
+	if c.natPort != 0 && e.byNAT[natKey{c.key.server, c.key.sport, c.natPort}] == c {
+		delete(e.byNAT, natKey{c.key.server, c.key.sport, c.natPort})
+	}
+	c.natPort = port
+	e.byNAT[natKey{c.key.server, c.key.sport, port}] = c
+	e.dirty = true
+}
+
+// rstRawLocked judges a control connection's RST in raw prerouting, before
+// conntrack (view mode; plan.userspacePPTP queues TCP 1723 there too). An
+// RST of a followed connection passes only with exactly the sequence number
+// the sender's stream is at (RFC 5961 3.2: what the receiver would accept
+// without a challenge ACK). Anything else is dropped before conntrack sees
+// it: an in-window one would move conntrack's record of the stream (see
+// tcpViewLocked). While a direction is not synchronised (just after a
+// restart, until the sender's next control message) the engine cannot tell,
+// so it drops every RST of it: a real reset then ends the call at its idle
+// timeout instead. RSTs of other connections, and all other segments, pass
+// untouched.
+func (e *Engine) rstRawLocked(p *nfqueue.Packet, ip packet.IPv4) {
+	if !e.ctView || ip.IsFragment() {
+		return
+	}
+	tcp, err := packet.ParseTCP(ip.Payload())
+	if err != nil || tcp.Flags()&packet.TCPFlagRST == 0 {
+		return
+	}
+	var c *ctrlConn
+	var d int
+	switch {
+	case tcp.DstPort() == packet.PortPPTP:
+		d = dirOut
+		c = e.conns[connKey{u32(ip.Src()), u32(ip.Dst()), tcp.SrcPort(), tcp.DstPort()}]
+	case tcp.SrcPort() == packet.PortPPTP:
+		d = dirIn
+		c = e.byNAT[natKey{u32(ip.Src()), tcp.SrcPort(), tcp.DstPort()}]
+		if c != nil && c.wan.IsValid() && ip.Dst() != c.wan {
+			c = nil
+		}
+	}
+	if c == nil {
+		return
+	}
+	if st := &c.dirs[d]; st.synced && tcp.Seq() == st.next {
+		return
+	}
+	e.cnt.ctrlRSTIgnored++
+	p.Verdict = nfqueue.Drop
+}
+
+// ctGetLocked asks conntrack for a control connection's entry.
+func (e *Engine) ctGetLocked(client, server netip.AddrPort) (ct.Flow, error) {
+	return e.ctq.Get(ct.Tuple{Src: client.Addr(), Dst: server.Addr(), Proto: packet.ProtoTCP,
+		SrcPort: client.Port(), DstPort: server.Port()})
+}
+
+// tcpOwnLocked follows a control connection by the engine's own stream
+// tracking alone (no conntrack view: the kernel lacks ctnetlink).
+func (e *Engine) tcpOwnLocked(p *nfqueue.Packet, ip packet.IPv4, tcp packet.TCP, d int, key connKey, c *ctrlConn, now time.Time) {
 	flags := tcp.Flags()
 	seq := tcp.Seq()
 	payload := tcp.Payload()
-	c := e.conns[key]
 
 	if flags&packet.TCPFlagSYN != 0 {
 		if d == dirOut && flags&packet.TCPFlagACK == 0 {
@@ -417,20 +656,35 @@ func (e *Engine) tcpLocked(p *nfqueue.Packet, ip packet.IPv4, now time.Time) {
 		}
 		return
 	}
+	e.ctrlDataLocked(p, c, d, tcp, now)
+}
+
+// ctrlDataLocked handles a control segment's payload and FIN. It returns
+// false when the connection is gone or the segment is dropped.
+func (e *Engine) ctrlDataLocked(p *nfqueue.Packet, c *ctrlConn, d int, tcp packet.TCP, now time.Time) bool {
+	st := &c.dirs[d]
+	seq, payload := tcp.Seq(), tcp.Payload()
 	if len(payload) > 0 {
 		e.cnt.ctrlSegments++
 		if !e.segmentLocked(p, c, d, tcp, seq, payload, now) {
 			p.Verdict = nfqueue.Drop
-			return
+			return false
 		}
 	}
-	if flags&packet.TCPFlagFIN != 0 && st.synced && seq+uint32(len(payload)) == st.next {
+	if tcp.Flags()&packet.TCPFlagFIN != 0 && st.synced && seq+uint32(len(payload)) == st.next {
 		st.fin = true
 		if c.dirs[dirOut].fin && c.dirs[dirIn].fin {
 			e.closeConnLocked(c, "control connection closed")
+			return false
 		}
 	}
+	return true
 }
+
+// ctrlWindow bounds how far from the next expected byte a control segment
+// may start (view mode): far more than the control messages in flight on a
+// connection (each at most 220 bytes), far less than the sequence space.
+const ctrlWindow = 1 << 16
 
 // inWindow accepts an RST whose sequence number is at or up to 64 KiB past
 // the next expected byte (RFC 5961 would want exactly next; the kernel
@@ -486,7 +740,7 @@ func (e *Engine) clearHelperLocked(c *ctrlConn) {
 		return
 	}
 	if e.helper == nil {
-		h, err := nfqueue.OpenConntrack()
+		h, err := ct.Open()
 		if err != nil {
 			e.helperUnavailableLocked(err)
 			return
@@ -530,6 +784,14 @@ func (e *Engine) segmentLocked(p *nfqueue.Packet, c *ctrlConn, d int, tcp packet
 	}
 	off := tcp.HeaderLen()
 	rel := int32(seq - st.next)
+	if e.ctView && (rel > ctrlWindow || rel < -ctrlWindow) {
+		// Far outside the stream: conntrack's window tracking is liberal
+		// for this connection (tcpViewLocked), so the engine drops such
+		// segments itself. No endpoint would accept one, and counting it
+		// as a gap would let forged segments resynchronise the stream.
+		e.cnt.ctrlOutOfWindow++
+		return false
+	}
 	if rel > 0 {
 		// A gap: an earlier segment has not come through us yet. Drop
 		// this one; TCP sends both again in order. A gap that persists
@@ -644,8 +906,16 @@ func (e *Engine) closeConnLocked(c *ctrlConn, why string) {
 	for len(c.calls) > 0 {
 		e.removeCallLocked(c.calls[len(c.calls)-1], why)
 	}
+	e.forgetConnLocked(c)
+}
+
+// forgetConnLocked removes a connection from the tables.
+func (e *Engine) forgetConnLocked(c *ctrlConn) {
 	if e.conns[c.key] == c {
 		delete(e.conns, c.key)
+	}
+	if nk := (natKey{c.key.server, c.key.sport, c.natPort}); c.natPort != 0 && e.byNAT[nk] == c {
+		delete(e.byNAT, nk)
 	}
 }
 
@@ -665,7 +935,7 @@ func (e *Engine) sweepLocked(now time.Time) {
 		// A connection that never carried a call is kept only briefly: a
 		// real client sends its Outgoing-Call-Request within seconds.
 		if len(c.calls) == 0 && (now.Sub(c.lastSeen) > idle || now.Sub(c.created) > callSetupGrace) {
-			delete(e.conns, c.key)
+			e.forgetConnLocked(c)
 		}
 	}
 	for k, t := range e.limitLog {
@@ -738,6 +1008,9 @@ func (e *Engine) Counters() map[string]uint64 {
 		"connections_refused": c.connsRefused, "bad_packets": c.badPkts,
 		"kernel_helper_removed": c.helperCleared, "kernel_helper_errors": c.helperErrors,
 		"calls_opened": c.callsOpened, "calls_closed": c.callsClosed, "calls_expired": c.callsExpired,
+		"gre_malformed": c.greMalformed, "gre_in_not_to_wan": c.greNotToWAN,
+		"control_syn_ignored": c.ctrlSynIgnored, "control_rst_ignored": c.ctrlRSTIgnored,
+		"control_unconfirmed": c.ctrlUnconfirmed, "control_out_of_window": c.ctrlOutOfWindow,
 	}
 	e.mu.Unlock()
 	if e.q != nil {
