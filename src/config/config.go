@@ -100,6 +100,9 @@ type Warning struct {
 }
 
 func (w Warning) String() string {
+	if w.Line == 0 { // about something absent: no line to point at
+		return fmt.Sprintf("section %q: %s", w.Section, w.Msg)
+	}
 	if w.Option == "" {
 		return fmt.Sprintf("line %d: section %q: %s", w.Line, w.Section, w.Msg)
 	}
@@ -176,6 +179,7 @@ func FromUCI(f *uci.File) (Config, []Warning, error) {
 	c := Default()
 	var warns []Warning
 	seen := map[string]int{}
+	hasEnabled := map[string]bool{}
 	for _, s := range f.Sections {
 		opts, ok := sectionOptions[s.Type]
 		if !ok {
@@ -188,6 +192,9 @@ func FromUCI(f *uci.File) (Config, []Warning, error) {
 		}
 		seen[s.Type] = s.Line
 		for _, o := range s.Options {
+			if o.Name == "enabled" {
+				hasEnabled[s.Type] = true
+			}
 			set, ok := opts[o.Name]
 			if !ok {
 				warns = append(warns, Warning{Section: sectionLabel(s), Option: o.Name, Line: o.Line,
@@ -200,7 +207,39 @@ func FromUCI(f *uci.File) (Config, []Warning, error) {
 			}
 		}
 	}
-	return c, warns, nil
+	return c, append(warns, missing(&c, seen, hasEnabled)...), nil
+}
+
+// missing handles absent sections and absent `enabled` options. A file cut
+// short (a failed write, a full flash) loses its last sections first, so
+// the rule is: what is not written down is off. A protocol without its
+// section, or without `option enabled`, is blocked, never passed; an empty
+// file therefore blocks every protocol (globals' defaults: enabled, mode
+// auto, zones lan and wan). Each case is a warning that names the section.
+func missing(c *Config, seen map[string]int, hasEnabled map[string]bool) []Warning {
+	var warns []Warning
+	if _, ok := seen["globals"]; !ok {
+		warns = append(warns, Warning{Section: "globals", Msg: "no globals section: built-in defaults used " +
+			"(enabled '1', mode 'auto', lan_zone 'lan', wan_zone 'wan')"})
+	}
+	for _, p := range []struct {
+		typ string
+		on  *bool
+	}{{"pptp", &c.PPTP.Enabled}, {"l2tp", &c.L2TP.Enabled}, {"ipsec", &c.IPsec.Enabled}} {
+		line, ok := seen[p.typ]
+		switch {
+		case !ok:
+			*p.on = false
+			warns = append(warns, Warning{Section: p.typ, Msg: fmt.Sprintf("no %s section: %s is blocked "+
+				"(a missing section never switches a protocol on); add `config %s '%s'` with `option enabled '1'` to pass it",
+				p.typ, p.typ, p.typ, p.typ)})
+		case !hasEnabled[p.typ]:
+			*p.on = false
+			warns = append(warns, Warning{Section: p.typ, Line: line, Msg: fmt.Sprintf("no option enabled: %s is blocked "+
+				"(a missing option never switches a protocol on); add `option enabled '1'` to pass it", p.typ)})
+		}
+	}
+	return warns
 }
 
 func sectionLabel(s *uci.Section) string {

@@ -44,7 +44,11 @@ config pptp
 	option max_calls_per_client '2'
 	option idle_timeout '90s'
 
+config l2tp
+	option enabled '1'
+
 config ipsec 'ipsec'
+	option enabled '1'
 	option esp_mux 'off'
 	option idle_timeout '120'
 	option keep_ike_port '1'
@@ -130,8 +134,8 @@ func TestUnknownOptionsWarn(t *testing.T) {
 	if !c.Enabled {
 		t.Error("defaults lost")
 	}
-	if len(warns) != 2 {
-		t.Fatalf("want 2 warnings, got %v", warns)
+	if len(warns) != 5 { // colour, frobnicator, and no pptp, l2tp, ipsec
+		t.Fatalf("want 5 warnings, got %v", warns)
 	}
 	if !strings.Contains(warns[0].String(), `"colour"`) || !strings.Contains(warns[0].String(), "line 2") {
 		t.Errorf("warning does not name option and line: %s", warns[0])
@@ -164,4 +168,43 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("out-of-range value accepted: %+v", c)
 		}
 	})
+}
+
+// A file cut short loses its last sections or options first: that never
+// switches a protocol on, and each loss is a warning naming the section.
+func TestTruncatedFileNeverSwitchesOn(t *testing.T) {
+	full := "config globals 'globals'\n\toption enabled '1'\n\nconfig pptp 'pptp'\n\toption enabled '0'\n\n" +
+		"config l2tp 'l2tp'\n\toption enabled '1'\n\nconfig ipsec 'ipsec'\n\toption enabled '0'\n"
+	want, _, err := Parse("f", []byte(full))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(full, "\n")
+	for n := 0; n < len(lines); n++ {
+		cut := strings.Join(lines[:n], "")
+		c, warns, err := Parse("f", []byte(cut))
+		if err != nil {
+			t.Fatalf("cut after %d lines: %v", n, err)
+		}
+		for _, p := range []struct {
+			name     string
+			got, was bool
+		}{{"pptp", c.PPTP.Enabled, want.PPTP.Enabled}, {"l2tp", c.L2TP.Enabled, want.L2TP.Enabled}, {"ipsec", c.IPsec.Enabled, want.IPsec.Enabled}} {
+			if p.got && !p.was {
+				t.Errorf("cut after %d lines: %s switched on", n, p.name)
+			}
+		}
+		if n < len(lines)-1 && len(warns) == 0 {
+			t.Errorf("cut after %d lines: no warning", n)
+		}
+		for _, w := range warns {
+			if !strings.Contains(w.String(), "section \"") {
+				t.Errorf("warning names no section: %s", w)
+			}
+		}
+	}
+	c, warns, _ := Parse("f", nil)
+	if c.PPTP.Enabled || c.L2TP.Enabled || c.IPsec.Enabled || len(warns) != 4 {
+		t.Errorf("empty file: %+v, warnings %v; want every protocol blocked and 4 warnings", c, warns)
+	}
 }

@@ -135,7 +135,23 @@ func (n *Conn) Apply(p *plan.Plan) error {
 	for _, s := range p.Sets {
 		wantSet[s.Name] = s
 	}
+	// Maps keep their elements (the engines' kernel state) unless their
+	// type changed.
+	wantMap := map[string]*nftables.Set{}
+	for i, m := range p.Maps {
+		ms, err := mapSet(t, m, uint32(len(p.Sets)+i+1))
+		if err != nil {
+			return err
+		}
+		wantMap[m.Name] = ms
+	}
 	for _, s := range cur.sets {
+		if ms, ok := wantMap[s.Name]; ok {
+			if !sameMap(s, ms) {
+				nc.DelSet(s)
+			}
+			continue
+		}
 		if ws, ok := wantSet[s.Name]; !ok || ws.Type != s.KeyType.Name {
 			nc.DelSet(s)
 		}
@@ -175,6 +191,13 @@ func (n *Conn) Apply(p *plan.Plan) error {
 			}
 		}
 		sets[s.Name] = ns
+	}
+	for _, m := range p.Maps {
+		ms := wantMap[m.Name]
+		if err := nc.AddSet(ms, nil); err != nil {
+			return errorf("add map %s: %w", m.Name, err)
+		}
+		sets[m.Name] = ms
 	}
 	// 3. Named objects: delete the stale ones; adding one that exists
 	// changes nothing (counters keep their values).
@@ -320,6 +343,11 @@ func (n *Conn) Intact(p *plan.Plan) bool {
 		}
 		elems, err := c.GetSetElements(s)
 		if err != nil || len(elems) != len(ps.Elements) {
+			return false
+		}
+	}
+	for _, pm := range p.Maps {
+		if _, err := c.GetSetByName(t, pm.Name); err != nil {
 			return false
 		}
 	}

@@ -83,19 +83,39 @@ func ruleExprs(r plan.Rule, sets setLookup, queueCompat bool) ([]expr.Any, error
 		l.(*expr.Lookup).Invert = r.OIFNot
 		e = append(e, &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1}, l)
 	}
-	for _, st := range []struct {
-		on  bool
-		bit uint32
-	}{{r.Untracked, expr.CtStateBitUNTRACKED}, {r.Invalid, expr.CtStateBitINVALID}} {
-		if !st.on {
-			continue
+	if r.KeyMatch != nil {
+		l, err := lookup(r.KeyMatch.Set)
+		if err != nil {
+			return nil, err
 		}
+		k, err := keyLoad(r.KeyMatch.Key)
+		if err != nil {
+			return nil, err
+		}
+		e = append(append(e, k...), l)
+	}
+	if r.Untracked {
 		// ct state is a host-order bitmask; nft tests the bit is set.
 		e = append(e,
 			&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-				Mask: binaryutil.NativeEndian.PutUint32(st.bit), Xor: make([]byte, 4)},
+				Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitUNTRACKED), Xor: make([]byte, 4)},
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)})
+	}
+	if r.CtState != 0 {
+		e = append(e,
+			&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(r.CtState), Xor: make([]byte, 4)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)})
+	}
+	if r.NotDNAT {
+		// ct status is host order too; the port-forward bit is clear.
+		e = append(e,
+			&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(ctStatusDNAT), Xor: make([]byte, 4)},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: make([]byte, 4)})
 	}
 	if r.MarkMask != 0 {
 		// meta mark is in host byte order, as nft encodes it.
@@ -108,6 +128,22 @@ func ruleExprs(r plan.Rule, sets setLookup, queueCompat bool) ([]expr.Any, error
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
 				Mask: binaryutil.NativeEndian.PutUint32(r.MarkMask), Xor: make([]byte, 4)},
 			markCmp)
+	}
+	if r.MapSet != nil {
+		m := sets(r.MapSet.Map)
+		if m == nil {
+			return nil, errorf("rule refers to unknown map %q", r.MapSet.Map)
+		}
+		k, err := keyLoad(r.MapSet.Key)
+		if err != nil {
+			return nil, err
+		}
+		w, err := mapWrite(r.MapSet.Dst)
+		if err != nil {
+			return nil, err
+		}
+		e = append(append(e, k...),
+			&expr.Lookup{SourceRegister: 1, DestRegister: 1, IsDestRegSet: true, SetName: m.Name, SetID: m.ID}, w)
 	}
 	if r.Limit != nil {
 		e = append(e, &expr.Limit{Type: expr.LimitTypePkts, Rate: r.Limit.PerSecond, Unit: expr.LimitTimeSecond, Burst: r.Limit.Burst})
@@ -143,6 +179,9 @@ func ruleExprs(r plan.Rule, sets setLookup, queueCompat bool) ([]expr.Any, error
 	}
 	return e, nil
 }
+
+// ctStatusDNAT is IPS_DST_NAT (uapi nf_conntrack_common.h): a port forward.
+const ctStatusDNAT = 1 << 5
 
 // Kernel constants for the xtables NFQUEUE target (uapi
 // linux/netfilter/xt_NFQUEUE.h): revision 3 carries queuenum, queues_total

@@ -1,5 +1,7 @@
 package plan
 
+import "strings"
+
 // L4 is an IP protocol number (the `meta l4proto` value).
 type L4 uint8
 
@@ -79,11 +81,17 @@ type Rule struct {
 	MarkNot  bool // with MarkMask: meta mark & MarkMask != Mark
 	// Untracked: ct state untracked (notrack'd packets, which NAT skips).
 	Untracked bool
-	// Invalid: ct state invalid (conntrack found the packet belongs to no
-	// connection it tracks, e.g. a TCP segment outside both windows).
-	Invalid bool
+	// KeyMatch: the (concatenated) key is in a set of Plan.Maps.
+	KeyMatch *KeyMatch
+	// CtState: ct state is one of these (a CtState* bitmask; 0 = any).
+	CtState uint32
+	// NotDNAT: ct status ! dnat (not a port forward).
+	NotDNAT bool
 
 	// Statements.
+	// MapSet rewrites a field from a map of Plan.Maps; without an element
+	// for the key the rule ends there, so the next rule sees the packet.
+	MapSet   *MapStmt
 	Limit    *Limit
 	Log      string // log prefix
 	Counter  string // counter name "..."
@@ -92,4 +100,29 @@ type Rule struct {
 	SetMark  bool // meta mark set meta mark & ^MarkMask | Mark
 	Queue    *QueueStmt
 	Verdict  Verdict
+}
+
+// Conntrack states for Rule.CtState (uapi nf_conntrack_common.h: the state
+// bits nft's `ct state` tests).
+const (
+	CtStateInvalid     uint32 = 1 << 0
+	CtStateEstablished uint32 = 1 << 1
+	CtStateRelated     uint32 = 1 << 2
+	CtStateNew         uint32 = 1 << 3
+	CtStateUntracked   uint32 = 1 << 6
+)
+
+// ctStateNames renders a CtState mask in nft's order.
+func ctStateNames(m uint32) string {
+	var names []string
+	for _, s := range []struct {
+		bit  uint32
+		name string
+	}{{CtStateInvalid, "invalid"}, {CtStateEstablished, "established"}, {CtStateRelated, "related"},
+		{CtStateNew, "new"}, {CtStateUntracked, "untracked"}} {
+		if m&s.bit != 0 {
+			names = append(names, s.name)
+		}
+	}
+	return strings.Join(names, ",")
 }

@@ -71,10 +71,12 @@ func userspacePPTP(p *Plan, in Input, pre, fwd *Chain) bool {
 		Mark:     Mark,
 		Notrack:  true,
 	}}}
-	// Control segments conntrack finds invalid (outside both endpoints'
-	// windows: spoofed RSTs, forged messages) belong to no connection:
-	// dropped and counted before the engine, so they cannot move its
-	// stream state (src/engine/pptp doc.go).
+	// Control segments from the LAN that conntrack finds invalid (outside
+	// both endpoints' windows: spoofed RSTs, forged messages) belong to no
+	// connection: dropped and counted before the engine, so they cannot
+	// move its stream state (src/engine/pptp doc.go). From the WAN an
+	// invalid segment is never translated back by conntrack: it stays
+	// addressed to the router and never reaches the forward hook.
 	p.Counters = append(p.Counters, CounterPPTPInvalid)
 	fwd.Rules = append(fwd.Rules,
 		Rule{
@@ -84,18 +86,7 @@ func userspacePPTP(p *Plan, in Input, pre, fwd *Chain) bool {
 			IPv4Only: true,
 			L4:       ProtoTCP,
 			DPort:    1723,
-			Invalid:  true,
-			Counter:  CounterPPTPInvalid,
-			Verdict:  VerdictDrop,
-		},
-		Rule{
-			Comment:  "vpn-passthrough: PPTP control segments conntrack finds invalid are dropped before the engine",
-			IIFSet:   SetWAN,
-			OIFSet:   SetLAN,
-			IPv4Only: true,
-			L4:       ProtoTCP,
-			SPort:    1723,
-			Invalid:  true,
+			CtState:  CtStateInvalid,
 			Counter:  CounterPPTPInvalid,
 			Verdict:  VerdictDrop,
 		},
@@ -118,6 +109,6 @@ func userspacePPTP(p *Plan, in Input, pre, fwd *Chain) bool {
 			Queue:    queue(),
 		})
 	p.Chains = append(p.Chains, raw, untrack)
-	p.Queues = append(p.Queues, Queue{Num: num, Engine: "pptp"})
+	p.Queues = append(p.Queues, Queue{Num: num, Engine: "pptp", Mark: Mark, ClearHelper: in.Caps.PPTPHelper})
 	return true
 }

@@ -93,8 +93,8 @@ func TestUserspacePPTPPlan(t *testing.T) {
 			// Segments conntrack finds invalid are dropped and counted
 			// before the engine's forward rules.
 			if inv := rulesWith(p, func(r Rule) bool {
-				return r.Invalid && r.L4 == ProtoTCP && r.Verdict == VerdictDrop && r.Counter == CounterPPTPInvalid
-			}); len(inv) != 2 {
+				return r.CtState == CtStateInvalid && r.L4 == ProtoTCP && r.Verdict == VerdictDrop && r.Counter == CounterPPTPInvalid
+			}); len(inv) != 1 || inv[0].IIFSet != SetLAN {
 				t.Errorf("invalid-control drop rules %+v", inv)
 			}
 			// Outbound GRE is the kernel's (masquerade): nothing of ours

@@ -93,7 +93,7 @@ func TestCheckJSONWithWarnings(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &v); err != nil {
 		t.Fatalf("check --json is not JSON (%v): %q (stderr %q)", err, out, serr)
 	}
-	if len(v.ConfigWarnings) != 1 || !strings.Contains(v.ConfigWarnings[0], "colour") {
+	if len(v.ConfigWarnings) != 4 || !strings.Contains(v.ConfigWarnings[0], "colour") || !strings.Contains(v.ConfigWarnings[1], "no pptp section") {
 		t.Errorf("config_warnings = %v", v.ConfigWarnings)
 	}
 }

@@ -19,17 +19,19 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/ct"
+	"github.com/vpn-passthrough/vpn-passthrough/src/engine"
 	"github.com/vpn-passthrough/vpn-passthrough/src/nfqueue"
 	"github.com/vpn-passthrough/vpn-passthrough/src/packet"
 	"github.com/vpn-passthrough/vpn-passthrough/src/status"
 )
 
-// Config is what the engine needs from the daemon's config and plan.
+// Config is what the engine needs from the daemon's config and plan. In
+// Common: Queue (plan.Queue.Num), MaxSessions (calls in all, max_calls),
+// MaxPerClient (calls per LAN client), IdleTimeout (a call without GRE or
+// control traffic this long is removed), StatePath (where the call table is
+// kept across a crash, "" = not kept; see doc.go) and Log.
 type Config struct {
-	Queue        uint16        // NFQUEUE number (plan.Queue.Num)
-	MaxCalls     int           // calls in all
-	MaxPerClient int           // calls per LAN client
-	IdleTimeout  time.Duration // a call without GRE or control traffic for this long is removed
+	engine.Common
 	// Mark and MarkMask: inbound GRE the engine translated gets
 	// mark&^MarkMask|Mark, so the plan's notrack rule and the fw4 forward
 	// include recognise it (plan.Mark, plan.MarkMask).
@@ -38,14 +40,11 @@ type Config struct {
 	// control connection the engine handles (the kernel has nf_conntrack_pptp
 	// and fw4 may assign it; see doc.go).
 	ClearKernelHelper bool
-	// StatePath is where the call table is kept across a crash ("" = not
-	// kept). See doc.go.
-	StatePath string
 }
 
 func (c *Config) defaults() {
-	if c.MaxCalls <= 0 {
-		c.MaxCalls = 1024
+	if c.MaxSessions <= 0 {
+		c.MaxSessions = 1024
 	}
 	if c.MaxPerClient <= 0 {
 		c.MaxPerClient = 16
@@ -195,8 +194,15 @@ type Engine struct {
 // New builds the engine, restores the call table from cfg.StatePath if a
 // previous run left one, and binds the queue (unless o.NoQueue), so that it
 // listens before the daemon installs the queue rules.
-func New(cfg Config, o Options) (*Engine, error) {
+func New(cfg Config, opts ...Options) (*Engine, error) {
 	cfg.defaults()
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	if o.Log == nil {
+		o.Log = cfg.Log
+	}
 	e := &Engine{
 		log: o.Log, now: o.Now, rand: o.Rand, flows: o.Flows, helper: o.Helper, cfg: cfg, statePath: cfg.StatePath,
 		conns: map[connKey]*ctrlConn{}, byTrans: map[transKey]*call{}, byNAT: map[natKey]*ctrlConn{},
@@ -273,12 +279,13 @@ func cryptoRand16() uint16 {
 
 // Update applies a new config without losing calls. The queue number is
 // fixed for an engine's life (the daemon starts a new engine for another).
-func (e *Engine) Update(cfg Config) {
+func (e *Engine) Update(cfg Config) error {
 	cfg.defaults()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	cfg.Queue, cfg.StatePath = e.cfg.Queue, e.statePath
 	e.cfg = cfg
+	return nil
 }
 
 // Run handles the queue until ctx ends, then closes it. On a clean stop it
@@ -695,10 +702,10 @@ func inWindow(seq, next uint32) bool {
 }
 
 func (e *Engine) newConnLocked(key connKey, ip packet.IPv4, tcp packet.TCP, d int, now time.Time) *ctrlConn {
-	if len(e.conns) >= 2*e.cfg.MaxCalls+16 {
+	if len(e.conns) >= 2*e.cfg.MaxSessions+16 {
 		e.cnt.connsRefused++
 		e.limitLogLocked(key.client, now, "pptp control connection refused: limit reached",
-			"limit", "max_calls", "value", e.cfg.MaxCalls, "connections", len(e.conns))
+			"limit", "max_calls", "value", e.cfg.MaxSessions, "connections", len(e.conns))
 		return nil
 	}
 	// One client must not use up the table for the others: it gets the
@@ -994,11 +1001,13 @@ func (e *Engine) Sessions() []status.Session {
 	return ss
 }
 
-// Counters are the engine's and its queue's counters for status.
-func (e *Engine) Counters() map[string]uint64 {
+// Stats are the engine's counters in the engines' one counter set
+// (engine.Stats). Detail keeps every PPTP-specific count under the names
+// status has always shown (gre_in, control_rst_ignored, ...).
+func (e *Engine) Stats() engine.Stats {
 	e.mu.Lock()
 	c := e.cnt
-	m := map[string]uint64{
+	d := map[string]uint64{
 		"calls": uint64(e.nCalls), "control_connections": uint64(len(e.conns)),
 		"gre_in": c.greIn, "gre_in_unknown_call": c.greInUnknown, "gre_other": c.greOther,
 		"control_segments": c.ctrlSegments, "control_bytes_rewritten": c.ctrlRewrites,
@@ -1012,11 +1021,27 @@ func (e *Engine) Counters() map[string]uint64 {
 		"control_syn_ignored": c.ctrlSynIgnored, "control_rst_ignored": c.ctrlRSTIgnored,
 		"control_unconfirmed": c.ctrlUnconfirmed, "control_out_of_window": c.ctrlOutOfWindow,
 	}
+	st := engine.Stats{
+		ForwardedIn: c.greIn,
+		Learned:     c.callsOpened,
+		Ended:       c.callsClosed,
+		Malformed:   c.greMalformed + c.badPkts + c.ctrlBad,
+		Unknown:     c.greInUnknown,
+		Refused:     c.callsRefused + c.connsRefused,
+		Detail:      d,
+	}
 	e.mu.Unlock()
 	if e.q != nil {
 		s := e.q.Stats()
-		m["queue_packets"], m["queue_batches"], m["queue_enobufs"] = s.Packets, s.Batches, s.ENOBUFS
-		m["queue_netlink_errors"], m["queue_send_errors"] = s.NLErrors, s.SendErrs
+		st.QueueRecv, st.QueueLost = s.Packets, s.ENOBUFS+s.SendErrs
+		d["queue_batches"], d["queue_enobufs"] = s.Batches, s.ENOBUFS
+		d["queue_netlink_errors"], d["queue_send_errors"] = s.NLErrors, s.SendErrs
 	}
-	return m
+	return st
 }
+
+// Counters flattens Stats for status.
+func (e *Engine) Counters() map[string]uint64 { return e.Stats().Map() }
+
+// The engines' contract (src/engine).
+var _ engine.Engine[Config] = (*Engine)(nil)

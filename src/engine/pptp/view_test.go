@@ -2,6 +2,7 @@ package pptp
 
 import (
 	"fmt"
+	"github.com/vpn-passthrough/vpn-passthrough/src/engine"
 	"net/netip"
 	"path/filepath"
 	"strconv"
@@ -146,13 +147,13 @@ func TestViewRestartedDropsRSTsUntilSynced(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "pptp.json")
 	c := &fakeCT{flows: map[ct.Tuple]ct.Flow{}}
 	opt := func(o *Options) { o.Conntrack = c }
-	h := newHarnessWith(t, Config{StatePath: path}, opt)
+	h := newHarnessWith(t, Config{Common: engine.Common{StatePath: path}}, opt)
 	f := h.flow(1, 40000)
 	viewCall(t, h, c, f, 1, 0x7001)
 	h.e.housekeeping()
 	// "SIGKILL": a new engine on the same file. It knows the WAN address
 	// and NAT port, but not where the streams are: every RST is dropped.
-	h2 := newHarnessWith(t, Config{StatePath: path}, opt)
+	h2 := newHarnessWith(t, Config{Common: engine.Common{StatePath: path}}, opt)
 	f.h = h2
 	if p := h2.rawRST(f, f.seqIn); p.Verdict != nfqueue.Drop {
 		t.Error("RST on an unsynchronised stream passed")
