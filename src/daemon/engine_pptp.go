@@ -5,6 +5,7 @@ import (
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine/pptp"
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine/statefile"
 	"github.com/vpn-passthrough/vpn-passthrough/src/loader"
+	"github.com/vpn-passthrough/vpn-passthrough/src/nft"
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
 )
 
@@ -41,13 +42,22 @@ func newPPTPEngine(q plan.Queue, l *loader.Loaded, env EngineEnv) (Engine, error
 	log := env.Log.With("engine", "pptp")
 	cfg := pptpConfig(q, l, env.StateDir)
 	cfg.Log = log
+	if q.Maps {
+		// The plan has the kernel data plane: the engine programs the
+		// GRE maps from the control connections.
+		n, err := nft.Open()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Maps = n.Maps(l.Plan.Table)
+	}
 	e, err := pptp.New(cfg)
 	if err != nil {
 		return nil, err
 	}
 	log.Info("pptp engine ready", "queue", q.Num, "state_file", cfg.StatePath,
 		"max_calls", cfg.MaxSessions, "max_calls_per_client", cfg.MaxPerClient, "idle_timeout", cfg.IdleTimeout,
-		"remove_kernel_helper", cfg.ClearKernelHelper)
+		"remove_kernel_helper", cfg.ClearKernelHelper, "kernel_maps", q.Maps)
 	return &pptpEngine{Engine: e, q: q, stateDir: env.StateDir}, nil
 }
 

@@ -255,6 +255,7 @@ func (sc *segCtx) translate(d int, kind fieldKind, orig uint16, newHi int16) (ui
 			sc.actions = append(sc.actions, action{kind: actRemove, cl: old, why: "Call ID reused by the client"})
 		}
 		cl := e.addCallLocked(sc.c, orig, id, sc.now)
+		e.programLocked(cl)
 		sc.added = append(sc.added, cl)
 		return id, true
 	case fieldOwn:

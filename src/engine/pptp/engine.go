@@ -131,6 +131,11 @@ type call struct {
 	lastSeen time.Time
 
 	pktsIn, bytesIn uint64 // inbound GRE the engine demultiplexed
+
+	// Kernel data plane (kernel.go): the elements exist, for wan.
+	programmed          bool
+	wan                 netip.Addr
+	kernPkts, kernBytes uint64 // what the kernel forwarded (element counters)
 }
 
 // ctrlConn is one PPTP control connection (TCP 1723).
@@ -158,7 +163,7 @@ type counters struct {
 	ctrlUnsynced, ctrlRetransmits, callsRefused, connsRefused, badPkts  uint64
 	helperCleared, helperErrors, callsOpened, callsClosed, callsExpired uint64
 	greMalformed, greNotToWAN, ctrlSynIgnored, ctrlRSTIgnored           uint64
-	ctrlUnconfirmed, ctrlOutOfWindow                                    uint64
+	ctrlUnconfirmed, ctrlOutOfWindow, mapErrors                         uint64
 }
 
 // Engine is the userspace PPTP Call-ID NAT.
@@ -188,6 +193,9 @@ type Engine struct {
 	ctView    bool // ctq is set: follow control connections with conntrack's view
 	ctq       Conntrack
 	ctConn    *ct.Conn // the engine's own ctnetlink socket, closed by Run
+	maps      engine.Maps
+	orphans   map[string]*orphan // kernel.go
+	lastSync  time.Time
 	seg       segCtx
 }
 
@@ -207,7 +215,7 @@ func New(cfg Config, opts ...Options) (*Engine, error) {
 		log: o.Log, now: o.Now, rand: o.Rand, flows: o.Flows, helper: o.Helper, cfg: cfg, statePath: cfg.StatePath,
 		conns: map[connKey]*ctrlConn{}, byTrans: map[transKey]*call{}, byNAT: map[natKey]*ctrlConn{},
 		blocks: map[transKey]int{}, perClient: map[uint32]int{}, limitLog: map[uint32]time.Time{},
-		ctq: o.Conntrack, ctView: o.Conntrack != nil,
+		ctq: o.Conntrack, ctView: o.Conntrack != nil, maps: cfg.Maps, orphans: map[string]*orphan{},
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -229,6 +237,9 @@ func New(cfg Config, opts ...Options) (*Engine, error) {
 			e.log.Info("pptp calls restored after a restart", "calls", n, "path", cfg.StatePath)
 		}
 	}
+	e.mu.Lock()
+	e.adoptKernelLocked(e.now())
+	e.mu.Unlock()
 	if !o.NoQueue {
 		open := o.OpenQueue
 		if open == nil {
@@ -314,6 +325,10 @@ func (e *Engine) Run(ctx context.Context) error {
 // housekeeping expires idle calls and saves the call table when it changed.
 func (e *Engine) housekeeping() {
 	now := e.now()
+	if e.maps != nil && now.Sub(e.lastSync) >= time.Second {
+		e.lastSync = now
+		e.syncKernel(now)
+	}
 	e.mu.Lock()
 	if now.Sub(e.lastSweep) >= time.Second {
 		e.sweepLocked(now)
@@ -882,6 +897,7 @@ func (e *Engine) removeCallLocked(cl *call, why string) {
 
 // dropCallLocked unregisters a call.
 func (e *Engine) dropCallLocked(cl *call) {
+	e.unprogramLocked(cl)
 	c := cl.conn
 	for i, x := range c.calls {
 		if x == cl {
@@ -980,7 +996,7 @@ func (e *Engine) Sessions() []status.Session {
 			s := status.Session{
 				Proto: "pptp", Client: cl.client.String(), Server: cl.server.String(),
 				OrigID: strconv.Itoa(int(cl.orig)), TransID: strconv.Itoa(int(cl.trans)), State: cl.state,
-				PacketsIn: cl.pktsIn, BytesIn: cl.bytesIn,
+				PacketsIn: cl.pktsIn + cl.kernPkts, BytesIn: cl.bytesIn + cl.kernBytes,
 				AgeSeconds: int64(now.Sub(cl.created) / time.Second), IdleSeconds: int64(now.Sub(cl.lastSeen) / time.Second),
 			}
 			if cl.havePeer {
@@ -1021,7 +1037,22 @@ func (e *Engine) Stats() engine.Stats {
 		"control_syn_ignored": c.ctrlSynIgnored, "control_rst_ignored": c.ctrlRSTIgnored,
 		"control_unconfirmed": c.ctrlUnconfirmed, "control_out_of_window": c.ctrlOutOfWindow,
 	}
+	var kin uint64
+	var elems uint64
+	for _, cn := range e.conns {
+		for _, cl := range cn.calls {
+			if cl.programmed {
+				kin += cl.kernPkts
+				elems += 3
+			}
+		}
+	}
+	elems += 3 * uint64(len(e.orphans))
+	d["map_orphans"] = uint64(len(e.orphans))
 	st := engine.Stats{
+		KernelIn:    kin,
+		Elements:    elems,
+		MapErrors:   c.mapErrors,
 		ForwardedIn: c.greIn,
 		Learned:     c.callsOpened,
 		Ended:       c.callsClosed,
