@@ -42,9 +42,11 @@ func newPPTPEngine(q plan.Queue, l *loader.Loaded, env EngineEnv) (Engine, error
 	log := env.Log.With("engine", "pptp")
 	cfg := pptpConfig(q, l, env.StateDir)
 	cfg.Log = log
-	if q.Maps {
-		// The plan has the kernel data plane: the engine programs the
-		// GRE maps from the control connections.
+	if _, ok := l.Plan.Map(plan.MapPPTPWANAddrs); ok {
+		// The engine programs the GRE maps from the control connections
+		// (the kernel data plane), or on the fallback only the router
+		// addresses where untranslated GRE is dropped silently.
+		cfg.WANAddrsOnly = !q.Maps
 		n, err := nft.Open()
 		if err != nil {
 			return nil, err

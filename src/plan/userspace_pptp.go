@@ -88,8 +88,8 @@ func userspacePPTP(p *Plan, in Input, pre, fwd *Chain) bool {
 			Map{Name: MapPPTPDst, Engine: "pptp", Key: Key{FieldIPSaddr, FieldGREKey}, Data: FieldIPDaddr},
 			Map{Name: MapPPTPKey, Engine: "pptp", Key: Key{FieldIPSaddr, FieldGREKey}, Data: FieldGREKey},
 			Map{Name: MapPPTPWANAddrs, Engine: "pptp", Key: Key{FieldIPDaddr}})
-		p.Counters = append(p.Counters, CounterPPTPUnknownCall)
 	} else {
+		p.Maps = append(p.Maps, Map{Name: MapPPTPWANAddrs, Engine: "pptp", Key: Key{FieldIPDaddr}})
 		raw.Rules = append(raw.Rules, Rule{
 			Comment: "vpn-passthrough: inbound PPTP GRE is demultiplexed by Call ID before conntrack and routing",
 			IIFSet:  SetWAN,
@@ -115,6 +115,7 @@ func userspacePPTP(p *Plan, in Input, pre, fwd *Chain) bool {
 		SPort:    1723,
 		Queue:    queue(),
 	})
+	p.Counters = append(p.Counters, CounterPPTPUnknownCall)
 	untrack := Chain{Name: chainPPTPUntrack, Hook: HookPrerouting, Priority: PrioPPTPUntrack, Rules: []Rule{{
 		Comment:  "vpn-passthrough: GRE the PPTP engine translated stays out of conntrack",
 		IIFSet:   SetWAN,
@@ -122,6 +123,22 @@ func userspacePPTP(p *Plan, in Input, pre, fwd *Chain) bool {
 		MarkMask: MarkMask,
 		Mark:     Mark,
 		Notrack:  true,
+	}, {
+		// What the engine did not translate (no call holds its Call ID,
+		// or no engine runs and the queue rule let it pass): dropped
+		// silently when sent to a router address PPTP control
+		// connections use. fw4's input would reject it with an ICMP
+		// error, on which a real pptpd tears the call down, so a call
+		// would die because the daemon restarted.
+		Comment:  "vpn-passthrough: inbound GRE to a PPTP WAN address the engine did not translate is dropped",
+		IIFSet:   SetWAN,
+		GREv1:    true,
+		MarkMask: MarkMask,
+		Mark:     Mark,
+		MarkNot:  true,
+		KeyMatch: &KeyMatch{Key: Key{FieldIPDaddr}, Set: MapPPTPWANAddrs},
+		Counter:  CounterPPTPUnknownCall,
+		Verdict:  VerdictDrop,
 	}}}
 	// Control segments from the LAN that conntrack finds invalid (outside
 	// both endpoints' windows: spoofed RSTs, forged messages) belong to no

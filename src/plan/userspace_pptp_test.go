@@ -114,8 +114,17 @@ func TestUserspacePPTPPlan(t *testing.T) {
 			if fast {
 				return
 			}
-			if r := untrack.Rules[0]; len(untrack.Rules) != 1 || !r.Notrack || !r.GREv1 || r.MarkMask != MarkMask || r.Mark != Mark || r.MarkNot || r.IIFSet != SetWAN {
+			if r := untrack.Rules[0]; len(untrack.Rules) != 2 || !r.Notrack || !r.GREv1 || r.MarkMask != MarkMask || r.Mark != Mark || r.MarkNot || r.IIFSet != SetWAN {
 				t.Errorf("untrack rules %+v", untrack.Rules)
+			}
+			// What the engine did not translate is dropped silently when
+			// sent to a PPTP WAN address (no ICMP error to the server).
+			if r := untrack.Rules[1]; !r.GREv1 || r.MarkMask != MarkMask || !r.MarkNot || r.KeyMatch == nil ||
+				r.KeyMatch.Set != MapPPTPWANAddrs || r.Counter != CounterPPTPUnknownCall || r.Verdict != VerdictDrop {
+				t.Errorf("fallback drop rule %s", r)
+			}
+			if m, ok := p.Map(MapPPTPWANAddrs); !ok || len(p.Maps) == 0 || m.Engine != "pptp" {
+				t.Errorf("fallback maps %+v", p.Maps)
 			}
 			for _, r := range rulesWith(p, func(r Rule) bool { return r.L4 == ProtoGRE && (r.Queue != nil || r.Notrack) }) {
 				t.Errorf("a rule touches all GRE, not just version 1: %s", r)

@@ -36,6 +36,10 @@ type Config struct {
 	// mark&^MarkMask|Mark, so the plan's notrack rule and the fw4 forward
 	// include recognise it (plan.Mark, plan.MarkMask).
 	Mark, MarkMask uint32
+	// WANAddrsOnly: Maps holds only plan.MapPPTPWANAddrs (the NFQUEUE
+	// fallback, where the engine demultiplexes GRE itself): the engine
+	// adds the router addresses its control connections use, nothing else.
+	WANAddrsOnly bool
 	// ClearKernelHelper removes a kernel conntrack helper from every
 	// control connection the engine handles (the kernel has nf_conntrack_pptp
 	// and fw4 may assign it; see doc.go).

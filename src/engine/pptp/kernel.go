@@ -51,8 +51,15 @@ func (e *Engine) programLocked(cl *call) {
 			"client", cl.client.String(), "server", cl.server.String())
 		return
 	}
+	w4 := w.As4()
+	if e.cfg.WANAddrsOnly {
+		if err := e.maps.Add(plan.MapPPTPWANAddrs, []engine.Element{{Key: w4[:]}}); err != nil {
+			e.cnt.mapErrors++
+		}
+		return
+	}
 	guard, bySrv := callKeys(w, cl.server, cl.trans)
-	c4, w4 := cl.client.As4(), w.As4()
+	c4 := cl.client.As4()
 	var orig [2]byte
 	binary.BigEndian.PutUint16(orig[:], cl.orig)
 	for _, op := range []struct {
@@ -106,7 +113,7 @@ type orphan struct {
 // are kept as orphans. A map that does not exist yet (first start: the plan
 // is applied after the engine binds its queue) holds nothing to adopt.
 func (e *Engine) adoptKernelLocked(now time.Time) {
-	if e.maps == nil {
+	if e.maps == nil || e.cfg.WANAddrsOnly {
 		return
 	}
 	els, err := e.maps.List(plan.MapPPTPCalls)
@@ -150,7 +157,7 @@ func (e *Engine) adoptKernelLocked(now time.Time) {
 // for the session table, and what keeps such a call from expiring. Orphans
 // idle for IdleTimeout lose their elements.
 func (e *Engine) syncKernel(now time.Time) {
-	if e.maps == nil {
+	if e.maps == nil || e.cfg.WANAddrsOnly {
 		return
 	}
 	els, err := e.maps.List(plan.MapPPTPCalls)
