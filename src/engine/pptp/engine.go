@@ -298,7 +298,10 @@ func (e *Engine) Update(cfg Config) error {
 	cfg.defaults()
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	// Fixed for the engine's life: its queue, state file and data plane
+	// (the daemon starts a new engine for another).
 	cfg.Queue, cfg.StatePath = e.cfg.Queue, e.statePath
+	cfg.Maps, cfg.WANAddrsOnly = e.cfg.Maps, e.cfg.WANAddrsOnly
 	e.cfg = cfg
 	return nil
 }

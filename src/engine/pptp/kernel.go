@@ -157,7 +157,11 @@ func (e *Engine) adoptKernelLocked(now time.Time) {
 // for the session table, and what keeps such a call from expiring. Orphans
 // idle for IdleTimeout lose their elements.
 func (e *Engine) syncKernel(now time.Time) {
-	if e.maps == nil || e.cfg.WANAddrsOnly {
+	if e.maps == nil {
+		return
+	}
+	if e.cfg.WANAddrsOnly {
+		e.syncWANAddrs()
 		return
 	}
 	els, err := e.maps.List(plan.MapPPTPCalls)
@@ -207,6 +211,29 @@ func (e *Engine) syncKernel(now time.Time) {
 			_ = e.maps.Delete(plan.MapPPTPKey, [][]byte{bySrv})
 			delete(e.orphans, k)
 			e.cnt.callsExpired++
+		}
+	}
+}
+
+// syncWANAddrs puts the WAN addresses of the calls back into
+// pptp_wan_addrs (fallback): a repaired table comes back with empty maps.
+func (e *Engine) syncWANAddrs() {
+	e.mu.Lock()
+	seen := map[netip.Addr]bool{}
+	var els []engine.Element
+	for _, c := range e.conns {
+		if w := c.wan; w.IsValid() && len(c.calls) > 0 && !seen[w] {
+			seen[w] = true
+			w4 := w.As4()
+			els = append(els, engine.Element{Key: w4[:]})
+		}
+	}
+	e.mu.Unlock()
+	if len(els) > 0 {
+		if err := e.maps.Add(plan.MapPPTPWANAddrs, els); err != nil {
+			e.mu.Lock()
+			e.cnt.mapErrors++
+			e.mu.Unlock()
 		}
 	}
 }

@@ -168,3 +168,31 @@ func TestKernelOrphansExpire(t *testing.T) {
 		}
 	}
 }
+
+func TestFallbackWANAddrsOnly(t *testing.T) {
+	c, m := &fakeCT{flows: map[ct.Tuple]ct.Flow{}}, newFakeMaps()
+	cfg := Config{WANAddrsOnly: true}
+	cfg.Maps = m
+	h := newHarnessWith(t, cfg, func(o *Options) { o.Conntrack = c })
+	f := h.flow(1, 40000)
+	viewCall(t, h, c, f, 1, 0x7001)
+	if got := m.dump(plan.MapPPTPWANAddrs); len(got) != 1 || got[0] != "c6336401=" {
+		t.Errorf("pptp_wan_addrs %v", got)
+	}
+	if got := m.dump(plan.MapPPTPCalls); len(got) != 0 {
+		t.Errorf("GRE elements on the fallback: %v", got)
+	}
+	// A reload keeps the datapath; a repaired (emptied) set is refilled.
+	if err := h.e.Update(Config{}); err != nil {
+		t.Fatal(err)
+	}
+	_ = m.Delete(plan.MapPPTPWANAddrs, [][]byte{{198, 51, 100, 1}})
+	h.now = h.now.Add(2 * time.Second)
+	h.e.housekeeping()
+	if got := m.dump(plan.MapPPTPWANAddrs); len(got) != 1 {
+		t.Errorf("pptp_wan_addrs after a repair %v", got)
+	}
+	if got := m.dump(plan.MapPPTPCalls); len(got) != 0 || h.e.Stats().MapErrors != 0 {
+		t.Errorf("after a reload: GRE elements %v, map errors %d", got, h.e.Stats().MapErrors)
+	}
+}
