@@ -28,6 +28,8 @@ type Options struct {
 	Version    string
 	StateDir   string // engine state across crashes; statefile.Dir by default
 	Log        *slog.Logger
+	// Frontends (ubus, D-Bus) serve the API once the first apply is done.
+	Frontends []Frontend
 }
 
 // Daemon holds the applied state. mu guards everything below it.
@@ -55,6 +57,9 @@ type Daemon struct {
 	repairs   int
 	lastErr   string
 	lastErrAt time.Time
+
+	hub       status.Hub      // events for the front-ends
+	reloadReq chan chan error // Reload from a front-end, served by the main loop
 }
 
 // Run applies the config and serves until ctx ends or SIGTERM/SIGINT, then
@@ -83,10 +88,10 @@ func Run(ctx context.Context, o Options) error {
 	ectx, ecancel := context.WithCancel(context.Background())
 	defer ecancel()
 	d := &Daemon{opts: o, conn: conn, ectx: ectx, engines: map[string]*running{},
-		engineErr: make(chan error, 1)}
+		engineErr: make(chan error, 1), reloadReq: make(chan chan error)}
 	log := o.Log
 
-	if err := d.reload("start"); err != nil {
+	if err := d.reloadAndTell("start"); err != nil {
 		d.stopEngines()
 		return err
 	}
@@ -102,13 +107,24 @@ func Run(ctx context.Context, o Options) error {
 			d.setErr(err)
 		}
 	}()
+	go status.WatchSessions(ctx, func() []status.SessionInfo { return d.Status().Sessions }, 2*time.Second, &d.hub)
+	for _, f := range o.Frontends {
+		go func() {
+			if err := f(ctx, d); err != nil && ctx.Err() == nil {
+				log.Error("front-end failed", "err", err)
+				d.setErr(err)
+			}
+		}()
+	}
 
 	for {
 		select {
 		case <-ctx.Done():
 			return d.shutdown()
 		case <-hup:
-			d.reload("SIGHUP") // errors are logged and kept for status
+			d.reloadAndTell("SIGHUP") // errors are logged and kept for status
+		case done := <-d.reloadReq:
+			done <- d.reloadAndTell("api")
 		case <-gone:
 			d.repair()
 		case err := <-d.engineErr:
@@ -250,8 +266,8 @@ func (d *Daemon) flushBlocked(prev, next *Loaded) {
 		return
 	}
 	n, err := ct.DeleteMatching(func(f ct.Flow) bool {
-		p, _ := classify(f.Orig)
-		return p != "" && slices.Contains(protos, p)
+		k := status.Classify(f.Orig)
+		return k != "" && slices.Contains(protos, plan.Proto(status.Family(k)))
 	})
 	if err != nil {
 		d.opts.Log.Warn("could not flush conntrack entries of blocked protocols", "err", err)
@@ -318,66 +334,4 @@ func (d *Daemon) setErr(err error) {
 	d.mu.Lock()
 	d.lastErr, d.lastErrAt = err.Error(), time.Now()
 	d.mu.Unlock()
-}
-
-// Status is the snapshot the socket serves.
-func (d *Daemon) Status() status.Status {
-	// Lock order is connMu before mu, as in reload.
-	d.connMu.Lock()
-	cs, cerr := d.conn.Counters(plan.TableName)
-	d.connMu.Unlock()
-	d.mu.Lock()
-	kernelPath := d.applied != nil && d.applied.Plan.UsesKernel()
-	d.mu.Unlock()
-	var flows []ct.Flow
-	ferr := errors.New("no protocol on the kernel datapath")
-	if kernelPath { // a big conntrack table is not read for nothing
-		flows, ferr = ct.Dump()
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	s := status.Status{
-		Version:   d.opts.Version,
-		PID:       os.Getpid(),
-		Config:    d.opts.ConfigPath,
-		Repairs:   d.repairs,
-		LastError: d.lastErr,
-		Counters:  map[string]status.Counter{},
-		Sessions:  []status.Session{},
-	}
-	if d.lastErr != "" {
-		t := d.lastErrAt
-		s.LastErrorAt = &t
-	}
-	if d.applied == nil {
-		return s
-	}
-	p := d.applied.Plan
-	s.Enabled = d.applied.Config.Enabled
-	s.AppliedAt = d.appliedAt
-	s.Protocols = p.Decisions
-	s.Topology = p.Topology
-	s.Caps = d.applied.Caps
-	s.Warnings = p.Warnings
-	if ferr == nil {
-		s.Sessions = kernelSessions(flows, p)
-	}
-	for _, r := range d.engines {
-		s.Sessions = append(s.Sessions, r.eng.Sessions()...)
-		for k, v := range r.eng.Counters() {
-			s.Counters[r.q.Engine+"_"+k] = status.Counter{Packets: v}
-		}
-	}
-	if len(p.Queues) > 0 {
-		s.QueueRules = "native nft queue"
-		if p.QueueCompat {
-			s.QueueRules = "xt NFQUEUE through nft_compat"
-		}
-	}
-	if cerr == nil {
-		for k, v := range cs {
-			s.Counters[k] = status.Counter{Packets: v.Packets, Bytes: v.Bytes}
-		}
-	}
-	return s
 }

@@ -122,6 +122,8 @@ type Plan struct {
 	// QueueCompat says queue rules use the xtables NFQUEUE target through
 	// nft_compat because the kernel lacks the native `queue` expression.
 	QueueCompat bool
+	// FlowOffload is fw4's flow offloading (Input.FlowOffload), for status.
+	FlowOffload bool
 }
 
 // Empty reports whether the plan installs nothing (daemon disabled).
