@@ -13,8 +13,8 @@ import (
 	"github.com/vpn-passthrough/vpn-passthrough/src/status"
 )
 
-// The daemon's side of status.API: what the ubus object and the D-Bus
-// service call. Reload goes through the main loop, like SIGHUP.
+// The daemon's side of status.API, which the ubus object and the D-Bus
+// service call. A reload from them goes through the main loop, like SIGHUP.
 
 // Frontend serves the API (ubus, D-Bus) until ctx ends.
 type Frontend func(ctx context.Context, api status.API) error
@@ -24,8 +24,31 @@ type sessionDropper interface {
 	DropSession(kind, client, server, orig string) bool
 }
 
-// Reload asks the main loop to reload and waits for the outcome.
-func (d *Daemon) Reload() error {
+// api adapts the daemon to status.API.
+type api struct{ d *Daemon }
+
+func (a api) Status() status.Status                    { return a.d.Status() }
+func (a api) Subscribe() (<-chan status.Event, func()) { return a.d.hub.Subscribe() }
+func (a api) DropSession(protocol, id string) error    { return a.d.DropSession(protocol, id) }
+func (a api) Reload() error                            { return a.d.requestReload() }
+
+var _ status.API = api{}
+
+// serveAPI starts the session watcher and the front-ends until ctx ends.
+func (d *Daemon) serveAPI(ctx context.Context) {
+	go status.WatchSessions(ctx, func() []status.SessionInfo { return d.Status().Sessions }, 2*time.Second, &d.hub)
+	for _, f := range d.opts.Frontends {
+		go func() {
+			if err := f(ctx, api{d}); err != nil && ctx.Err() == nil {
+				d.opts.Log.Error("front-end failed", "err", err)
+				d.setErr(err)
+			}
+		}()
+	}
+}
+
+// requestReload asks the main loop to reload and waits for the outcome.
+func (d *Daemon) requestReload() error {
 	done := make(chan error, 1)
 	select {
 	case d.reloadReq <- done:
@@ -40,9 +63,9 @@ func (d *Daemon) Reload() error {
 	}
 }
 
-// reloadAndTell is reload plus the "applied" event.
+// reloadAndTell is Reload plus the "applied" event.
 func (d *Daemon) reloadAndTell(why string) error {
-	err := d.reload(why)
+	err := d.Reload(why)
 	e := status.Event{Name: status.EventApplied, Trigger: why}
 	if err != nil {
 		e.Error = err.Error()
@@ -51,11 +74,8 @@ func (d *Daemon) reloadAndTell(why string) error {
 	return err
 }
 
-// Subscribe implements status.API.
-func (d *Daemon) Subscribe() (<-chan status.Event, func()) { return d.hub.Subscribe() }
-
 // DropSession removes one session: from the engine that carries it, and
-// its conntrack entries (so the kernel forgets its NAT mapping too).
+// its conntrack entries, so the kernel forgets its NAT mapping too.
 func (d *Daemon) DropSession(protocol, id string) error {
 	if protocol == "" || id == "" {
 		return fmt.Errorf("%w: protocol and id are both required", status.ErrBadArgument)
@@ -69,7 +89,7 @@ func (d *Daemon) DropSession(protocol, id string) error {
 		}
 	}
 	if found == nil {
-		return fmt.Errorf("%w: %s session %q (see the sessions method)", status.ErrUnknownSession, protocol, id)
+		return fmt.Errorf("%w: %s session %q (the sessions method lists them)", status.ErrUnknownSession, protocol, id)
 	}
 	orig := ""
 	if found.IDOrig != nil {
@@ -77,7 +97,7 @@ func (d *Daemon) DropSession(protocol, id string) error {
 	}
 	if found.Datapath == string(plan.PathUserspace) {
 		d.mu.Lock()
-		var dropped bool
+		dropped := false
 		for _, r := range d.engines {
 			if dr, ok := r.eng.(sessionDropper); ok && dr.DropSession(found.Kind, found.Client, found.Server, orig) {
 				dropped = true
@@ -88,9 +108,7 @@ func (d *Daemon) DropSession(protocol, id string) error {
 			return fmt.Errorf("%w: %s session %q ended meanwhile", status.ErrUnknownSession, protocol, id)
 		}
 	}
-	// The kernel's state of it: the flow itself, and for a userspace ESP
-	// SA or PPTP call the conntrack entry of its outbound packets.
-	n, err := ct.DeleteMatching(func(f ct.Flow) bool { return flowOf(f, found) })
+	n, err := d.k.Conntrack.DeleteMatching(func(f ct.Flow) bool { return flowOf(f, found) })
 	if err != nil && found.Datapath == string(plan.PathKernel) {
 		return fmt.Errorf("daemon: delete the conntrack entry of %s: %w", id, err)
 	}
@@ -99,35 +117,42 @@ func (d *Daemon) DropSession(protocol, id string) error {
 	return nil
 }
 
-// flowOf reports whether a conntrack entry belongs to session s.
+// flowOf reports whether a conntrack entry is the kernel state of session
+// s: the flow itself in kernel mode; for a userspace PPTP call, the GRE
+// flow of its outbound packets (keyed by the server's Call ID).
 func flowOf(f ct.Flow, s *status.SessionInfo) bool {
 	if f.Orig.Src.String() != s.Client || f.Orig.Dst.String() != s.Server {
 		return false
 	}
-	kind := status.Classify(f.Orig)
-	switch s.Kind {
-	case "pptp": // a userspace call: the GRE flow keyed by the server's Call ID
-		return kind == "gre" && s.IDPeer != nil && fmt.Sprint(f.Orig.DstPort) == *s.IDPeer
-	case "esp":
-		return kind == "esp" && s.Datapath == string(plan.PathKernel)
-	case "gre":
-		return kind == "gre" && s.IDOrig != nil && fmt.Sprint(f.Orig.SrcPort) == *s.IDOrig
+	t, ok := plan.Classify(f.Orig.Proto, f.Orig.DstPort)
+	if !ok {
+		return false
 	}
-	return kind == s.Kind && s.IDOrig != nil && "port "+fmt.Sprint(f.Orig.SrcPort) == *s.IDOrig
+	if s.Datapath == string(plan.PathUserspace) {
+		return s.Kind == "pptp" && t.Kind == "gre" && s.IDPeer != nil && fmt.Sprint(f.Orig.DstPort) == *s.IDPeer
+	}
+	switch {
+	case t.Kind != s.Kind || s.IDOrig == nil:
+		return false
+	case t.Kind == "gre":
+		return fmt.Sprint(f.Orig.SrcPort) == *s.IDOrig
+	case t.L4 == plan.ProtoTCP || t.L4 == plan.ProtoUDP:
+		return "port "+fmt.Sprint(f.Orig.SrcPort) == *s.IDOrig
+	}
+	return true // esp, ah: one flow per client and server
 }
 
 // Status is the snapshot every front-end serves (status.Build).
 func (d *Daemon) Status() status.Status {
-	// Lock order is connMu before mu, as in reload.
-	d.connMu.Lock()
-	cs, cerr := d.conn.Counters(plan.TableName)
-	d.connMu.Unlock()
+	d.fwMu.Lock()
+	cs, cerr := d.k.Firewall.Counters(tableName)
+	d.fwMu.Unlock()
 	d.mu.Lock()
 	kernelPath := d.applied != nil && d.applied.Plan.UsesKernel()
 	d.mu.Unlock()
 	in := status.Input{Version: d.opts.Version, PID: os.Getpid(), Config: d.opts.ConfigPath}
 	if kernelPath { // a big conntrack table is not read for nothing
-		flows, err := ct.Dump()
+		flows, err := d.k.Conntrack.Dump()
 		in.Flows, in.FlowsRead = flows, err == nil
 		in.Accounting = sysctlBool("nf_conntrack_acct")
 		in.Timestamps = sysctlBool("nf_conntrack_timestamp")

@@ -5,6 +5,7 @@ import (
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine/esp"
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine/statefile"
+	"github.com/vpn-passthrough/vpn-passthrough/src/loader"
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
 )
 
@@ -15,7 +16,7 @@ type espEngine struct {
 	log *slog.Logger
 }
 
-func espOptions(l *Loaded, log *slog.Logger) esp.Options {
+func espOptions(l *loader.Loaded, log *slog.Logger) esp.Options {
 	c := l.Config.IPsec
 	return esp.Options{
 		MaxSAs:      c.MaxSAs,
@@ -28,7 +29,7 @@ func espOptions(l *Loaded, log *slog.Logger) esp.Options {
 // newESPEngine restores the SA tables of the previous run and binds the ESP
 // queue (queue_base+1) before the plan's queue rules are applied, so no
 // packet meets an empty queue.
-func newESPEngine(q plan.Queue, l *Loaded, env engineEnv) (Engine, error) {
+func newESPEngine(q plan.Queue, l *loader.Loaded, env EngineEnv) (Engine, error) {
 	log := env.Log.With("engine", "esp")
 	e, err := esp.New(esp.Config{Queue: q.Num, Options: espOptions(l, log), Log: log, StatePath: statefile.Path(env.StateDir, "esp-sas", q.Num)})
 	if err != nil {
@@ -38,7 +39,7 @@ func newESPEngine(q plan.Queue, l *Loaded, env engineEnv) (Engine, error) {
 }
 
 // Update takes a reloaded config without dropping the SA tables.
-func (e *espEngine) Update(l *Loaded) error {
+func (e *espEngine) Update(l *loader.Loaded) error {
 	e.SetOptions(espOptions(l, e.log))
 	return nil
 }

@@ -100,15 +100,15 @@ func Build(in Input) Status {
 	return s
 }
 
-// Family maps a session kind to its protocol (pptp, l2tp, ipsec).
+// Family maps a session kind to its protocol (pptp, l2tp, ipsec), from the
+// planner's traffic table.
 func Family(kind string) string {
-	switch kind {
-	case "pptp", "gre", "pptp-control":
-		return string(plan.PPTP)
-	case "esp", "ike", "nat-t":
-		return string(plan.IPsec)
-	case "l2tp":
-		return string(plan.L2TP)
+	for _, pr := range plan.Protos {
+		for _, t := range plan.TrafficOf(pr) {
+			if t.Kind == kind {
+				return string(pr)
+			}
+		}
 	}
 	return kind
 }
@@ -156,10 +156,11 @@ func kernelSessions(flows []ct.Flow, p *plan.Plan, acct *bool) []SessionInfo {
 		if f.Status&ct.StatusSrcNAT == 0 {
 			continue
 		}
-		kind := Classify(f.Orig)
-		if kind == "" || !kernel[Family(kind)] {
+		t, ok := plan.Classify(f.Orig.Proto, f.Orig.DstPort)
+		if !ok || !kernel[string(t.Proto)] {
 			continue
 		}
+		kind := t.Kind
 		s := SessionInfo{
 			Protocol: Family(kind), Kind: kind, Datapath: string(plan.PathKernel),
 			Client: f.Orig.Src.String(), Server: f.Orig.Dst.String(), State: flowState(f),
@@ -187,25 +188,6 @@ func kernelSessions(flows []ct.Flow, p *plan.Plan, acct *bool) []SessionInfo {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
-}
-
-// Classify names the session kind of a conntrack tuple, or "".
-func Classify(t ct.Tuple) string {
-	switch {
-	case t.Proto == uint8(plan.ProtoGRE):
-		return "gre"
-	case t.Proto == uint8(plan.ProtoTCP) && t.DstPort == 1723:
-		return "pptp-control"
-	case t.Proto == uint8(plan.ProtoESP):
-		return "esp"
-	case t.Proto == uint8(plan.ProtoUDP) && t.DstPort == 500:
-		return "ike"
-	case t.Proto == uint8(plan.ProtoUDP) && t.DstPort == 4500:
-		return "nat-t"
-	case t.Proto == uint8(plan.ProtoUDP) && t.DstPort == 1701:
-		return "l2tp"
-	}
-	return ""
 }
 
 // flowState says in words what conntrack knows of a flow.

@@ -45,12 +45,15 @@
 // probe), needed_for (what uses it) and package (the OpenWrt package that
 // provides it).
 //
-// SessionInfo: id (stable while the session lives; drop_session takes it with the
-// protocol), protocol (pptp | l2tp | ipsec), proto (what the row is: pptp =
-// a call of the userspace engine, gre, pptp-control, esp, ike, nat-t, l2tp),
-// datapath, client, server, orig_id and trans_id (Call ID, SPI or port before
-// and after translation), peer_id (the server's Call ID or inbound SPI), state (words), packets/bytes out and in,
-// age_s, idle_s, expires_s (kernel timeout): each may be null.
+// SessionInfo: id (stable while the session lives; drop_session takes it with
+// the protocol), protocol (pptp | l2tp | ipsec), proto (what the row is, named
+// by the planner's traffic table: pptp (a userspace call, or in kernel mode
+// the TCP 1723 control connection), gre, l2tp, esp, ah, ike, nat-t),
+// datapath, client, server, orig_id and trans_id (Call ID, SPI or port
+// before and after translation), peer_id (the server's Call ID or inbound
+// SPI), state (words), packets_out, bytes_out, packets_in, bytes_in, age_s,
+// idle_s and expires_s (the kernel's timeout): each of the last ten may be
+// null.
 //
 // Events (ubus notifications, D-Bus signals): "session.new" and "session.end"
 // carry one SessionInfo; "applied" carries {trigger, changed, error}.
