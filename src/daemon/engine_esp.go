@@ -3,6 +3,7 @@ package daemon
 import (
 	"log/slog"
 
+	"github.com/vpn-passthrough/vpn-passthrough/src/engine"
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine/esp"
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine/statefile"
 	"github.com/vpn-passthrough/vpn-passthrough/src/loader"
@@ -31,7 +32,10 @@ func espOptions(l *loader.Loaded, log *slog.Logger) esp.Options {
 // packet meets an empty queue.
 func newESPEngine(q plan.Queue, l *loader.Loaded, env EngineEnv) (Engine, error) {
 	log := env.Log.With("engine", "esp")
-	e, err := esp.New(esp.Config{Queue: q.Num, Options: espOptions(l, log), Log: log, StatePath: statefile.Path(env.StateDir, "esp-sas", q.Num)})
+	e, err := esp.New(esp.Config{
+		Common:  engine.Common{Queue: q.Num, Log: log, StatePath: statefile.Path(env.StateDir, "esp-sas", q.Num)},
+		Options: espOptions(l, log),
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -40,6 +44,8 @@ func newESPEngine(q plan.Queue, l *loader.Loaded, env EngineEnv) (Engine, error)
 
 // Update takes a reloaded config without dropping the SA tables.
 func (e *espEngine) Update(l *loader.Loaded) error {
-	e.SetOptions(espOptions(l, e.log))
-	return nil
+	return e.Engine.Update(esp.Config{Common: engine.Common{Log: e.log}, Options: espOptions(l, e.log)})
 }
+
+// Counters are the engine's Stats for status.
+func (e *espEngine) Counters() map[string]uint64 { return e.Stats().Map() }
