@@ -11,11 +11,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/status"
+	"github.com/vpn-passthrough/vpn-passthrough/src/status/statustest"
 )
 
 // userlandRoot is the install root of OpenWrt's real userland (ubusd, the
@@ -92,56 +92,11 @@ func (u *ubusd) waitObject() {
 	u.t.Fatalf("%s never appeared on ubus", ObjectName)
 }
 
-// fakeAPI is a daemon with one session; it records what the object asked.
-type fakeAPI struct {
-	hub     status.Hub
-	mu      sync.Mutex
-	dropped []string
-	reloads int
-	reload  error
-}
-
-func (f *fakeAPI) Status() status.Status {
-	id, trans := "7", "40001"
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	s := status.Status{Schema: status.SchemaVersion, State: status.StateRunning, Version: "test",
-		Protocols: []status.Protocol{{Name: "pptp", Enabled: true, Datapath: "kernel", Reason: "helper"}},
-		Sessions:  []status.SessionInfo{}, Capabilities: []status.Capability{{Name: "nf_conntrack_pptp", Present: true, How: "/sys/module"}},
-		Warnings: []string{}, Counters: map[string]status.Counter{"passed_pptp_out": {Packets: 5000000000}}}
-	if len(f.dropped) == 0 {
-		s.Sessions = append(s.Sessions, status.SessionInfo{ID: "gre/10.0.0.2/198.51.100.2/7", Protocol: "pptp", Kind: "gre",
-			Datapath: "kernel", Client: "10.0.0.2", Server: "198.51.100.2", IDOrig: &id, IDTrans: &trans})
-	}
-	return s
-}
-
-func (f *fakeAPI) Reload() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.reloads++
-	return f.reload
-}
-
-func (f *fakeAPI) DropSession(proto, id string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, s := range []string{"gre/10.0.0.2/198.51.100.2/7"} {
-		if proto == "pptp" && id == s && len(f.dropped) == 0 {
-			f.dropped = append(f.dropped, id)
-			return nil
-		}
-	}
-	return errors.Join(status.ErrUnknownSession, errors.New(proto+" session "+id))
-}
-
-func (f *fakeAPI) Subscribe() (<-chan status.Event, func()) { return f.hub.Subscribe() }
-
 func TestRealUbusd(t *testing.T) {
 	u := &ubusd{t: t, root: userlandRoot(t), sock: filepath.Join(t.TempDir(), "ubus.sock")}
 	u.start()
 	defer u.stop()
-	api := &fakeAPI{}
+	api := &statustest.Fake{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -205,7 +160,7 @@ func TestRealUbusd(t *testing.T) {
 			got = l
 		case <-tick.C:
 			sess := api.Status().Sessions[0]
-			api.hub.Publish(status.Event{Name: status.EventSessionNew, Session: &sess})
+			api.Hub.Publish(status.Event{Name: status.EventSessionNew, Session: &sess})
 		case <-deadline:
 			t.Fatal("no event reached ubus listen")
 		}
@@ -228,8 +183,8 @@ func TestRealUbusd(t *testing.T) {
 			t.Errorf("%s %s: %v %q, want %q", c.method, c.args, err, out, c.want)
 		}
 	}
-	if len(api.dropped) != 0 {
-		t.Fatalf("a refused call dropped %v", api.dropped)
+	if len(api.Dropped()) != 0 {
+		t.Fatalf("a refused call dropped %v", api.Dropped())
 	}
 	// Our own client sees the error text, not only the code.
 	c, err := Dial(u.sock)
@@ -241,9 +196,9 @@ func TestRealUbusd(t *testing.T) {
 	if st != StatusNotFound || err == nil || !strings.Contains(reply["error"].(string), "no such session") {
 		t.Errorf("unknown session: %d %v %v", st, reply, err)
 	}
-	if out, err := u.cli("call", ObjectName, "drop_session", `{"protocol":"pptp","id":"gre/10.0.0.2/198.51.100.2/7"}`); err != nil ||
-		!strings.Contains(out, "dropped") || len(api.dropped) != 1 {
-		t.Errorf("drop: %v %s %v", err, out, api.dropped)
+	if out, err := u.cli("call", ObjectName, "drop_session", `{"protocol":"pptp","id":"`+statustest.SessionID+`"}`); err != nil ||
+		!strings.Contains(out, "dropped") || len(api.Dropped()) != 1 {
+		t.Errorf("drop: %v %s %v", err, out, api.Dropped())
 	}
 
 	out, err = u.cli("call", ObjectName, "check", `{"config":"config pptp 'pptp'\n\toption enabled 'maybe'\n"}`)
@@ -251,9 +206,9 @@ func TestRealUbusd(t *testing.T) {
 		!strings.Contains(out, `"value": "maybe"`) {
 		t.Errorf("check: %v\n%s", err, out)
 	}
-	api.reload = errors.New("config: /etc/config/vpn-passthrough:3: bad")
-	if out, err := u.cli("call", ObjectName, "reload"); err == nil || api.reloads != 1 {
-		t.Errorf("refused reload: %v %s (reloads %d)", err, out, api.reloads)
+	api.ReloadErr = errors.New("config: /etc/config/vpn-passthrough:3: bad")
+	if out, err := u.cli("call", ObjectName, "reload"); err == nil || api.Reloads() != 1 {
+		t.Errorf("refused reload: %v %s (reloads %d)", err, out, api.Reloads())
 	}
 	if reply, _, _ := c.Call(ObjectName, "reload", map[string]string{}); !strings.Contains(reply["error"].(string), ":3: bad") {
 		t.Errorf("refused reload reply %v", reply)

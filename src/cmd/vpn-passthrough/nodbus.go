@@ -11,7 +11,7 @@ import (
 	"github.com/vpn-passthrough/vpn-passthrough/src/status"
 )
 
-const dbusName = "org.vpnpassthrough.Daemon1"
+const dbusName = "com.github.vpn_passthrough.Daemon1"
 
 // dbusFrontend: this build has no D-Bus (build with -tags dbus for it);
 // asking for it is an error the daemon reports, not a silent no-op.
