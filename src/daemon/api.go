@@ -146,6 +146,7 @@ func flowOf(f ct.Flow, s *status.SessionInfo) bool {
 func (d *Daemon) Status() status.Status {
 	d.fwMu.Lock()
 	cs, cerr := d.k.Firewall.Counters(tableName)
+	dropsOnly := d.dropsOnly
 	d.fwMu.Unlock()
 	d.mu.Lock()
 	kernelPath := d.applied != nil && d.applied.Plan.UsesKernel()
@@ -166,6 +167,12 @@ func (d *Daemon) Status() status.Status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	in.Repairs, in.LastErr, in.LastErrAt = d.repairs, d.lastErr, d.lastErrAt
+	if d.fw4.gone {
+		in.Warnings = append(in.Warnings, fw4Gone)
+	}
+	if dropsOnly {
+		in.Warnings = append(in.Warnings, "repair storm: our table keeps being changed from outside; only its blocks and guards are in place until the next full repair")
+	}
 	if d.applied != nil {
 		in.Plan, in.Caps, in.Enabled, in.AppliedAt = d.applied.Plan, d.applied.Caps, d.applied.Config.Enabled, d.appliedAt
 	}

@@ -41,13 +41,15 @@ type Daemon struct {
 	fwMu sync.Mutex
 
 	ectx context.Context // parent of engine contexts; outlives the signal context
-	// Repairs are bounded: 5 within 10 s, then none until the next reload,
-	// so a table that never matches the plan cannot make us loop on our
-	// own events. Touched only by the main loop.
-	repairWindow  time.Time
-	repairsInWin  int
-	repairStopped bool
-	engineErr     chan error // an engine's Run failed
+	// Repair bounds (repair.go). Touched only by the main loop, under fwMu.
+	repairWindowStart time.Time
+	repairsInWin      int
+	lastRepair        time.Time
+	storm             bool          // more than repairBurst repairs in this window
+	stormInterval     time.Duration // least time between repairs in a storm
+	dropsOnly         bool          // the kernel refused the full plan: only its drops are in place
+	coarse            bool          // Firewall.Diff cannot confirm our applies here: use Intact
+	engineErr         chan error    // an engine's Run failed
 
 	mu sync.Mutex
 	// engines by name: written by the main loop under mu, read by Status.
@@ -57,6 +59,7 @@ type Daemon struct {
 	repairs   int
 	lastErr   string
 	lastErrAt time.Time
+	fw4       fw4State
 
 	hub       status.Hub      // events for the front-ends (api.go)
 	reloadReq chan chan error // reloads the front-ends ask for
@@ -67,7 +70,7 @@ type Daemon struct {
 // only after the table (and so every queue rule) is gone.
 func New(ectx context.Context, o Options, k Kernel) *Daemon {
 	return &Daemon{opts: o, k: k, ectx: ectx, engines: map[string]*running{},
-		engineErr: make(chan error, 1), reloadReq: make(chan chan error)}
+		engineErr: make(chan error, 1), stormInterval: defaultStormInterval, reloadReq: make(chan chan error)}
 }
 
 // Run applies the config and serves until ctx ends or SIGTERM/SIGINT, then
@@ -132,6 +135,15 @@ func (d *Daemon) Loop(ctx context.Context, reload <-chan os.Signal) error {
 		d.opts.Log.Error("table watch failed, retrying", "err", err)
 		d.setErr(err)
 	})
+	// retry fires when a repair backed off or fell back to the drops.
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	repair := func() {
+		if wait := d.Repair(); wait > 0 {
+			retry.Reset(wait)
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -141,7 +153,10 @@ func (d *Daemon) Loop(ctx context.Context, reload <-chan os.Signal) error {
 		case done := <-d.reloadReq:
 			done <- d.reloadAndTell("api")
 		case <-changed:
-			d.Repair()
+			d.checkFW4()
+			repair()
+		case <-retry.C:
+			repair()
 		case err := <-d.engineErr:
 			d.opts.Log.Error("engine failed, stopping so procd restarts the daemon", "err", err)
 			if serr := d.Shutdown(); serr != nil {

@@ -18,8 +18,13 @@ type Firewall interface {
 	// Apply makes the table equal to the plan in one transaction; on
 	// error nothing changed.
 	Apply(p *plan.Plan) error
-	// Intact reports whether the table is exactly the plan.
+	// Diff says how the table differs from the plan, "" if it does not.
+	Diff(p *plan.Plan) string
+	// Intact is the coarse check (names and counts), for kernels whose
+	// read-back Diff cannot confirm.
 	Intact(p *plan.Plan) bool
+	// Exists reports whether an inet table exists (fw4's, say).
+	Exists(table string) (bool, error)
 	// Remove deletes the table (absent is not an error).
 	Remove(table string) error
 	// Counters reads the table's named counters.
@@ -53,7 +58,7 @@ func realKernel(o Options, conn *nft.Conn) Kernel {
 		Load:      func() (*loader.Loaded, error) { return loader.Load(o.ConfigPath, o.Root, conn) },
 		NewEngine: newEngine,
 		Watch: func(ctx context.Context, changed chan<- struct{}, onErr func(error)) {
-			nft.Watch(ctx, plan.TableName, changed, onErr)
+			nft.Watch(ctx, []string{plan.TableName, fw4Table}, changed, onErr)
 		},
 	}
 }

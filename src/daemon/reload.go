@@ -18,7 +18,7 @@ func (d *Daemon) Reload(why string) error {
 	log := d.opts.Log
 	d.fwMu.Lock()
 	defer d.fwMu.Unlock()
-	d.repairStopped, d.repairsInWin = false, 0
+	d.storm, d.repairsInWin = false, 0
 	l, err := d.k.Load()
 	if err != nil {
 		log.Error("config refused, keeping the last good state", "trigger", why, "err", err)
@@ -34,7 +34,8 @@ func (d *Daemon) Reload(why string) error {
 	d.mu.Lock()
 	prev := d.applied
 	d.mu.Unlock()
-	if prev != nil && reflect.DeepEqual(prev.Plan, l.Plan) && d.k.Firewall.Intact(l.Plan) {
+	d.checkFW4()
+	if prev != nil && reflect.DeepEqual(prev.Plan, l.Plan) && d.differs(l.Plan) == "" {
 		// A HUP with nothing new (WAN events, fw4 reloads): rebuilding the
 		// table would only drop packets waiting in our queues.
 		if err := updateEngines(d.engines, l); err != nil {
@@ -62,6 +63,7 @@ func (d *Daemon) Reload(why string) error {
 		}
 		return err
 	}
+	d.verifyApplied(l)
 	d.flushBlocked(prev, l)
 	d.mu.Lock()
 	d.applied, d.appliedAt = l, time.Now()
@@ -133,4 +135,31 @@ func (d *Daemon) flushBlocked(prev, next *loader.Loaded) {
 		return
 	}
 	d.opts.Log.Info("flushed conntrack entries of blocked protocols", "protos", protos, "entries", n)
+}
+
+// differs says how our table differs from p, "" if it does not: exactly
+// (Firewall.Diff), or by names and counts on a kernel whose read-back the
+// exact comparison could not confirm right after an apply.
+func (d *Daemon) differs(p *plan.Plan) string {
+	if !d.coarse {
+		return d.k.Firewall.Diff(p)
+	}
+	if d.k.Firewall.Intact(p) {
+		return ""
+	}
+	return "chains, rules, set elements or counters missing or added"
+}
+
+// verifyApplied checks, right after an apply, that the exact comparison
+// sees the table as the plan. If it does not (an expression this kernel
+// reads back in another form), repairs would loop: fall back to the coarse
+// check and say so.
+func (d *Daemon) verifyApplied(l *loader.Loaded) {
+	if d.coarse || l.Plan.Empty() {
+		return
+	}
+	if diff := d.k.Firewall.Diff(l.Plan); diff != "" && d.k.Firewall.Intact(l.Plan) {
+		d.coarse = true
+		d.opts.Log.Warn("cannot compare our table rule by rule on this kernel; watching names and counts only", "detail", diff)
+	}
 }

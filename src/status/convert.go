@@ -34,6 +34,9 @@ type Input struct {
 	// nf_conntrack_acct and nf_conntrack_timestamp; nil if unreadable.
 	Accounting, Timestamps *bool
 	Engines                []EngineReport
+	// Warnings are the daemon's own (fw4 gone, repair storm), shown after
+	// the plan's.
+	Warnings []string
 }
 
 // EngineReport is what one userspace engine says about itself.
@@ -73,7 +76,7 @@ func Build(in Input) Status {
 	t := in.AppliedAt
 	s.AppliedAt = &t
 	s.Topology = Topology{LAN: p.Topology.LAN, LANFrom: p.Topology.LANFrom, WAN: p.Topology.WAN, WANFrom: p.Topology.WANFrom}
-	s.Warnings = append(s.Warnings, p.Warnings...)
+	s.Warnings = append(append(s.Warnings, p.Warnings...), in.Warnings...)
 	if len(p.Queues) > 0 {
 		s.QueueRules = "native nft queue"
 		if p.QueueCompat {
