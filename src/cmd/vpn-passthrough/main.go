@@ -35,7 +35,6 @@ commands:
   apply   [--dry-run] [--config FILE]       print (--dry-run) or install the ruleset once
   remove                                    delete the ruleset
   status  [--json] [--socket PATH]          ask the running daemon
-  rpcd    list | call <method>              rpcd exec plugin (luci.vpn-passthrough)
   version
 `
 
@@ -77,7 +76,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	// Go's flag parsing stops at the first non-flag: a stray word would
 	// silently turn the flags after it into ignored arguments.
-	if cmd != "rpcd" && fs.NArg() > 0 {
+	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("%s: unexpected argument %q", cmd, fs.Arg(0))}
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
@@ -147,8 +146,6 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		fmt.Fprint(stdout, s.Text())
 		return nil
-	case "rpcd":
-		return rpcd(fs.Args(), stdin, stdout, *sock)
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return nil
