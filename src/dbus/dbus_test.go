@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,87 +15,20 @@ import (
 
 	godbus "github.com/godbus/dbus/v5"
 
+	"github.com/vpn-passthrough/vpn-passthrough/src/dbus/dbustest"
 	"github.com/vpn-passthrough/vpn-passthrough/src/status"
 	"github.com/vpn-passthrough/vpn-passthrough/src/status/statustest"
 )
 
-// The bus config of a system bus (Debian's system.conf defaults), on a
-// private socket, with our policy file included as shipped except for the
-// reader group: nogroup, the group of the user nobody.
-const busConfig = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <auth>EXTERNAL</auth>
-  <listen>unix:path=SOCKET</listen>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-  </policy>
-  <include>POLICY</include>
-</busconfig>
-`
-
-// privateBus starts a real dbus-daemon on a socket in a folder every user
-// can reach, and returns its address.
+// privateBus is a real dbus-daemon with our policy file, its reader group
+// being nogroup (the user nobody's).
 func privateBus(t *testing.T, extra string) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: the test calls the bus as other users")
-	}
-	bin, err := exec.LookPath("dbus-daemon")
-	if err != nil {
-		t.Fatal("dbus-daemon missing (Debian package dbus-daemon): ", err)
-	}
-	dir, err := os.MkdirTemp("", "vpnp-dbus-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o755)
 	pol, err := os.ReadFile("com.github.vpn_passthrough.Daemon1.conf")
 	if err != nil {
 		t.Fatal(err)
 	}
-	polPath := filepath.Join(dir, "policy.conf")
-	p := strings.ReplaceAll(string(pol), `group="vpn-passthrough"`, `group="nogroup"`)
-	p = strings.Replace(p, "</busconfig>", extra+"</busconfig>", 1)
-	os.WriteFile(polPath, []byte(p), 0o644)
-	sock := filepath.Join(dir, "bus")
-	cfg := filepath.Join(dir, "bus.conf")
-	os.WriteFile(cfg, []byte(strings.NewReplacer("SOCKET", sock, "POLICY", polPath).Replace(busConfig)), 0o644)
-	cmd := exec.Command(bin, "--config-file="+cfg, "--nofork", "--nopidfile")
-	var logs strings.Builder
-	cmd.Stderr = &logs // its refusals, shown if the test fails
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("dbus-daemon:\n%s", logs.String())
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, err := os.Stat(sock); err == nil {
-			return "unix:path=" + sock
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatal("dbus-daemon did not create its socket")
-	return ""
+	return dbustest.Start(t, "", string(pol), "nogroup", extra).Addr
 }
 
 // send runs dbus-send as uid/gid and returns its output.
