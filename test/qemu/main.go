@@ -302,7 +302,15 @@ func (r *runner) realPeer(name string, scen []string) (bool, error) {
 		"-virtfs", "local,path="+run+",mount_tag=vpt,security_model=passthrough")
 	// Budget: boot, plus up to 150 s a scenario under TCG on a loaded machine.
 	timeout := 3*time.Minute + time.Duration(len(scen))*150*time.Second
-	return r.boot(name, a.qemu, args, scen, timeout)
+	ok, err := r.boot(name, a.qemu, args, scen, timeout)
+	// The guest copied every scenario's logs (daemon, pppd, charon, pluto,
+	// xl2tpd) to /vpt/logs: keep them beside the console log.
+	keep := filepath.Join(b, "logs", name+"-files")
+	_ = os.RemoveAll(keep)
+	if e := os.Rename(filepath.Join(run, "logs"), keep); e == nil {
+		fmt.Printf("logs of %s: %s\n", name, keep)
+	}
+	return ok, err
 }
 
 // labGuest boots an initramfs guest of arch that runs the namespace lab's

@@ -10,7 +10,6 @@
 #   VPT-INFO name text           figures: tunnels up, pings, status rows
 #   VPT-RESULT name PASS|FAIL why
 # /vpt/scenarios lists the scenarios to run, one "name" per line.
-set -u
 V=/vpt
 T=/tmp/vpt
 BIN=$V/vpn-passthrough
@@ -263,7 +262,10 @@ charon {
 		include /etc/strongswan.d/charon/*.conf
 	}
 	filelog {
-		$d/charon.log { default = 1 }
+		f {
+			path = $d/charon.log
+			default = 1
+		}
 	}
 }
 EOC
@@ -307,12 +309,13 @@ EOC
 		mount -t tmpfs tmpfs /run && mkdir -p /run/netns
 		mount --bind $d /etc/swanctl
 		export STRONGSWAN_CONF=$d/strongswan.conf
-		/usr/lib/ipsec/charon >/dev/null 2>&1 &
+		/usr/lib/ipsec/charon >$d/charon.out 2>&1 &
 		exec sleep 100000" &
 	eval "SW_$1=\$!"
-	until_ok 20 sw_ctl $1 --stats && sw_ctl $1 --load-all >/dev/null
+	until_ok 30 sw_ctl $1 --stats || { sw_ctl $1 --stats 2>&1 | tail -n 3 | sed "s/^/VPT-INFO $CUR swanctl: /"; return 1; }
+	sw_ctl $1 --load-all >$d/load.out 2>&1
 }
-sw_ctl() { local p; eval "p=\${SW_$1}"; shift; STRONGSWAN_CONF=$T/sw-x nsenter -t $p -m -n timeout 40 swanctl "$@"; }
+sw_ctl() { local p; eval "p=\${SW_$1}"; shift; nsenter -t $p -m -n timeout 40 swanctl "$@"; }
 sw_up() { sw_ctl $1 --list-sas 2>/dev/null | grep -q INSTALLED; }
 
 scen_ikev2() { # MODE ENABLED
@@ -335,7 +338,7 @@ scen_ikev2() { # MODE ENABLED
 		tail -n 5 $T/sw-init-lan1 $T/sw-init-lan2 | sed "s/^/VPT-INFO $CUR /"
 		fail "$up/2 IKEv2 tunnels up"; return
 	fi
-	info "NAT-T: $(sw_ctl wan --list-sas 2>/dev/null | grep -c '198.51.100.1\[.*\]:4500\|:[0-9]*\]' ) server SA lines"
+	info "NAT-T: $(sw_ctl wan --list-sas 2>/dev/null | grep -c TUNNEL-in-UDP)/2 server CHILD_SAs are ESP in UDP 4500"
 	sw_ctl wan --list-sas 2>/dev/null | grep -E 'ESTABLISHED|INSTALLED|remote' | head -n 8 | sed "s/^/VPT-INFO $CUR server: /"
 	pings_all 192.168.91.1 5 lan1 lan2
 	dstatus
@@ -452,6 +455,10 @@ scen_esp() {
 		for ns in $list; do tail -n 3 $T/ls-up-$ns | sed "s/^/VPT-INFO $CUR $ns: /"; done
 		fail "$up/$n raw-ESP tunnels negotiated"; return
 	fi
+	local enc=0
+	for ns in $list; do enc=$((enc + $(ip -n $ns xfrm state | grep -c 'encap type'))); done
+	info "UDP-encapsulated ESP SAs on the clients: $enc (raw ESP wants 0)"
+	[ $enc = 0 ] || { fail "the clients fell back to ESP in UDP: not a raw-ESP test"; return; }
 	PINGS_OK=1
 	for ns in $list; do (read -r r s < <(ping_count $ns 192.168.92.1 6 10.10.${ns#lan}.2); echo "$r $s" >$T/ping-$ns) & done
 	wait_bg
@@ -573,6 +580,9 @@ run() {
 	grep -E 'level=(ERROR|WARN)' $T/daemon.log | head -n 5 | sed "s/^/VPT-INFO $CUR daemon log: /"
 	dkill
 	topo_down
+	# Every log of the scenario, for the host (kept under build/qemu/logs).
+	mkdir -p $V/logs/$CUR && cp -a $T/. $V/logs/$CUR/ 2>/dev/null
+	rm -rf $T && mkdir -p $T
 	info "took $((SECONDS - t0)) s"
 }
 
