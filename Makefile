@@ -64,6 +64,9 @@ clean:
 # grows with every commit. Keep IPK_BASE_VERSION equal to PKG_VERSION in
 # openwrt-feed/net/vpn-passthrough/Makefile (a test checks).
 IPK_BASE_VERSION := 0.1.0
+# Same as PKG_MAINTAINER and PKG_LICENSE in the feed Makefiles (a test checks).
+MAINTAINER := vpn-passthrough maintainers <maintainers@vpn-passthrough.org>
+LICENSE := Apache-2.0
 IPK_VERSION := $(IPK_BASE_VERSION)-r$(shell git rev-list --count HEAD 2>/dev/null || echo 1)
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 DIST := dist
@@ -78,7 +81,7 @@ CROSS_LDFLAGS := -s -w -buildid= -X main.version=$(IPK_VERSION)
 # Same list as DEPENDS in openwrt-feed/net/vpn-passthrough/Makefile (a test checks).
 IPK_DEPENDS := kmod-nft-core,kmod-nft-queue,kmod-nf-conntrack-netlink
 IPK_SUGGESTS := kmod-nf-nathelper-extra
-IPK_COMMON = -version $(IPK_VERSION) -mtime $(SOURCE_DATE_EPOCH) -maintainer 'vpn-passthrough developers' \
+IPK_COMMON = -version $(IPK_VERSION) -mtime $(SOURCE_DATE_EPOCH) -maintainer '$(MAINTAINER)' -license $(LICENSE) \
 	-url https://github.com/vpn-passthrough/vpn-passthrough -o $(DIST)
 IPK_DESC := Real VPN passthrough (PPTP, L2TP, IPsec) through the router NAT.\nKernel conntrack helpers where present (install kmod-nf-nathelper-extra for\nthe PPTP helper), NFQUEUE engines where not; toggling a protocol off blocks it.
 LUCI_DESC := LuCI support for vpn-passthrough: settings and live status.

@@ -2,20 +2,16 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
-	"reflect"
-	"slices"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/vpn-passthrough/vpn-passthrough/src/ct"
+	"github.com/vpn-passthrough/vpn-passthrough/src/loader"
 	"github.com/vpn-passthrough/vpn-passthrough/src/nft"
-	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
 	"github.com/vpn-passthrough/vpn-passthrough/src/probe"
 	"github.com/vpn-passthrough/vpn-passthrough/src/status"
 )
@@ -30,31 +26,46 @@ type Options struct {
 	Log        *slog.Logger
 }
 
-// Daemon holds the applied state. mu guards everything below it.
+// Daemon holds the applied state. The files of this package split it by
+// concern: reload.go (load, apply, restore), repair.go (our table changed
+// under us), engines.go (userspace engines), statusview.go (the status
+// snapshot), kernel.go (the interfaces to the kernel).
 type Daemon struct {
 	opts Options
-	// conn is used by the main loop and the status goroutine; nftables.Conn
-	// queues batch messages internally, so calls are serialised by connMu.
-	connMu sync.Mutex
-	conn   *nft.Conn
+	k    Kernel
+	// fwMu serialises calls on k.Firewall from the main loop and the
+	// status goroutine (nftables.Conn queues batch messages internally).
+	// Lock order: fwMu before mu.
+	fwMu sync.Mutex
 
 	ectx context.Context // parent of engine contexts; outlives the signal context
-	// Repairs are bounded: 5 within 10 s, then none until the next reload,
-	// so a table that never matches the plan cannot make us loop on our
-	// own events. Touched only by the main loop.
-	repairWindow  time.Time
-	repairsInWin  int
-	repairStopped bool
-	engineErr     chan error // an engine's Run failed
+	// Repair bounds (repair.go). Touched only by the main loop, under fwMu.
+	repairWindowStart time.Time
+	repairsInWin      int
+	lastRepair        time.Time
+	storm             bool          // more than repairBurst repairs in this window
+	stormInterval     time.Duration // least time between repairs in a storm
+	dropsOnly         bool          // the kernel refused the full plan: only its drops are in place
+	coarse            bool          // Firewall.Diff cannot confirm our applies here: use Intact
+	engineErr         chan error    // an engine's Run failed
 
 	mu sync.Mutex
 	// engines by name: written by the main loop under mu, read by Status.
 	engines   map[string]*running
-	applied   *Loaded // last good, applied state
+	applied   *loader.Loaded // last good, applied state
 	appliedAt time.Time
 	repairs   int
 	lastErr   string
 	lastErrAt time.Time
+	fw4       fw4State
+}
+
+// New makes a daemon that reaches the kernel through k. Engines run under
+// ectx, which must outlive the daemon's own context: shutdown stops them
+// only after the table (and so every queue rule) is gone.
+func New(ectx context.Context, o Options, k Kernel) *Daemon {
+	return &Daemon{opts: o, k: k, ectx: ectx, engines: map[string]*running{},
+		engineErr: make(chan error, 1), stormInterval: defaultStormInterval}
 }
 
 // Run applies the config and serves until ctx ends or SIGTERM/SIGINT, then
@@ -78,42 +89,69 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	// Engines get their own context: shutdown stops them only after the
-	// table (and so every queue rule) is gone.
 	ectx, ecancel := context.WithCancel(context.Background())
 	defer ecancel()
-	d := &Daemon{opts: o, conn: conn, ectx: ectx, engines: map[string]*running{},
-		engineErr: make(chan error, 1)}
-	log := o.Log
-
-	if err := d.reload("start"); err != nil {
-		d.stopEngines()
+	d := New(ectx, o, realKernel(o, conn))
+	if err := d.Start(); err != nil {
 		return err
 	}
+	d.serve(ctx)
+	return d.Loop(ctx, hup)
+}
 
-	gone := make(chan struct{}, 1)
-	go nft.Watch(ctx, plan.TableName, gone, func(err error) {
-		log.Error("table watch failed, retrying", "err", err)
-		d.setErr(err)
-	})
+// serve starts what answers for the daemon (the status socket) until ctx
+// ends.
+func (d *Daemon) serve(ctx context.Context) {
 	go func() {
-		if err := status.Serve(ctx, o.SocketPath, d.Status); err != nil {
-			log.Error("status socket failed", "err", err)
+		if err := status.Serve(ctx, d.opts.SocketPath, d.Status); err != nil {
+			d.opts.Log.Error("status socket failed", "err", err)
 			d.setErr(err)
 		}
 	}()
+}
 
+// Start applies the config for the first time. On error nothing is left
+// running.
+func (d *Daemon) Start() error {
+	if err := d.Reload("start"); err != nil {
+		d.stopEngines()
+		return err
+	}
+	return nil
+}
+
+// Loop watches our table and reloads on each signal from reload (SIGHUP)
+// until ctx ends, then shuts down. It returns early, after shutting down, if
+// an engine fails.
+func (d *Daemon) Loop(ctx context.Context, reload <-chan os.Signal) error {
+	changed := make(chan struct{}, 1)
+	go d.k.Watch(ctx, changed, func(err error) {
+		d.opts.Log.Error("table watch failed, retrying", "err", err)
+		d.setErr(err)
+	})
+	// retry fires when a repair backed off or fell back to the drops.
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	repair := func() {
+		if wait := d.Repair(); wait > 0 {
+			retry.Reset(wait)
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
-			return d.shutdown()
-		case <-hup:
-			d.reload("SIGHUP") // errors are logged and kept for status
-		case <-gone:
-			d.repair()
+			return d.Shutdown()
+		case <-reload:
+			d.Reload("SIGHUP") // errors are logged and kept for status
+		case <-changed:
+			d.checkFW4()
+			repair()
+		case <-retry.C:
+			repair()
 		case err := <-d.engineErr:
-			log.Error("engine failed, stopping so procd restarts the daemon", "err", err)
-			if serr := d.shutdown(); serr != nil {
+			d.opts.Log.Error("engine failed, stopping so procd restarts the daemon", "err", err)
+			if serr := d.Shutdown(); serr != nil {
 				return serr
 			}
 			return err
@@ -121,196 +159,19 @@ func Run(ctx context.Context, o Options) error {
 	}
 }
 
-// reload loads, plans and applies. On any error the previous state stays:
-// the table as it was, and the engines it needs.
-func (d *Daemon) reload(why string) error {
-	log := d.opts.Log
-	d.connMu.Lock()
-	defer d.connMu.Unlock()
-	d.repairStopped, d.repairsInWin = false, 0
-	l, err := Load(d.opts.ConfigPath, d.opts.Root, d.conn)
-	if err != nil {
-		log.Error("config refused, keeping the last good state", "trigger", why, "err", err)
-		d.setErr(err)
-		return err
-	}
-	for _, w := range l.Warnings {
-		log.Warn("config warning", "where", w.String())
-	}
-	for _, w := range l.Plan.Warnings {
-		log.Warn("limitation", "detail", w)
-	}
-	d.mu.Lock()
-	prev := d.applied
-	d.mu.Unlock()
-	if prev != nil && reflect.DeepEqual(prev.Plan, l.Plan) && d.conn.Intact(l.Plan) {
-		// A HUP with nothing new (WAN events, fw4 reloads): rebuilding the
-		// table would only drop packets waiting in our queues.
-		if err := updateEngines(d.engines, l); err != nil {
-			log.Error("engine update failed", "err", err)
-			d.setErr(err)
-			return err
-		}
-		d.mu.Lock()
-		d.applied = l
-		d.lastErr = ""
-		d.mu.Unlock()
-		// Same message as a real apply: the state in force is the plan.
-		log.Info("applied", "trigger", why, "changed", false, "table", "inet "+plan.TableName)
-		return nil
-	}
-	if err := d.applyWithEngines(l); err != nil {
-		log.Error("apply failed, keeping the last good state", "trigger", why, "err", err)
-		d.setErr(err)
-		if prev != nil {
-			// Bring back the engines the last good plan needs (stale
-			// ones were stopped to free their queue numbers).
-			if rerr := d.applyWithEngines(prev); rerr != nil {
-				log.Error("restoring the last good state failed", "err", rerr)
-			}
-		}
-		return err
-	}
-	d.flushBlocked(prev, l)
-	d.mu.Lock()
-	d.applied, d.appliedAt = l, time.Now()
-	d.lastErr = ""
-	d.mu.Unlock()
-	for _, dec := range l.Plan.Decisions {
-		log.Info("protocol", "proto", dec.Proto, "datapath", dec.Datapath, "reason", dec.Reason)
-	}
-	log.Info("applied", "trigger", why, "changed", true, "table", "inet "+plan.TableName,
-		"lan", l.Plan.Topology.LAN, "wan", l.Plan.Topology.WAN)
-	return nil
-}
-
-// applyWithEngines stops engines the plan no longer wants (freeing their
-// queue numbers), starts the new ones before their queue rules exist, applies
-// the table, and only then hands the new config to the engines it kept.
-func (d *Daemon) applyWithEngines(l *Loaded) error {
-	keep, stale := splitEngines(d.engines, l.Plan.Queues)
-	for _, r := range stale {
-		r.stop()
-		d.opts.Log.Info("engine stopped", "engine", r.q.Engine, "queue", r.q.Num)
-	}
-	d.setEngines(keep)
-	started, err := startEngines(d.ectx, l, keep, engineEnv{Log: d.opts.Log, StateDir: d.opts.StateDir}, d.engineErr)
-	if err != nil {
-		return err
-	}
-	if err := d.conn.Apply(l.Plan); err != nil {
-		for _, r := range started {
-			r.stop()
-		}
-		return err
-	}
-	all := map[string]*running{}
-	for k, r := range keep {
-		all[k] = r
-	}
-	for _, r := range started {
-		all[r.q.Engine] = r
-	}
-	d.setEngines(all)
-	return updateEngines(keep, l)
-}
-
-func (d *Daemon) setEngines(m map[string]*running) {
-	d.mu.Lock()
-	d.engines = m
-	d.mu.Unlock()
-}
-
-func (d *Daemon) stopEngines() {
-	d.mu.Lock()
-	engines := d.engines
-	d.engines = nil
-	d.mu.Unlock()
-	for _, r := range engines {
-		r.stop()
-	}
-}
-
-// flushBlocked deletes the conntrack entries of protocols that were just
-// switched off: with fw4 flow offloading, established flows skip the forward
-// hook and so our drop rules; without their conntrack entry they must start
-// over, and their first packet meets the block.
-func (d *Daemon) flushBlocked(prev, next *Loaded) {
-	var protos []plan.Proto
-	for _, dec := range next.Plan.Decisions {
-		if dec.Datapath != plan.PathBlocked {
-			continue
-		}
-		if prev != nil && prev.Plan.Decision(dec.Proto).Datapath == plan.PathBlocked {
-			continue
-		}
-		protos = append(protos, dec.Proto)
-	}
-	if len(protos) == 0 {
-		return
-	}
-	n, err := ct.DeleteMatching(func(f ct.Flow) bool {
-		p, _ := classify(f.Orig)
-		return p != "" && slices.Contains(protos, p)
-	})
-	if err != nil {
-		d.opts.Log.Warn("could not flush conntrack entries of blocked protocols", "err", err)
-		return
-	}
-	d.opts.Log.Info("flushed conntrack entries of blocked protocols", "protos", protos, "entries", n)
-}
-
-// repair re-applies the last good plan if our table is gone or damaged.
-func (d *Daemon) repair() {
-	d.mu.Lock()
-	l := d.applied
-	d.mu.Unlock()
-	if l == nil || l.Plan.Empty() {
-		return
-	}
-	d.connMu.Lock()
-	defer d.connMu.Unlock()
-	// Deleted, flushed or cut down: anything but the planned state.
-	if d.conn.Intact(l.Plan) {
-		return
-	}
-	if now := time.Now(); now.Sub(d.repairWindow) > 10*time.Second {
-		d.repairWindow, d.repairsInWin = now, 0
-	}
-	if d.repairsInWin >= 5 {
-		if !d.repairStopped {
-			d.repairStopped = true
-			err := errors.New("daemon: table keeps differing from the plan after 5 repairs in 10 s; repairs stop until the next reload")
-			d.opts.Log.Error("repair stopped", "err", err)
-			d.setErr(err)
-		}
-		return
-	}
-	d.repairsInWin++
-	if err := d.conn.Apply(l.Plan); err != nil {
-		d.opts.Log.Error("repair failed", "err", err)
-		d.setErr(err)
-		return
-	}
-	d.mu.Lock()
-	d.repairs++
-	d.appliedAt = time.Now()
-	d.mu.Unlock()
-	d.opts.Log.Info("table was deleted or changed from under us, restored", "table", "inet "+plan.TableName)
-}
-
-func (d *Daemon) shutdown() error {
-	d.connMu.Lock()
-	defer d.connMu.Unlock()
-	err := d.conn.Remove(plan.TableName)
-	// Rules first, then engines: a queue rule whose listener is gone would
-	// fall back to bypass, but there is no reason to get there.
+// Shutdown removes our table, then stops the engines: rules first, because
+// a queue rule whose listener is gone would fall back to bypass, and there
+// is no reason to get there.
+func (d *Daemon) Shutdown() error {
+	d.fwMu.Lock()
+	defer d.fwMu.Unlock()
+	err := d.k.Firewall.Remove(tableName)
 	d.stopEngines()
 	if err != nil {
 		d.opts.Log.Error("remove failed", "err", err)
 		return err
 	}
-	d.opts.Log.Info("stopped, table removed", "table", "inet "+plan.TableName)
+	d.opts.Log.Info("stopped, table removed", "table", "inet "+tableName)
 	return nil
 }
 
@@ -318,66 +179,4 @@ func (d *Daemon) setErr(err error) {
 	d.mu.Lock()
 	d.lastErr, d.lastErrAt = err.Error(), time.Now()
 	d.mu.Unlock()
-}
-
-// Status is the snapshot the socket serves.
-func (d *Daemon) Status() status.Status {
-	// Lock order is connMu before mu, as in reload.
-	d.connMu.Lock()
-	cs, cerr := d.conn.Counters(plan.TableName)
-	d.connMu.Unlock()
-	d.mu.Lock()
-	kernelPath := d.applied != nil && d.applied.Plan.UsesKernel()
-	d.mu.Unlock()
-	var flows []ct.Flow
-	ferr := errors.New("no protocol on the kernel datapath")
-	if kernelPath { // a big conntrack table is not read for nothing
-		flows, ferr = ct.Dump()
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	s := status.Status{
-		Version:   d.opts.Version,
-		PID:       os.Getpid(),
-		Config:    d.opts.ConfigPath,
-		Repairs:   d.repairs,
-		LastError: d.lastErr,
-		Counters:  map[string]status.Counter{},
-		Sessions:  []status.Session{},
-	}
-	if d.lastErr != "" {
-		t := d.lastErrAt
-		s.LastErrorAt = &t
-	}
-	if d.applied == nil {
-		return s
-	}
-	p := d.applied.Plan
-	s.Enabled = d.applied.Config.Enabled
-	s.AppliedAt = d.appliedAt
-	s.Protocols = p.Decisions
-	s.Topology = p.Topology
-	s.Caps = d.applied.Caps
-	s.Warnings = p.Warnings
-	if ferr == nil {
-		s.Sessions = kernelSessions(flows, p)
-	}
-	for _, r := range d.engines {
-		s.Sessions = append(s.Sessions, r.eng.Sessions()...)
-		for k, v := range r.eng.Counters() {
-			s.Counters[r.q.Engine+"_"+k] = status.Counter{Packets: v}
-		}
-	}
-	if len(p.Queues) > 0 {
-		s.QueueRules = "native nft queue"
-		if p.QueueCompat {
-			s.QueueRules = "xt NFQUEUE through nft_compat"
-		}
-	}
-	if cerr == nil {
-		for k, v := range cs {
-			s.Counters[k] = status.Counter{Packets: v.Packets, Bytes: v.Bytes}
-		}
-	}
-	return s
 }

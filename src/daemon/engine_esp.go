@@ -3,8 +3,10 @@ package daemon
 import (
 	"log/slog"
 
+	"github.com/vpn-passthrough/vpn-passthrough/src/engine"
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine/esp"
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine/statefile"
+	"github.com/vpn-passthrough/vpn-passthrough/src/loader"
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
 )
 
@@ -15,7 +17,7 @@ type espEngine struct {
 	log *slog.Logger
 }
 
-func espOptions(l *Loaded, log *slog.Logger) esp.Options {
+func espOptions(l *loader.Loaded, log *slog.Logger) esp.Options {
 	c := l.Config.IPsec
 	return esp.Options{
 		MaxSAs:      c.MaxSAs,
@@ -28,9 +30,12 @@ func espOptions(l *Loaded, log *slog.Logger) esp.Options {
 // newESPEngine restores the SA tables of the previous run and binds the ESP
 // queue (queue_base+1) before the plan's queue rules are applied, so no
 // packet meets an empty queue.
-func newESPEngine(q plan.Queue, l *Loaded, env engineEnv) (Engine, error) {
+func newESPEngine(q plan.Queue, l *loader.Loaded, env EngineEnv) (Engine, error) {
 	log := env.Log.With("engine", "esp")
-	e, err := esp.New(esp.Config{Queue: q.Num, Options: espOptions(l, log), Log: log, StatePath: statefile.Path(env.StateDir, "esp-sas", q.Num)})
+	e, err := esp.New(esp.Config{
+		Common:  engine.Common{Queue: q.Num, Log: log, StatePath: statefile.Path(env.StateDir, "esp-sas", q.Num)},
+		Options: espOptions(l, log),
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -38,7 +43,9 @@ func newESPEngine(q plan.Queue, l *Loaded, env engineEnv) (Engine, error) {
 }
 
 // Update takes a reloaded config without dropping the SA tables.
-func (e *espEngine) Update(l *Loaded) error {
-	e.SetOptions(espOptions(l, e.log))
-	return nil
+func (e *espEngine) Update(l *loader.Loaded) error {
+	return e.Engine.Update(esp.Config{Common: engine.Common{Log: e.log}, Options: espOptions(l, e.log)})
 }
+
+// Counters are the engine's Stats for status.
+func (e *espEngine) Counters() map[string]uint64 { return e.Stats().Map() }

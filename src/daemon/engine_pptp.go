@@ -3,6 +3,7 @@ package daemon
 import (
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine/pptp"
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine/statefile"
+	"github.com/vpn-passthrough/vpn-passthrough/src/loader"
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
 )
 
@@ -14,7 +15,7 @@ type pptpEngine struct {
 	stateDir string
 }
 
-func pptpConfig(q plan.Queue, l *Loaded, stateDir string) pptp.Config {
+func pptpConfig(q plan.Queue, l *loader.Loaded, stateDir string) pptp.Config {
 	c := l.Config.PPTP
 	return pptp.Config{
 		Queue:        q.Num,
@@ -25,7 +26,7 @@ func pptpConfig(q plan.Queue, l *Loaded, stateDir string) pptp.Config {
 		MarkMask:     plan.MarkMask,
 		// The kernel has the helper: fw4 may assign it to the control
 		// connections, and the engine must take it off again.
-		ClearKernelHelper: l.Caps.PPTPHelper,
+		ClearKernelHelper: plan.ClearsKernelHelper(l.Caps),
 		StatePath:         statefile.Path(stateDir, "pptp-calls", q.Num), // survives SIGKILL (engine/pptp doc.go)
 	}
 }
@@ -33,7 +34,7 @@ func pptpConfig(q plan.Queue, l *Loaded, stateDir string) pptp.Config {
 // newPPTPEngine restores the call table a killed daemon left and binds the
 // PPTP queue (queue_base) before the plan's queue rules are applied, so no
 // packet meets an empty queue.
-func newPPTPEngine(q plan.Queue, l *Loaded, env engineEnv) (Engine, error) {
+func newPPTPEngine(q plan.Queue, l *loader.Loaded, env EngineEnv) (Engine, error) {
 	log := env.Log.With("engine", "pptp")
 	cfg := pptpConfig(q, l, env.StateDir)
 	e, err := pptp.New(cfg, pptp.Options{Log: log})
@@ -47,7 +48,7 @@ func newPPTPEngine(q plan.Queue, l *Loaded, env engineEnv) (Engine, error) {
 }
 
 // Update takes a reloaded config without dropping calls.
-func (e *pptpEngine) Update(l *Loaded) error {
+func (e *pptpEngine) Update(l *loader.Loaded) error {
 	e.Engine.Update(pptpConfig(e.q, l, e.stateDir))
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/vpn-passthrough/vpn-passthrough/src/loader"
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
 	"github.com/vpn-passthrough/vpn-passthrough/src/status"
 )
@@ -22,18 +23,18 @@ type Engine interface {
 
 // Updater is an Engine that takes a new config without losing its sessions.
 type Updater interface {
-	Update(l *Loaded) error
+	Update(l *loader.Loaded) error
 }
 
-// engineEnv is what every engine gets from the daemon besides its config.
-type engineEnv struct {
+// EngineEnv is what every engine gets from the daemon besides its config.
+type EngineEnv struct {
 	Log      *slog.Logger
 	StateDir string // where engines keep state across a crash (statefile)
 }
 
 // newEngine builds the engine for one queue. Each engine lives in its own
 // file (engine_<name>.go) so the engines can grow independently.
-func newEngine(q plan.Queue, l *Loaded, env engineEnv) (Engine, error) {
+func newEngine(q plan.Queue, l *loader.Loaded, env EngineEnv) (Engine, error) {
 	switch q.Engine {
 	case "pptp":
 		return newPPTPEngine(q, l, env)
@@ -77,22 +78,24 @@ func splitEngines(cur map[string]*running, queues []plan.Queue) (keep map[string
 }
 
 // startEngines starts the engines of l's queues that are not in keep. An
-// engine whose Run fails while its context is live reports on failed.
-func startEngines(ctx context.Context, l *Loaded, keep map[string]*running, env engineEnv, failed chan<- error) ([]*running, error) {
-	log := env.Log
+// engine whose Run fails while its context is live reports on d.engineErr.
+func (d *Daemon) startEngines(l *loader.Loaded, keep map[string]*running) ([]*running, error) {
+	log := d.opts.Log
+	env := EngineEnv{Log: d.opts.Log, StateDir: d.opts.StateDir}
+	failed := d.engineErr
 	var started []*running
 	for _, q := range l.Plan.Queues {
 		if _, ok := keep[q.Engine]; ok {
 			continue
 		}
-		eng, err := newEngine(q, l, env)
+		eng, err := d.k.NewEngine(q, l, env)
 		if err != nil {
 			for _, r := range started {
 				r.stop()
 			}
 			return nil, fmt.Errorf("%s engine: %w", q.Engine, err)
 		}
-		ectx, cancel := context.WithCancel(ctx)
+		ectx, cancel := context.WithCancel(d.ectx)
 		r := &running{q: q, eng: eng, cancel: cancel, done: make(chan struct{})}
 		go func() {
 			defer close(r.done)
@@ -112,7 +115,7 @@ func startEngines(ctx context.Context, l *Loaded, keep map[string]*running, env 
 // updateEngines hands a new config to kept engines. It runs only after the
 // table was applied, so an engine never runs with a config whose rules were
 // refused.
-func updateEngines(engines map[string]*running, l *Loaded) error {
+func updateEngines(engines map[string]*running, l *loader.Loaded) error {
 	for _, r := range engines {
 		if u, ok := r.eng.(Updater); ok {
 			if err := u.Update(l); err != nil {
@@ -121,4 +124,20 @@ func updateEngines(engines map[string]*running, l *Loaded) error {
 		}
 	}
 	return nil
+}
+
+func (d *Daemon) setEngines(m map[string]*running) {
+	d.mu.Lock()
+	d.engines = m
+	d.mu.Unlock()
+}
+
+func (d *Daemon) stopEngines() {
+	d.mu.Lock()
+	engines := d.engines
+	d.engines = nil
+	d.mu.Unlock()
+	for _, r := range engines {
+		r.stop()
+	}
 }

@@ -22,12 +22,12 @@ func kernelSessions(flows []ct.Flow, p *plan.Plan) []status.Session {
 		if f.Status&ct.StatusSrcNAT == 0 {
 			continue
 		}
-		proto, kind := classify(f.Orig)
-		if proto == "" || !kernel[proto] {
+		t, ok := plan.Classify(f.Orig.Proto, f.Orig.DstPort)
+		if !ok || !kernel[t.Proto] {
 			continue
 		}
 		s := status.Session{
-			Proto:      kind,
+			Proto:      t.Kind,
 			Client:     f.Orig.Src.String(),
 			Server:     f.Orig.Dst.String(),
 			State:      flowState(f),
@@ -48,24 +48,6 @@ func kernelSessions(flows []ct.Flow, p *plan.Plan) []status.Session {
 		out = append(out, s)
 	}
 	return out
-}
-
-func classify(t ct.Tuple) (plan.Proto, string) {
-	switch {
-	case t.Proto == uint8(plan.ProtoGRE):
-		return plan.PPTP, "gre"
-	case t.Proto == uint8(plan.ProtoTCP) && t.DstPort == 1723:
-		return plan.PPTP, "pptp"
-	case t.Proto == uint8(plan.ProtoESP):
-		return plan.IPsec, "esp"
-	case t.Proto == uint8(plan.ProtoUDP) && t.DstPort == 500:
-		return plan.IPsec, "ike"
-	case t.Proto == uint8(plan.ProtoUDP) && t.DstPort == 4500:
-		return plan.IPsec, "nat-t"
-	case t.Proto == uint8(plan.ProtoUDP) && t.DstPort == 1701:
-		return plan.L2TP, "l2tp"
-	}
-	return "", ""
 }
 
 func flowState(f ct.Flow) string {

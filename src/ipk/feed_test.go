@@ -38,6 +38,9 @@ $(eval $(Package/$(1)))
 $(info STUB PKG_NAME=$(PKG_NAME))
 $(info STUB PKG_VERSION=$(PKG_VERSION))
 $(info STUB PKG_RELEASE=$(PKG_RELEASE))
+$(info STUB PKG_LICENSE=$(PKG_LICENSE))
+$(info STUB PKG_LICENSE_FILES=$(PKG_LICENSE_FILES))
+$(info STUB PKG_MAINTAINER=$(PKG_MAINTAINER))
 $(info STUB PKG_BUILD_DEPENDS=$(PKG_BUILD_DEPENDS))
 $(info STUB GO_PKG=$(GO_PKG))
 $(info STUB GO_PKG_BUILD_PKG=$(GO_PKG_BUILD_PKG))
@@ -174,6 +177,23 @@ func treeModes(t *testing.T, dir string) map[string]fs.FileMode {
 	return out
 }
 
+// TestFeedLicence: the licence the Makefiles declare is the LICENSE file's,
+// and the maintainer is `Name <email>`, as openwrt/packages requires.
+func TestFeedLicence(t *testing.T) {
+	root := repoRoot(t)
+	b, err := os.ReadFile(filepath.Join(root, "LICENSE"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lic := makeVar(t, filepath.Join(root, "Makefile"), "LICENSE"); lic != "Apache-2.0" ||
+		!bytes.Contains(b[:200], []byte("Apache License")) || !bytes.Contains(b[:200], []byte("Version 2.0, January 2004")) {
+		t.Errorf("LICENSE is not the Apache-2.0 text that LICENSE := %s declares", lic)
+	}
+	if m := makeVar(t, filepath.Join(root, "Makefile"), "MAINTAINER"); !regexp.MustCompile(`^[^<>@]+ <[a-z0-9.+-]+@[a-z0-9-]+(\.[a-z0-9-]+)+>$`).MatchString(m) {
+		t.Errorf("MAINTAINER %q is not `Name <email>`", m)
+	}
+}
+
 func TestFeedDaemonMakefile(t *testing.T) {
 	root := repoRoot(t)
 	top := stubTop(t)
@@ -194,6 +214,9 @@ func TestFeedDaemonMakefile(t *testing.T) {
 		"PKG_VERSION":       makeVar(t, filepath.Join(root, "Makefile"), "IPK_BASE_VERSION"),
 		"GO_PKG_LDFLAGS_X":  "main.version=" + v["PKG_VERSION"] + "-r" + v["PKG_RELEASE"],
 		"CONFFILES":         "/etc/config/vpn-passthrough",
+		"PKG_LICENSE":       makeVar(t, filepath.Join(root, "Makefile"), "LICENSE"),
+		"PKG_LICENSE_FILES": "LICENSE",
+		"PKG_MAINTAINER":    makeVar(t, filepath.Join(root, "Makefile"), "MAINTAINER"),
 	}
 	for k, w := range want {
 		if v[k] != w {
@@ -269,6 +292,11 @@ func TestFeedLuciMakefile(t *testing.T) {
 	}
 	dest := filepath.Join(top, "dest")
 	v := runMake(t, top, pkgDir, "stub-install", "STUB_DEST="+dest)
+	for _, k := range []string{"LICENSE", "MAINTAINER"} {
+		if w := makeVar(t, filepath.Join(root, "Makefile"), k); v["PKG_"+k] != w {
+			t.Errorf("PKG_%s %q, want %q", k, v["PKG_"+k], w)
+		}
+	}
 	if v["PKG_NAME"] != "luci-app-vpn-passthrough" {
 		t.Errorf("PKG_NAME %q", v["PKG_NAME"])
 	}

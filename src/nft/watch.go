@@ -7,16 +7,18 @@ import (
 	"github.com/google/nftables"
 )
 
-// Watch signals on gone whenever table inet <name>, or a chain, rule, set or
-// object in it, is deleted by anyone (`nft delete table`, `fw4 flush`,
-// `/etc/init.d/firewall restart`, `nft flush chain`). It
-// listens to nftables netlink events rather than polling. It also signals
+// Watch signals on gone whenever any of the inet tables named, or a chain,
+// rule, set or object in them, is added, changed or deleted by anyone (`nft
+// delete table`, `fw4 flush`, `/etc/init.d/firewall restart`, `nft flush
+// chain`, `nft insert rule`), and on every set-element change (the kernel's
+// element events do not say which table they concern). It listens to
+// nftables netlink events rather than polling. It also signals
 // right after (re)subscribing, because events sent while it was not listening
 // (start-up, a receive-buffer overrun) are lost; the receiver then checks
 // whether the table exists. Our own applies delete and re-add the table in one
 // batch, so the receiver must check, not assume. Errors go to onErr and the
 // watch retries with backoff; it returns when ctx ends.
-func Watch(ctx context.Context, name string, gone chan<- struct{}, onErr func(error)) {
+func Watch(ctx context.Context, names []string, gone chan<- struct{}, onErr func(error)) {
 	notify := func() {
 		select {
 		case gone <- struct{}{}:
@@ -77,7 +79,7 @@ func Watch(ctx context.Context, name string, gone chan<- struct{}, onErr func(er
 					mon.Close()
 					drain(events)
 					resubscribe = true
-				case deletion(ev.Type) && ours(ev.Data, name):
+				case concerns(ev, names):
 					notify()
 				}
 			}
@@ -104,11 +106,16 @@ func drain(events <-chan *nftables.MonitorEvent) {
 	}
 }
 
-func deletion(t nftables.MonitorEventType) bool {
-	switch t {
-	case nftables.MonitorEventTypeDelTable, nftables.MonitorEventTypeDelChain, nftables.MonitorEventTypeDelRule,
-		nftables.MonitorEventTypeDelSet, nftables.MonitorEventTypeDelObj:
+// concerns reports whether an event may change one of the tables named.
+func concerns(ev *nftables.MonitorEvent, names []string) bool {
+	switch ev.Type {
+	case nftables.MonitorEventTypeNewSetElem, nftables.MonitorEventTypeDelSetElem:
 		return true
+	}
+	for _, n := range names {
+		if ours(ev.Data, n) {
+			return true
+		}
 	}
 	return false
 }

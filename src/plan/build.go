@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/config"
+	"github.com/vpn-passthrough/vpn-passthrough/src/packet"
 )
 
 // Chain priorities. fw4's filter chains sit at 0; ours run just before, so a
@@ -86,7 +87,7 @@ func Build(in Input) (*Plan, error) {
 				IIFSet:   SetLAN,
 				IPv4Only: true,
 				L4:       ProtoTCP,
-				DPort:    1723,
+				DPort:    packet.PortPPTP,
 				CtHelper: "pptp",
 			})
 		}
@@ -133,7 +134,7 @@ func decide(pr Proto, c config.Config, caps Caps) Decision {
 	d := Decision{Proto: pr, Enabled: enabled(pr, c)}
 	if !d.Enabled {
 		d.Datapath = PathBlocked
-		d.Reason = "toggle off: " + blockedDesc(pr) + " from LAN to WAN are dropped"
+		d.Reason = "toggle off: " + describe(pr) + " from LAN to WAN are dropped"
 		return d
 	}
 	d.Datapath = PathKernel
@@ -152,13 +153,13 @@ func decide(pr Proto, c config.Config, caps Caps) Decision {
 			d.Datapath = PathUserspace
 			d.Reason = "mode auto: kernel lacks " + missing + ", so Call-ID NAT runs in this daemon through NFQUEUE"
 		case helper:
-			d.Reason = fmt.Sprintf("mode %s: kernel has nf_conntrack_pptp and nf_nat_pptp; helper assigned to LAN->WAN TCP 1723", c.Mode)
+			d.Reason = fmt.Sprintf("mode %s: kernel has nf_conntrack_pptp and nf_nat_pptp; helper assigned to LAN->WAN %s", c.Mode, TrafficOf(PPTP)[0])
 		default:
 			d.Reason = fmt.Sprintf("mode %s: kernel lacks %s", c.Mode, missing)
 			d.Degraded = degradedPPTP(caps)
 		}
 	case L2TP:
-		d.Reason = "UDP 1701 is tracked and NATed by the kernel; replies return as established"
+		d.Reason = describe(L2TP) + " is tracked and NATed by the kernel; replies return as established"
 	case IPsec:
 		mux := c.IPsec.ESPMux == config.ESPMuxOn || (c.IPsec.ESPMux == config.ESPMuxAuto && c.Mode != config.ModeKernel)
 		if mux && caps.QueueReady() {
@@ -167,7 +168,7 @@ func decide(pr Proto, c config.Config, caps Caps) Decision {
 			d.Degraded = "AH cannot pass NAT by design"
 			return d
 		}
-		d.Reason = "IKE (UDP 500), NAT-T (UDP 4500) and ESP are tracked by the kernel; replies return as established"
+		d.Reason = fmt.Sprintf("IKE (UDP %d), NAT-T (UDP %d) and ESP are tracked", packet.PortIKE, packet.PortNATT) + " by the kernel; replies return as established"
 		d.Degraded = espLimit
 		if mux {
 			d.Reason += " (ESP multiplexer wanted, but the kernel lacks NFQUEUE)"
@@ -223,43 +224,12 @@ func enabled(pr Proto, c config.Config) bool {
 	return false
 }
 
-func blockedDesc(pr Proto) string {
-	switch pr {
-	case PPTP:
-		return "TCP 1723 and GRE"
-	case L2TP:
-		return "UDP 1701"
-	case IPsec:
-		return "ESP, AH, UDP 500 and UDP 4500"
-	}
-	return ""
-}
-
-// match is the protocol part of a rule: an L4 protocol and maybe a port.
-type match struct {
-	l4   L4
-	port uint16
-}
-
-// protoMatches lists what a protocol's traffic looks like, LAN to WAN.
-func protoMatches(pr Proto) []match {
-	switch pr {
-	case PPTP:
-		return []match{{ProtoTCP, 1723}, {ProtoGRE, 0}}
-	case L2TP:
-		return []match{{ProtoUDP, 1701}}
-	case IPsec:
-		return []match{{ProtoESP, 0}, {ProtoAH, 0}, {ProtoUDP, 500}, {ProtoUDP, 4500}}
-	}
-	return nil
-}
-
 // blockRules drop a disabled protocol LAN->WAN. Drop is final in nftables, so
 // a drop in our table blocks whatever fw4 would accept later.
 func blockRules(pr Proto, log bool) []Rule {
 	var rules []Rule
-	for _, m := range protoMatches(pr) {
-		base := Rule{IIFSet: SetLAN, OIFSet: SetWAN, L4: m.l4, DPort: m.port}
+	for _, m := range TrafficOf(pr) {
+		base := Rule{IIFSet: SetLAN, OIFSet: SetWAN, L4: m.L4, DPort: m.Port}
 		if log {
 			// A separate, rate-limited log rule: limit in the drop rule
 			// itself would let packets over the rate through.
@@ -282,13 +252,13 @@ func blockRules(pr Proto, log bool) []Rule {
 // and an accept here could not override it anyway).
 func passCounterRules(pr Proto) []Rule {
 	var rules []Rule
-	for _, m := range protoMatches(pr) {
-		if m.l4 == ProtoAH {
+	for _, m := range TrafficOf(pr) {
+		if m.L4 == ProtoAH {
 			continue // AH cannot pass NAT; counting it as passed would mislead
 		}
 		rules = append(rules,
-			Rule{IIFSet: SetLAN, OIFSet: SetWAN, L4: m.l4, DPort: m.port, Counter: PassedCounter(pr, "out")},
-			Rule{IIFSet: SetWAN, OIFSet: SetLAN, L4: m.l4, SPort: m.port, Counter: PassedCounter(pr, "in")})
+			Rule{IIFSet: SetLAN, OIFSet: SetWAN, L4: m.L4, DPort: m.Port, Counter: PassedCounter(pr, "out")},
+			Rule{IIFSet: SetWAN, OIFSet: SetLAN, L4: m.L4, SPort: m.Port, Counter: PassedCounter(pr, "in")})
 	}
 	return rules
 }

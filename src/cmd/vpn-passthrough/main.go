@@ -14,6 +14,7 @@ import (
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/daemon"
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine/statefile"
+	"github.com/vpn-passthrough/vpn-passthrough/src/loader"
 	"github.com/vpn-passthrough/vpn-passthrough/src/nft"
 	"github.com/vpn-passthrough/vpn-passthrough/src/status"
 )
@@ -157,18 +158,18 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 // load runs the same pipeline as the daemon. Without netlink access (not
 // root) it still validates and plans, with the capabilities it could read.
 // kernelOnly plans without userspace engines, for a one-shot apply.
-func load(path string, kernelOnly bool) (*daemon.Loaded, error) {
+func load(path string, kernelOnly bool) (*loader.Loaded, error) {
 	n, err := nft.Open()
 	if err != nil {
 		n = nil
 	}
 	if kernelOnly {
-		return daemon.LoadKernelOnly(path, "/", n)
+		return loader.LoadKernelOnly(path, "/", n)
 	}
-	return daemon.Load(path, "/", n)
+	return loader.Load(path, "/", n)
 }
 
-func capsText(l *daemon.Loaded) string {
+func capsText(l *loader.Loaded) string {
 	c := l.Caps
 	yes := func(b bool) string {
 		if b {

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vpn-passthrough/vpn-passthrough/src/engine"
 	"github.com/vpn-passthrough/vpn-passthrough/src/nfqueue"
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
 	"github.com/vpn-passthrough/vpn-passthrough/src/status"
@@ -23,11 +24,12 @@ const (
 	hookForward    = 2
 )
 
-// Config configures an Engine.
+// Config configures an Engine. Common.Queue is config queue_base + 1;
+// Common.MaxSessions, MaxPerClient and IdleTimeout, when set, override the
+// same limits in Options.
 type Config struct {
-	Queue   uint16 // NFQUEUE number (config queue_base + 1)
+	engine.Common
 	Options Options
-	Log     *slog.Logger
 	// Addr returns the IPv4 address outbound ESP leaves with through the
 	// device with this index. Default: the device's first IPv4 address.
 	Addr func(ifindex uint32) (netip.Addr, error)
@@ -61,9 +63,7 @@ func New(c Config) (*Engine, error) {
 	if c.Log == nil {
 		c.Log = slog.New(discard{})
 	}
-	if c.Options.Log == nil {
-		c.Options.Log = c.Log
-	}
+	c.Options = c.options()
 	if c.Addr == nil {
 		c.Addr = ifaceIPv4
 	}
@@ -205,15 +205,34 @@ func (e *Engine) wanAddrLocked(idx uint32) netip.Addr {
 	return a
 }
 
-// SetOptions changes the tracker's limits and keep_ike_port without losing
-// sessions (a reload).
-func (e *Engine) SetOptions(o Options) {
+// options merges the common limits into the tracker's options.
+func (c Config) options() Options {
+	o := c.Options
+	if c.MaxSessions > 0 {
+		o.MaxSAs = c.MaxSessions
+	}
+	if c.MaxPerClient > 0 {
+		o.MaxPerClient = c.MaxPerClient
+	}
+	if c.IdleTimeout > 0 {
+		o.IdleTimeout = c.IdleTimeout
+	}
+	if o.Log == nil {
+		o.Log = c.Log
+	}
+	return o
+}
+
+// Update changes the tracker's limits and keep_ike_port without losing
+// sessions (a reload). The queue and state path stay as New set them.
+func (e *Engine) Update(c Config) error {
+	if c.Log == nil {
+		c.Log = e.log
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if o.Log == nil {
-		o.Log = e.log
-	}
-	e.tr.SetOptions(o)
+	e.tr.SetOptions(c.options())
+	return nil
 }
 
 // Sessions is a snapshot for status.
@@ -223,17 +242,31 @@ func (e *Engine) Sessions() []status.Session {
 	return e.tr.Sessions(e.now())
 }
 
-// Counters are the tracker's counters and the queue's loss counters.
-func (e *Engine) Counters() map[string]uint64 {
+// Stats are the tracker's counters in the engines' common set, with the
+// tracker's own names (Stats.Map in tracker.go) as detail.
+func (e *Engine) Stats() engine.Stats {
 	e.mu.Lock()
-	m := e.tr.Stats().Map()
+	ts := e.tr.Stats()
 	e.mu.Unlock()
 	qs := e.q.Stats()
-	m["queue_packets"] = qs.Packets
-	m["queue_enobufs"] = qs.ENOBUFS
-	m["queue_send_errors"] = qs.SendErrs
-	return m
+	d := ts.Map()
+	d["queue_enobufs"] = qs.ENOBUFS
+	d["queue_send_errors"] = qs.SendErrs
+	return engine.Stats{
+		ForwardedOut: ts.OutForwarded,
+		ForwardedIn:  ts.InForwarded,
+		Learned:      ts.LearnedOut + ts.LearnedIn,
+		Ended:        ts.Expired,
+		Malformed:    ts.Malformed + ts.IKEMalformed,
+		Unknown:      ts.InUnknownSPI,
+		Refused:      ts.TableFull + ts.ClientCap,
+		QueueRecv:    qs.Packets,
+		QueueLost:    qs.ENOBUFS + qs.SendErrs,
+		Detail:       d,
+	}
 }
+
+var _ engine.Engine[Config] = (*Engine)(nil)
 
 // ifaceIPv4 returns the first IPv4 address of a device: its primary
 // address, which is also what masquerade would pick.

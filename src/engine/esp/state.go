@@ -130,7 +130,7 @@ func (t *Tracker) Restore(s Snapshot, now time.Duration, offline time.Duration) 
 		if sa0.In != 0 && t.in[inKey{p.server, sa0.In}] != nil {
 			continue
 		}
-		if !t.roomSA(now) {
+		if !t.roomSA(p.client, now) {
 			break
 		}
 		a := &sa{pair: p, out: sa0.Out, in: sa0.In, wan: w, created: now - time.Duration(sa0.Age)*time.Second - offline,
@@ -154,7 +154,7 @@ func (t *Tracker) Restore(s Snapshot, now time.Duration, offline time.Duration) 
 		if a.in != 0 {
 			t.in[inKey{p.server, a.in}] = a
 		}
-		t.nsa++
+		t.countSA(p.client, 1)
 		p.wan = w
 		p.lastSeen = max(p.lastSeen, last)
 		// What it had learned before stays learned: only a new exchange

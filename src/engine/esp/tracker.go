@@ -33,13 +33,16 @@ const (
 
 // Options configure a Tracker. Zero values take the defaults above.
 type Options struct {
-	MaxSAs      int           // SAs (and client-server pairs) the tables hold
-	IdleTimeout time.Duration // an SA, pair or IKE SPI unused this long expires
-	KeepIKEPort bool          // NAT IKE on 500->500 here, keeping source port 500
-	HoldWindow  time.Duration
-	HoldMax     time.Duration
-	LearnWindow time.Duration
-	RekeyGrace  time.Duration
+	MaxSAs int // SAs (and client-server pairs) the tables hold
+	// MaxPerClient caps the SAs of one LAN client (all servers), so one
+	// client cannot fill the tables; 0 takes MaxSAs/4 (at least 16).
+	MaxPerClient int
+	IdleTimeout  time.Duration // an SA, pair or IKE SPI unused this long expires
+	KeepIKEPort  bool          // NAT IKE on 500->500 here, keeping source port 500
+	HoldWindow   time.Duration
+	HoldMax      time.Duration
+	LearnWindow  time.Duration
+	RekeyGrace   time.Duration
 	// Log gets one line per learning, hold, remap and expiry event, never
 	// one per forwarded packet. nil discards.
 	Log *slog.Logger
@@ -48,6 +51,9 @@ type Options struct {
 func (o Options) withDefaults() Options {
 	if o.MaxSAs <= 0 {
 		o.MaxSAs = DefaultMaxSAs
+	}
+	if o.MaxPerClient <= 0 {
+		o.MaxPerClient = max(o.MaxSAs/4, 16)
 	}
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = DefaultIdleTimeout
@@ -121,6 +127,7 @@ type Stats struct {
 	Malformed       uint64 // unparsable ESP/IP: dropped
 	NoWANAddress    uint64 // outbound while the WAN device had no IPv4 address: dropped
 	TableFull       uint64 // an SA or pair not created because MaxSAs was reached
+	ClientCap       uint64 // an SA not created because its client has MaxPerClient
 	LearnedOut      uint64 // new outbound SPIs
 	LearnedIn       uint64 // inbound SPIs bound to a client
 	Ambiguous       uint64 // inbound SPIs bound while several clients were candidates
@@ -146,6 +153,7 @@ func (s Stats) Map() map[string]uint64 {
 		"dropped_malformed":      s.Malformed,
 		"dropped_no_wan_address": s.NoWANAddress,
 		"table_full":             s.TableFull,
+		"client_cap":             s.ClientCap,
 		"learned_out_spi":        s.LearnedOut,
 		"learned_in_spi":         s.LearnedIn,
 		"learned_ambiguous":      s.Ambiguous,
@@ -275,10 +283,13 @@ type Tracker struct {
 	servers map[ip4]*server
 	ikeSPIs map[ikeKey]*ikeEntry
 	nsa     int
-	st      Stats
+	// perClient counts SAs per LAN client (Options.MaxPerClient).
+	perClient map[ip4]int
+	st        Stats
 	// lastFullExpire rate-limits the expiry pass a full table triggers.
 	lastFullExpire time.Duration
 	fullLogged     time.Duration
+	capLogged      time.Duration
 	unknownLogged  time.Duration
 	dirty          bool // changed since the last Snapshot
 }
@@ -293,6 +304,8 @@ func NewTracker(o Options) *Tracker {
 		pairs:   make(map[pairKey]*pair),
 		servers: make(map[ip4]*server),
 		ikeSPIs: make(map[ikeKey]*ikeEntry),
+
+		perClient: make(map[ip4]int),
 	}
 }
 
@@ -441,13 +454,13 @@ func (t *Tracker) learnOut(client, srv ip4, spi uint32, w ip4, now time.Duration
 			"spi_out", hexSPI(spi), "spi_in", hexSPI(s.in), "learned", "outbound SPI after inbound")
 		return s
 	}
-	if !t.roomSA(now) {
+	if !t.roomSA(p.client, now) {
 		return nil
 	}
 	s := &sa{pair: p, out: spi, wan: w, created: now}
 	p.sas = append(p.sas, s)
 	t.out[outKey{client, srv, spi}] = s
-	t.nsa++
+	t.countSA(p.client, 1)
 	t.listPending(p)
 	t.dirty = true
 	t.opt.Log.Info("esp outbound SPI learned, learning inbound", "client", client, "server", srv, "spi_out", hexSPI(spi),
@@ -488,12 +501,12 @@ func (t *Tracker) learnIn(sv *server, srv, dst ip4, spi uint32, now time.Duratio
 		s.in = spi
 		t.completed(p, s, now)
 	} else {
-		if !t.roomSA(now) {
+		if !t.roomSA(p.client, now) {
 			return nil
 		}
 		s = &sa{pair: p, in: spi, wan: dst, created: now}
 		p.sas = append(p.sas, s)
-		t.nsa++
+		t.countSA(p.client, 1)
 	}
 	if p.wan == 0 {
 		p.wan = dst
@@ -607,9 +620,30 @@ func (t *Tracker) getPair(client, srv ip4, now time.Duration) *pair {
 	return p
 }
 
-// roomSA reports whether one more SA fits.
-func (t *Tracker) roomSA(now time.Duration) bool {
+// roomSA reports whether one more SA of client fits: in the tables, and
+// under the client's own cap (so one client cannot crowd out the others;
+// SAs already learned are never evicted for new ones).
+func (t *Tracker) roomSA(client ip4, now time.Duration) bool {
+	if t.perClient[client] >= t.opt.MaxPerClient {
+		t.st.ClientCap++
+		if t.capLogged == 0 || now-t.capLogged >= 10*time.Second {
+			t.capLogged = now
+			t.opt.Log.Warn("esp client reached its SA cap: its new SAs are not learned", "client", client,
+				"max_sas_per_client", t.opt.MaxPerClient)
+		}
+		return false
+	}
 	return t.room(now, func() bool { return t.nsa < t.opt.MaxSAs })
+}
+
+// countSA keeps the SA totals (all, and per client) in step.
+func (t *Tracker) countSA(client ip4, d int) {
+	t.nsa += d
+	if n := t.perClient[client] + d; n > 0 {
+		t.perClient[client] = n
+	} else {
+		delete(t.perClient, client)
+	}
 }
 
 // room reports whether fits() holds, expiring idle entries first if it does
@@ -683,7 +717,7 @@ func (t *Tracker) removeSA(s *sa) {
 			delete(t.in, inKey{p.server, s.in})
 		}
 	}
-	t.nsa--
+	t.countSA(p.client, -1)
 }
 
 func (t *Tracker) dropFromServer(p *pair) {

@@ -411,3 +411,25 @@ func TestAlreadyTranslatedIsNotLearned(t *testing.T) {
 		t.Fatalf("learned the router as a client: %+v", r.tr.Sessions(r.now))
 	}
 }
+
+// Issue 8: one LAN client sending ESP with thousands of random SPIs must not
+// fill the tables for the others, nor evict their established SAs.
+func TestPerClientCapKeepsOthersWorking(t *testing.T) {
+	r := newRig(t, Options{MaxSAs: 64, MaxPerClient: 8})
+	r.espOut(clientB, srvS, 0xb1)
+	r.wantIn(srvS, 0xb2, clientB)
+	for i := uint32(0); i < 5000; i++ {
+		r.espOut(clientA, srvS, 0x10000+i)
+	}
+	if got := r.tr.perClient[ip4Of(clientA)]; got != 8 {
+		t.Fatalf("client A holds %d SAs, want its cap 8", got)
+	}
+	if r.tr.Stats().ClientCap == 0 {
+		t.Fatal("client_cap not counted")
+	}
+	r.espOut(clientB, srvS, 0xb1)
+	r.wantIn(srvS, 0xb2, clientB)
+	// B still has room for a new SA (to another server).
+	r.espOut(clientB, srvT, 0xb3)
+	r.wantIn(srvT, 0xb4, clientB)
+}

@@ -1,4 +1,8 @@
-package daemon
+// Package loader turns the files on disk and the running kernel into a plan:
+// it reads the UCI config (and OpenWrt's firewall and network configs next
+// to it), probes the system, resolves the topology and builds the plan.
+// `check`, `apply` and the daemon all load through it, so they agree.
+package loader
 
 import (
 	"errors"
@@ -59,17 +63,6 @@ func load(path string, root probe.Root, n *nft.Conn, kernelOnly bool) (*Loaded, 
 			return nil, err
 		}
 	}
-	flowOffload := false
-	if firewall != nil {
-		for _, s := range firewall.SectionsOfType("defaults") {
-			for _, o := range []string{"flow_offloading", "flow_offloading_hw"} {
-				if v, ok := s.Get(o); ok {
-					b, _ := config.ParseBool(v)
-					flowOffload = flowOffload || b
-				}
-			}
-		}
-	}
 	sys, err := probe.System(root)
 	if err != nil {
 		return nil, err
@@ -83,7 +76,7 @@ func load(path string, root probe.Root, n *nft.Conn, kernelOnly bool) (*Loaded, 
 		caps.NFQueue = false
 		caps.Notes["nfnetlink_queue"] = "not used: one-shot apply runs no engines"
 	}
-	p, err := plan.Build(plan.Input{Config: cfg, Caps: caps, Topology: topo, FlowOffload: flowOffload})
+	p, err := plan.Build(plan.Input{Config: cfg, Caps: caps, Topology: topo, FlowOffload: config.FlowOffload(firewall)})
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,41 @@
+package daemon
+
+// fw4Table is OpenWrt's firewall table (inet fw4). Our table only drops,
+// counts, queues and assigns helpers; NAT and the forward policy are fw4's.
+// Without it LAN traffic is neither NATed nor filtered, so its loss must be
+// said aloud.
+const fw4Table = "fw4"
+
+// fw4State follows table inet fw4. Its absence is reported only once it has
+// been seen: plain Linux (the labs, a router with another firewall) never
+// has it.
+type fw4State struct {
+	seen, gone bool
+}
+
+// fw4Gone is the warning status shows while fw4's table is missing.
+const fw4Gone = "fw4: table inet fw4 is gone (firewall stopped, or `nft flush ruleset`): LAN traffic is neither NATed " +
+	"nor filtered by fw4 until `/etc/init.d/firewall restart`; vpn-passthrough keeps its own blocks and guards"
+
+// checkFW4 notes whether fw4's table exists and logs each change.
+func (d *Daemon) checkFW4() {
+	ok, err := d.k.Firewall.Exists(fw4Table)
+	if err != nil {
+		return // a netlink error is reported by whoever hits it next
+	}
+	d.mu.Lock()
+	st := d.fw4
+	switch {
+	case ok:
+		d.fw4 = fw4State{seen: true}
+	case st.seen:
+		d.fw4.gone = true
+	}
+	d.mu.Unlock()
+	switch {
+	case ok && st.gone:
+		d.opts.Log.Info("fw4's table inet fw4 is back")
+	case !ok && st.seen && !st.gone:
+		d.opts.Log.Error(fw4Gone)
+	}
+}

@@ -1,0 +1,99 @@
+package daemon
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
+)
+
+// Repair bounds: up to repairBurst full repairs within repairWindow happen at
+// once; beyond that (a repair storm: something keeps changing our table) the
+// daemon repairs the full table at most once per stormInterval and in
+// between puts back the plan's drops alone, at once. It never gives up: a
+// switched-off protocol's block is back within one event and one apply.
+const (
+	repairBurst          = 5
+	repairWindow         = 10 * time.Second
+	defaultStormInterval = time.Second
+)
+
+// keepDrops puts the plan's drops back at once while a full repair must
+// wait: backing off never leaves a block absent. It compares the table with
+// the drops alone, so its own applies cannot feed a loop.
+func (d *Daemon) keepDrops(p *plan.Plan, wait time.Duration) time.Duration {
+	drops := p.Drops()
+	if d.differs(drops) == "" {
+		return wait
+	}
+	if err := d.k.Firewall.Apply(drops); err != nil {
+		d.opts.Log.Error("applying the blocks alone failed", "err", err)
+		d.setErr(fmt.Errorf("repair: the blocks alone: %w", err))
+		return min(wait, d.stormInterval)
+	}
+	if !d.dropsOnly {
+		d.opts.Log.Warn("repair storm: only the blocks and guards are in place until the next full repair", "in", wait.Round(time.Millisecond))
+	}
+	d.dropsOnly = true
+	return wait
+}
+
+// Repair re-applies the last good plan if our table is gone or differs from
+// it in any way (deleted, flushed, elements removed, foreign rules added).
+// If the kernel refuses the full plan it applies the plan's drops alone
+// (plan.Drops), so a fault never leaves a block absent. It returns how long
+// to wait before calling it again when it backed off or fell back, else 0.
+func (d *Daemon) Repair() time.Duration {
+	d.mu.Lock()
+	l := d.applied
+	d.mu.Unlock()
+	if l == nil || l.Plan.Empty() {
+		return 0
+	}
+	d.fwMu.Lock()
+	defer d.fwMu.Unlock()
+	diff := d.differs(l.Plan)
+	if diff == "" {
+		if d.dropsOnly {
+			d.dropsOnly = false
+			d.opts.Log.Info("full table back in place", "table", "inet "+tableName)
+		}
+		return 0
+	}
+	now := time.Now()
+	if now.Sub(d.repairWindowStart) > repairWindow {
+		d.repairWindowStart, d.repairsInWin = now, 0
+		d.storm = false
+	}
+	if d.repairsInWin >= repairBurst {
+		if !d.storm {
+			d.storm = true
+			err := fmt.Errorf("daemon: our table was changed from outside more than %d times in %s; repairing at most once every %s", repairBurst, repairWindow, d.stormInterval)
+			d.opts.Log.Error("repair storm", "err", err)
+			d.setErr(err)
+		}
+		if wait := d.lastRepair.Add(d.stormInterval).Sub(now); wait > 0 {
+			return d.keepDrops(l.Plan, wait)
+		}
+	}
+	d.repairsInWin++
+	d.lastRepair = now
+	if err := d.k.Firewall.Apply(l.Plan); err != nil {
+		d.opts.Log.Error("repair failed, keeping the blocks alone", "err", err)
+		d.setErr(fmt.Errorf("repair: %w", err))
+		if derr := d.k.Firewall.Apply(l.Plan.Drops()); derr != nil {
+			d.opts.Log.Error("applying the blocks alone failed too", "err", derr)
+			d.setErr(fmt.Errorf("repair: %w; the blocks alone: %w", err, derr))
+		} else {
+			d.dropsOnly = true
+		}
+		return d.stormInterval
+	}
+	d.dropsOnly = false
+	d.mu.Lock()
+	d.repairs++
+	d.appliedAt = time.Now()
+	d.mu.Unlock()
+	d.opts.Log.Info("table was deleted or changed from under us, restored", "table", "inet "+tableName, "change", diff)
+	return 0
+}
