@@ -125,16 +125,20 @@ base() {
 	pkgs=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks --no-replaces --no-enhances \
 		$(printf "%s:$a " $BASE_PKGS) | grep -v '^[ <]' | grep ":$a\$" | sed "s/:$a\$//" | grep -Ev "$SKIP_RE" | sort -u)
 	download "$a" $pkgs busybox-static
+	# netbase (Architecture: all): /etc/protocols and /etc/services, which
+	# nft needs to resolve names like esp and ah.
+	compgen -G "$B/debs/$a/netbase_*.deb" >/dev/null || (cd "$B/debs/$a" && apt-get download -qq -o APT::Sandbox::User=root netbase)
 	s=$B/stage/base-$a
 	rm -rf "$s"; mkdir -p "$s"
-	for p in $pkgs busybox-static; do dpkg-deb -x "$(deb "$a" "$p")" "$s"; done
+	for p in $pkgs busybox-static netbase; do dpkg-deb -x "$(deb "$a" "$p")" "$s"; done
 	rm -rf "$s/usr/share/doc" "$s/usr/share/man" "$s/usr/share/locale" "$s/usr/share/info"
 	mkdir -p "$s/bin" "$s/sbin" "$s/proc" "$s/sys" "$s/dev" "$s/tmp" "$s/run" "$s/etc"
 	busybox_links "$s"
 	# The whole netfilter trees, veth, and what they need.
 	(cd "$B/kernel/$a/lib/modules/$v" && find kernel/net/netfilter kernel/net/ipv4/netfilter kernel/net/ipv6/netfilter \
 		kernel/net/bridge/netfilter -name '*.ko*' 2>/dev/null) >"$s/.mods"
-	for m in veth crc32c_generic libcrc32c nfnetlink_queue xt_NFQUEUE; do echo "$m"; done >>"$s/.mods"
+	# ts_*: text-search algorithms helpers (amanda, ...) request at run time.
+	for m in veth crc32c_generic libcrc32c nfnetlink_queue xt_NFQUEUE ts_kmp ts_bm ts_fsm; do echo "$m"; done >>"$s/.mods"
 	sed -i 's@.*/@@; s@\.ko.*@@' "$s/.mods"
 	modclosure "$B/kernel/$a" "$v" $(cat "$s/.mods") | while read -r m; do
 		mkdir -p "$s/lib/modules/$v/$(dirname "$m")"

@@ -2,22 +2,24 @@ package main
 
 import (
 	"bufio"
+	"compress/gzip"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 )
 
-// writeCpio writes the trees roots (relative to base) as an uncompressed
-// newc cpio archive, the format the kernel unpacks as an initramfs. The
-// kernel accepts several archives concatenated: the run's files are appended
-// to the cached base image this way.
+// writeCpio writes the trees roots (relative to base) as a gzipped newc
+// cpio archive, the format the kernel unpacks as an initramfs. The kernel
+// accepts several archives concatenated: the run's files are appended to
+// the cached base image this way.
 func writeCpio(base string, roots []string, dst string) error {
 	f, err := os.Create(dst)
 	if err != nil {
 		return err
 	}
-	w := bufio.NewWriter(f)
+	zw := gzip.NewWriter(f)
+	w := bufio.NewWriter(zw)
 	ino := 1
 	hdr := func(name string, mode uint32, size int64) error {
 		n := len(name) + 1
@@ -81,6 +83,10 @@ func writeCpio(base string, roots []string, dst string) error {
 		return err
 	}
 	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := zw.Close(); err != nil {
 		f.Close()
 		return err
 	}

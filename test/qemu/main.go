@@ -53,9 +53,14 @@ var (
 		"esp-kernel-seq", "esp-auto-seq", "esp-userspace-seq-kill", "esp-userspace-ike-both", "esp-userspace-together",
 		"esp3-userspace-seq", "esp3-userspace-together", "esp-off-seq",
 	}
+	// Each -ft scenario next to the same one without flow offloading, so the
+	// engines' control-message counters can be compared in one boot.
 	flowScenarios = []string{
-		"pptp-kernel-ft", "pptp-userspace-ft", "ikev2-kernel-ft", "ikev2-userspace-ft",
-		"esp-userspace-seq-ft",
+		"pptp-kernel-ft",
+		"pptp-userspace", "pptp-userspace-ft",
+		"ikev2-kernel-ft",
+		"ikev2-userspace", "ikev2-userspace-ft",
+		"esp-userspace-seq", "esp-userspace-seq-ft",
 	}
 )
 
@@ -423,9 +428,10 @@ func findKernel(dir string) (string, error) {
 
 // result is one scenario's verdict and figures from the console.
 type result struct {
-	verdict string // PASS, FAIL or "" (none seen)
-	why     string
-	info    []string
+	verdict  string // PASS, FAIL or "" (none seen)
+	why      string
+	info     []string
+	counters map[string]string // the daemon's counters at the scenario's end
 }
 
 // boot runs qemu with a host timeout, copies the console to a log file,
@@ -509,6 +515,15 @@ func (r *runner) boot(name, qemu string, args, expect []string, timeout time.Dur
 				res.why = strings.TrimSpace(res.why + "; " + why)
 				fmt.Printf("   => %s %s: %s\n", g[2], g[1], why)
 			}
+		case "VPT-COUNTERS":
+			if res := results[f[1]]; res != nil && len(f) > 2 {
+				res.counters = map[string]string{}
+				for _, kv := range strings.Fields(f[2]) {
+					if k, v, ok := strings.Cut(kv, "="); ok {
+						res.counters[k] = v
+					}
+				}
+			}
 		case "VPT-FAIL":
 			failures = append(failures, line)
 			fmt.Println("   " + line)
@@ -540,12 +555,63 @@ func (r *runner) boot(name, qemu string, args, expect []string, timeout time.Dur
 	if len(failures) > 0 {
 		ok = false
 	}
+	cmp := compareOffload(expect, results)
 	sum := fmt.Sprintf("%-16s boot %5.1f s, total %6.1f s, %d/%d scenarios passed", name, bootTime.Seconds(), elapsed.Seconds(), passed, len(expect))
 	for _, f := range failures {
 		sum += "\n    FAIL " + f
 	}
+	for _, c := range cmp {
+		sum += "\n    " + c
+	}
 	r.summary = append(r.summary, sum)
 	return ok, nil
+}
+
+// reControl: the engine counters that count control messages (PPTP control
+// segments and calls, IKE packets and SPI learning of the ESP engine).
+var reControl = regexp.MustCompile(`^(pptp|esp)_.*(control|calls_opened|ike|spi|learn|sessions)`)
+
+// compareOffload prints, for every "X-ft" scenario that ran next to "X",
+// the engines' control-message counters with and without flow offloading.
+func compareOffload(expect []string, results map[string]*result) []string {
+	var out []string
+	for _, s := range expect {
+		base, ok := strings.CutSuffix(s, "-ft")
+		if !ok {
+			continue
+		}
+		ft, b := results[s], results[base]
+		if ft == nil || b == nil || ft.counters == nil || b.counters == nil {
+			continue
+		}
+		var keys []string
+		for k := range b.counters {
+			if reControl.MatchString(k) {
+				keys = append(keys, k)
+			}
+		}
+		sort.Strings(keys)
+		var diff, same []string
+		for _, k := range keys {
+			if b.counters[k] != ft.counters[k] {
+				diff = append(diff, fmt.Sprintf("%s %s -> %s", k, b.counters[k], ft.counters[k]))
+			} else if b.counters[k] != "0" {
+				same = append(same, k+"="+b.counters[k])
+			}
+		}
+		line := fmt.Sprintf("flow offload, %s vs %s: ", s, base)
+		switch {
+		case len(keys) == 0:
+			line += "no engine counters (kernel datapath)"
+		case len(diff) == 0:
+			line += "the engine saw the same control traffic (" + strings.Join(same, " ") + ")"
+		default:
+			line += "the engine's control counters differ: " + strings.Join(diff, ", ")
+		}
+		out = append(out, line)
+		fmt.Println(line)
+	}
+	return out
 }
 
 func copyFile(src, dst string, mode os.FileMode) error {

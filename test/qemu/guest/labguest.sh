@@ -6,9 +6,15 @@ export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export VPNPT_BIN=/vpt/vpn-passthrough VPNPT_PEER=/vpt/peer VPNPT_SHARED=/vpt/shared CI=true HOME=/tmp TMPDIR=/tmp
 # s390x: crc32c_generic before libcrc32c and nf_tables (libcrc32c finds no
 # crc32c otherwise), then the rest autoloads through /sbin/modprobe.
-modprobe crc32c_generic 2>/dev/null
-modprobe -a libcrc32c nf_tables nfnetlink nf_conntrack nf_conntrack_netlink nfnetlink_queue nft_compat \
+/sbin/modprobe crc32c_generic 2>/dev/null
+/sbin/modprobe -a libcrc32c nf_tables nfnetlink nf_conntrack nf_conntrack_netlink nfnetlink_queue nft_compat \
 	xt_NFQUEUE nf_nat nft_chain_nat nf_conntrack_pptp nf_nat_pptp veth 2>/dev/null
+out=$(/sbin/modprobe -v nf_conntrack_amanda 2>&1 | tail -n 2)
+echo "VPT-INFO setup modprobe nf_conntrack_amanda: rc=$? $out"
+# Like OpenWrt's kmod packages at boot: every netfilter module the image has.
+for m in $(find /lib/modules/$(uname -r)/kernel/net -name '*.ko*' | sed 's@.*/@@; s@\.ko.*@@'); do
+	/sbin/modprobe $m 2>/dev/null
+done
 echo "VPT-INFO setup modules: $(wc -l </proc/modules) loaded; nf_tables $(grep -c '^nf_tables ' /proc/modules)"
 cd /vpt/repo
 while read -r name bin run; do

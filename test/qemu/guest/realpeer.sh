@@ -585,9 +585,17 @@ run() {
 	l2tp) scen_l2tp $mode $en ;;
 	*) fail "unknown scenario" ;;
 	esac
+	# The control connections as conntrack holds them ([OFFLOAD] = in the
+	# flowtable: later packets skip the hooks the engines listen on), and
+	# the engines' counters, to compare with and without flow offloading.
+	ip netns exec r conntrack -L 2>/dev/null | grep -E 'dport=(1723|500|4500|1701) ' | \
+		sed -E 's/ +/ /g' | sed "s/^/VPT-INFO $CUR conntrack: /"
+	if [ -n "$DPID" ]; then
+		echo "VPT-COUNTERS $CUR $(timeout 20 ip netns exec r $BIN status --json --socket $T/vpt.sock 2>/dev/null | \
+			grep -o '"[a-z0-9_]*":{"packets":[0-9]*' | sed -E 's/"([a-z0-9_]*)":\{"packets":/\1=/' | tr '\n' ' ')"
+	fi
 	if [ $ruleset = $V/fw4-ft.nft ]; then
-		info "flowtable counters: $(ip netns exec r nft list ruleset 2>/dev/null | grep -A6 'flowtable ft' | grep -o 'counter.*' | head -n1)"
-		ip netns exec r conntrack -L 2>/dev/null | grep -c OFFLOAD | sed "s/^/VPT-INFO $CUR offloaded conntrack entries: /"
+		info "offloaded conntrack entries: $(ip netns exec r conntrack -L 2>/dev/null | grep -c OFFLOAD)"
 	fi
 	grep -E 'level=(ERROR|WARN)' $T/daemon.log | head -n 5 | sed "s/^/VPT-INFO $CUR daemon log: /"
 	dkill
