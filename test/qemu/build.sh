@@ -23,7 +23,7 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-B=${QEMU_BUILD:-$repo/build/qemu}
+B=${QEMU_BUILD:-/var/cache/vpn-passthrough/qemu}
 MIRROR=${QEMU_MIRROR:-http://deb.debian.org/debian}
 SUITE=bookworm
 mkdir -p "$B"

@@ -33,6 +33,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -82,6 +83,7 @@ var archs = map[string]archSpec{
 
 func main() {
 	list := flag.Bool("list", false, "list the scenarios of each guest and exit")
+	parallel := flag.Bool("parallel", false, "boot the guests at the same time (lines prefixed with the guest)")
 	flag.StringVar(&only, "only", "", "comma-separated scenarios of the real-peer guest to run instead of the guest's list")
 	flag.Parse()
 	if flag.NArg() == 0 {
@@ -101,19 +103,39 @@ func main() {
 	if err != nil {
 		fatal(err.Error())
 	}
-	r := &runner{repo: repo}
-	failed := false
-	for _, g := range flag.Args() {
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		failed bool
+	)
+	one := func(r *runner, g string) {
 		ok, err := r.guest(g)
 		if err != nil {
-			fmt.Printf("FAIL %s: %v\n", g, err)
+			r.printf("FAIL %s: %v\n", g, err)
+			outMu.Lock()
+			summary = append(summary, fmt.Sprintf("%-16s FAIL %v", g, err))
+			outMu.Unlock()
+		}
+		if err != nil || !ok {
+			mu.Lock()
 			failed = true
-		} else if !ok {
-			failed = true
+			mu.Unlock()
 		}
 	}
+	for _, g := range flag.Args() {
+		if !*parallel {
+			one(&runner{repo: repo}, g)
+			continue
+		}
+		wg.Add(1)
+		go func(g string) {
+			defer wg.Done()
+			one(&runner{repo: repo, prefix: "[" + g + "] "}, g)
+		}(g)
+	}
+	wg.Wait()
 	fmt.Println("\n== summary")
-	for _, s := range r.summary {
+	for _, s := range summary {
 		fmt.Println(s)
 	}
 	if failed {
@@ -128,10 +150,28 @@ func fatal(msg string) {
 	os.Exit(1)
 }
 
+// runner runs guests one after the other; with -parallel, one runner per
+// guest, each prefixing its lines.
 type runner struct {
-	repo    string
-	build   string // $QEMU_BUILD
+	repo   string
+	build  string // $QEMU_BUILD
+	prefix string
+}
+
+var (
+	outMu   sync.Mutex
 	summary []string
+)
+
+func (r *runner) printf(format string, args ...any) {
+	outMu.Lock()
+	defer outMu.Unlock()
+	s := fmt.Sprintf(format, args...)
+	if r.prefix != "" {
+		s = strings.TrimSuffix(s, "\n")
+		s = r.prefix + strings.ReplaceAll(s, "\n", "\n"+r.prefix) + "\n"
+	}
+	fmt.Print(s)
 }
 
 // only, if set, replaces a real-peer guest's scenario list (debugging).
@@ -154,7 +194,7 @@ func scenariosOf(g string) []string {
 
 // guest runs one guest and reports whether every scenario passed.
 func (r *runner) guest(g string) (bool, error) {
-	fmt.Printf("\n== guest %s\n", g)
+	r.printf("\n== guest %s\n", g)
 	switch g {
 	case "realpeer", "realpeer-quick", "flowtable":
 		return r.realPeer(g, scenariosOf(g))
@@ -179,7 +219,7 @@ func (r *runner) images(arch string) (string, error) {
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	r.build = lines[len(lines)-1]
-	fmt.Printf("images %s: %.1f s (cache %s)\n", arch, time.Since(start).Seconds(), r.build)
+	r.printf("images %s: %.1f s (cache %s)\n", arch, time.Since(start).Seconds(), r.build)
 	return r.build, nil
 }
 
@@ -270,7 +310,7 @@ func (r *runner) realPeer(name string, scen []string) (bool, error) {
 	if err := r.gobuild(a, filepath.Join(run, "vpn-passthrough"), "./src/cmd/vpn-passthrough", false); err != nil {
 		return false, err
 	}
-	fmt.Printf("cross-build amd64 daemon: %.1f s\n", time.Since(start).Seconds())
+	r.printf("cross-build amd64 daemon: %.1f s\n", time.Since(start).Seconds())
 	inc := filepath.Join(run, "nftables.d")
 	if err := copyTree(filepath.Join(r.repo, "files", "usr", "share", "nftables.d"), inc); err != nil {
 		return false, err
@@ -313,7 +353,7 @@ func (r *runner) realPeer(name string, scen []string) (bool, error) {
 	keep := filepath.Join(b, "logs", name+"-files")
 	_ = os.RemoveAll(keep)
 	if e := os.Rename(filepath.Join(run, "logs"), keep); e == nil {
-		fmt.Printf("logs of %s: %s\n", name, keep)
+		r.printf("logs of %s: %s\n", name, keep)
 	}
 	return ok, err
 }
@@ -347,7 +387,7 @@ func (r *runner) labGuest(arch string, quick bool) (bool, error) {
 			return false, err
 		}
 	}
-	fmt.Printf("cross-build %s (daemon, peer, lab tests): %.1f s\n", arch, time.Since(start).Seconds())
+	r.printf("cross-build %s (daemon, peer, lab tests): %.1f s\n", arch, time.Since(start).Seconds())
 	// The lab finds the repository by go.mod and reads files/ and ../shared.
 	if err := copyFile(filepath.Join(r.repo, "go.mod"), filepath.Join(v, "repo", "go.mod"), 0o644); err != nil {
 		return false, err
@@ -490,16 +530,16 @@ func (r *runner) boot(name, qemu string, args, expect []string, timeout time.Dur
 		switch f[0] {
 		case "VPT-BOOTED":
 			booted, bootTime = true, time.Since(start)
-			fmt.Printf("boot %s: %.1f s (%s)\n", name, bootTime.Seconds(), strings.TrimPrefix(line, "VPT-BOOTED "))
+			r.printf("boot %s: %.1f s (%s)\n", name, bootTime.Seconds(), strings.TrimPrefix(line, "VPT-BOOTED "))
 		case "VPT-SCENARIO":
 			if len(f) > 1 {
 				cur = f[1]
 				results[cur] = &result{}
-				fmt.Printf("-- %s (%.0f s)\n", cur, time.Since(start).Seconds())
+				r.printf("-- %s (%.0f s)\n", cur, time.Since(start).Seconds())
 			}
 		case "VPT-INFO":
 			if len(f) > 2 {
-				fmt.Printf("   %s\n", f[2])
+				r.printf("   %s\n", f[2])
 				if res := results[f[1]]; res != nil {
 					res.info = append(res.info, f[2])
 				}
@@ -522,7 +562,7 @@ func (r *runner) boot(name, qemu string, args, expect []string, timeout time.Dur
 					res.verdict = g[2]
 				}
 				res.why = strings.TrimSpace(res.why + "; " + why)
-				fmt.Printf("   => %s %s: %s\n", g[2], g[1], why)
+				r.printf("   => %s %s: %s\n", g[2], g[1], why)
 			}
 		case "VPT-COUNTERS":
 			if res := results[f[1]]; res != nil && len(f) > 2 {
@@ -535,7 +575,7 @@ func (r *runner) boot(name, qemu string, args, expect []string, timeout time.Dur
 			}
 		case "VPT-FAIL":
 			failures = append(failures, line)
-			fmt.Println("   " + line)
+			r.printf("   %s\n", line)
 		case "VPT-END":
 			ended = true
 		}
@@ -564,7 +604,7 @@ func (r *runner) boot(name, qemu string, args, expect []string, timeout time.Dur
 	if len(failures) > 0 {
 		ok = false
 	}
-	cmp := compareOffload(expect, results)
+	cmp := r.compareOffload(expect, results)
 	sum := fmt.Sprintf("%-16s boot %5.1f s, total %6.1f s, %d/%d scenarios passed", name, bootTime.Seconds(), elapsed.Seconds(), passed, len(expect))
 	for _, f := range failures {
 		sum += "\n    FAIL " + f
@@ -572,7 +612,9 @@ func (r *runner) boot(name, qemu string, args, expect []string, timeout time.Dur
 	for _, c := range cmp {
 		sum += "\n    " + c
 	}
-	r.summary = append(r.summary, sum)
+	outMu.Lock()
+	summary = append(summary, sum)
+	outMu.Unlock()
 	return ok, nil
 }
 
@@ -582,7 +624,7 @@ var reControl = regexp.MustCompile(`^(pptp|esp)_.*(control|calls_opened|ike|spi|
 
 // compareOffload prints, for every "X-ft" scenario that ran next to "X",
 // the engines' control-message counters with and without flow offloading.
-func compareOffload(expect []string, results map[string]*result) []string {
+func (r *runner) compareOffload(expect []string, results map[string]*result) []string {
 	var out []string
 	for _, s := range expect {
 		base, ok := strings.CutSuffix(s, "-ft")
@@ -618,7 +660,7 @@ func compareOffload(expect []string, results map[string]*result) []string {
 			line += "the engine's control counters differ: " + strings.Join(diff, ", ")
 		}
 		out = append(out, line)
-		fmt.Println(line)
+		r.printf("%s\n", line)
 	}
 	return out
 }
