@@ -34,8 +34,10 @@ func espOptions(l *loader.Loaded, log *slog.Logger) esp.Options {
 func newESPEngine(q plan.Queue, l *loader.Loaded, env EngineEnv) (Engine, error) {
 	log := env.Log.With("engine", "esp")
 	c := esp.Config{
-		Common:  engine.Common{Queue: q.Num, Log: log, StatePath: statefile.Path(env.StateDir, "esp-sas", q.Num)},
-		Options: espOptions(l, log),
+		Common:   engine.Common{Queue: q.Num, Log: log, StatePath: statefile.Path(env.StateDir, "esp-sas", q.Num)},
+		Options:  espOptions(l, log),
+		Mark:     l.Plan.Mark,
+		MarkMask: l.Plan.MarkMask,
 	}
 	if q.Maps {
 		// The plan has the kernel data plane: the engine programs its maps

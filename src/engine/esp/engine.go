@@ -37,6 +37,9 @@ type Config struct {
 	// WANDevices are the devices whose IPv4 addresses the kernel maps'
 	// SNAT uses (esp_wan_src, esp_wan_addrs; with Common.Maps).
 	WANDevices []string
+	// Mark under MarkMask goes on every packet the engine forwards (the
+	// plan's globals.mark); 0 means plan.Mark/plan.MarkMask.
+	Mark, MarkMask uint32
 	// Common.StatePath is where the tables are saved (at most once a
 	// second, when they changed, and when Run ends) and restored from by
 	// New, so a restarted daemon forwards known SAs at once instead of
@@ -50,8 +53,10 @@ type Engine struct {
 	epoch time.Time
 	addr  func(uint32) (netip.Addr, error)
 	state string // Config.StatePath
-	boot  string // this boot's id, saved with the state
-	netns string // this network namespace's id, saved with the state
+	// mark under markMask is put on forwarded packets (Config.Mark).
+	mark, markMask uint32
+	boot           string // this boot's id, saved with the state
+	netns          string // this network namespace's id, saved with the state
 
 	mu sync.Mutex // guards tr and wan
 	tr *Tracker
@@ -90,9 +95,11 @@ func New(c Config) (*Engine, error) {
 		tr:    NewTracker(c.Options),
 		wan:   map[uint32]netip.Addr{},
 
-		maps:    c.Maps,
-		wanDevs: c.WANDevices,
-		syncCh:  make(chan struct{}, 1),
+		maps:     c.Maps,
+		wanDevs:  c.WANDevices,
+		syncCh:   make(chan struct{}, 1),
+		mark:     c.Mark,
+		markMask: c.MarkMask,
 	}
 	if c.StatePath != "" {
 		n, err := e.loadState(c.StatePath)
@@ -270,9 +277,18 @@ func (e *Engine) HandleBatch(pkts []nfqueue.Packet) {
 			p.Verdict = nfqueue.Accept
 			p.Modified = true
 			p.SetMark = true
-			p.NewMark = p.Mark&^plan.MarkMask | plan.Mark
+			mark, mask := e.markBits()
+			p.NewMark = p.Mark&^mask | mark
 		}
 	}
+}
+
+// markBits is the mark the engine puts on what it forwards.
+func (e *Engine) markBits() (mark, mask uint32) {
+	if e.markMask == 0 {
+		return plan.Mark, plan.MarkMask
+	}
+	return e.mark, e.markMask
 }
 
 // wanAddrLocked returns the cached address of device idx, resolving it on
