@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -224,6 +225,10 @@ func dump(cfg *netlink.Config) ([]Flow, error) {
 		return nil, fmt.Errorf("ct: dial: %w", err)
 	}
 	defer c.Close()
+	// A kernel that does not answer gives an error, not a hang.
+	if err := c.SetDeadline(time.Now().Add(netlinkTimeout)); err != nil {
+		return nil, fmt.Errorf("ct: %w", err)
+	}
 	msgs, err := c.Execute(netlink.Message{
 		Header: netlink.Header{
 			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_CTNETLINK<<8 | ipctnlMsgCtGet),
@@ -250,6 +255,9 @@ func dump(cfg *netlink.Config) ([]Flow, error) {
 
 const ipctnlMsgCtDelete = 2
 
+// netlinkTimeout bounds one conntrack dump or one flush of entries.
+const netlinkTimeout = 10 * time.Second
+
 // DeleteMatching deletes the conntrack entries (current namespace) for which
 // match is true and returns how many it deleted. An entry that disappears
 // between dump and delete is not an error.
@@ -263,6 +271,9 @@ func DeleteMatching(match func(Flow) bool) (int, error) {
 		return 0, fmt.Errorf("ct: dial: %w", err)
 	}
 	defer c.Close()
+	if err := c.SetDeadline(time.Now().Add(netlinkTimeout)); err != nil {
+		return 0, fmt.Errorf("ct: %w", err)
+	}
 	n := 0
 	for _, f := range flows {
 		if !match(f) {

@@ -27,8 +27,8 @@ func pptpConfig(q plan.Queue, l *loader.Loaded, stateDir string) pptp.Config {
 			IdleTimeout:  c.IdleTimeout,
 			StatePath:    statefile.Path(stateDir, "pptp-calls", q.Num), // survives SIGKILL (engine/pptp doc.go)
 		},
-		Mark:     plan.Mark,
-		MarkMask: plan.MarkMask,
+		Mark:     l.Plan.Mark,
+		MarkMask: l.Plan.MarkMask,
 		// The kernel has the helper: fw4 may assign it to the control
 		// connections, and the engine must take it off again.
 		ClearKernelHelper: plan.ClearsKernelHelper(l.Caps),

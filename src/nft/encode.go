@@ -170,11 +170,12 @@ func ruleExprs(r plan.Rule, sets setLookup, queueCompat bool) ([]expr.Any, error
 		e = append(e, &expr.Notrack{})
 	}
 	if r.SetMark {
+		mark, mask := r.SetMarkValues()
 		e = append(e,
 			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-				Mask: binaryutil.NativeEndian.PutUint32(^plan.MarkMask),
-				Xor:  binaryutil.NativeEndian.PutUint32(plan.Mark)},
+				Mask: binaryutil.NativeEndian.PutUint32(^mask),
+				Xor:  binaryutil.NativeEndian.PutUint32(mark)},
 			&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1})
 	}
 	if r.Queue != nil {

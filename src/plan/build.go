@@ -133,6 +133,7 @@ func Build(in Input) (*Plan, error) {
 		p.Chains = append(p.Chains, pre)
 	}
 	p.Chains = append(p.Chains, fwd)
+	setMark(p, c.Mark, c.MarkMask)
 	return p, nil
 }
 

@@ -153,7 +153,8 @@ func (r Rule) String() string {
 		f = append(f, "notrack")
 	}
 	if r.SetMark {
-		f = append(f, fmt.Sprintf("meta mark set meta mark & 0x%08x | 0x%08x", ^MarkMask, Mark))
+		mark, mask := r.setMarkValues()
+		f = append(f, fmt.Sprintf("meta mark set meta mark & 0x%08x | 0x%08x", ^mask, mark))
 	}
 	if r.Queue != nil {
 		q := fmt.Sprintf("queue num %d", r.Queue.Num)

@@ -86,12 +86,12 @@ type Rule struct {
 	MarkNot  bool // with MarkMask: meta mark & MarkMask != Mark
 	// Untracked: ct state untracked (notrack'd packets, which NAT skips).
 	Untracked bool
-	// KeyMatch: the (concatenated) key is in a set of Plan.Maps.
-	KeyMatch *KeyMatch
 	// CtState: ct state is one of these (a CtState* bitmask; 0 = any).
 	CtState uint32
 	// NotDNAT: ct status ! dnat (not a port forward).
 	NotDNAT bool
+	// KeyMatch: the (concatenated) key is in a set of Plan.Maps.
+	KeyMatch *KeyMatch
 
 	// Statements.
 	// MapSet rewrites a field from a map of Plan.Maps; without an element
@@ -105,9 +105,12 @@ type Rule struct {
 	Counter  string // counter name "..."
 	CtHelper string // ct helper set "..."
 	Notrack  bool
-	SetMark  bool // meta mark set meta mark & ^MarkMask | Mark
-	Queue    *QueueStmt
-	Verdict  Verdict
+	SetMark  bool // meta mark set meta mark & ^NewMarkMask | NewMark
+	// NewMark under NewMarkMask is what SetMark sets; Build fills them in
+	// with the plan's mark (0: the default mark).
+	NewMark, NewMarkMask uint32
+	Queue                *QueueStmt
+	Verdict              Verdict
 }
 
 // Conntrack states for Rule.CtState (uapi nf_conntrack_common.h: the state
@@ -134,3 +137,14 @@ func ctStateNames(m uint32) string {
 	}
 	return strings.Join(names, ",")
 }
+
+// setMarkValues are the mark and mask a SetMark rule writes.
+func (r Rule) setMarkValues() (mark, mask uint32) {
+	if r.NewMarkMask == 0 {
+		return Mark, MarkMask
+	}
+	return r.NewMark, r.NewMarkMask
+}
+
+// SetMarkValues is setMarkValues for the netlink encoder.
+func (r Rule) SetMarkValues() (mark, mask uint32) { return r.setMarkValues() }

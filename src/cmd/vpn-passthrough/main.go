@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"syscall"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/daemon"
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine/statefile"
@@ -34,7 +35,7 @@ commands:
   remove                                    delete the ruleset
   status  [--json] [--socket PATH]          ask the running daemon
   rpcd    list | call <method>              rpcd exec plugin (luci.vpn-passthrough)
-  version
+  version | --version                       print the package version
 `
 
 func main() {
@@ -58,6 +59,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return usageError{"no command"}
 	}
 	cmd, args := args[0], args[1:]
+	if cmd == "--version" || cmd == "version" {
+		// openwrt/packages CI greps the package version out of --version.
+		fmt.Fprintln(stdout, "vpn-passthrough", version)
+		return nil
+	}
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", defaultConfig, "UCI config file")
@@ -79,6 +85,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	switch cmd {
 	case "daemon":
+		// Netlink needs CAP_NET_ADMIN only: drop the rest first (privs.go).
+		if err := dropPrivileges(); errors.Is(err, syscall.ENOTSUP) {
+			log.Warn("running with the capabilities it was given: cannot change them in a cgo build", "err", err)
+		} else if err != nil {
+			return fmt.Errorf("dropping privileges: %w", err)
+		}
 		return daemon.Run(ctx, daemon.Options{ConfigPath: *cfgPath, SocketPath: *sock, StateDir: *stateDir, Root: "/", Version: version, Log: log})
 	case "check":
 		l, err := load(*cfgPath, false)
@@ -132,6 +144,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return n.Remove("vpn_passthrough")
 	case "status":
 		s, err := status.Fetch(*sock)
+		if errors.Is(err, os.ErrPermission) {
+			// The socket is root-only by design; "is the daemon running?"
+			// would send the user looking in the wrong place.
+			return fmt.Errorf("status: permission denied on %s: the socket is root-only (mode 0600); run as root", *sock)
+		}
 		if err != nil {
 			return err
 		}
@@ -144,9 +161,6 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return nil
 	case "rpcd":
 		return rpcd(fs.Args(), stdin, stdout, *sock)
-	case "version":
-		fmt.Fprintln(stdout, version)
-		return nil
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -1,7 +1,6 @@
 package pptp
 
 import (
-	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"log/slog"
@@ -163,12 +162,6 @@ type tracker struct {
 	orphans   map[string]*orphan // kernel.go
 	lastSync  time.Time
 	seg       segCtx
-}
-
-func cryptoRand16() uint16 {
-	var b [2]byte
-	_, _ = rand.Read(b[:])
-	return binary.BigEndian.Uint16(b[:])
 }
 
 // HandleBatch decides a batch of queued packets (nfqueue.Handler).
