@@ -96,6 +96,7 @@ func Build(in Input) (*Plan, error) {
 			})
 		}
 	}
+	p.FlowOffload = in.FlowOffload
 	if in.FlowOffload {
 		for i, d := range p.Decisions {
 			if d.Datapath == PathUserspace {

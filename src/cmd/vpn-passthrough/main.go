@@ -18,6 +18,7 @@ import (
 	"github.com/vpn-passthrough/vpn-passthrough/src/loader"
 	"github.com/vpn-passthrough/vpn-passthrough/src/nft"
 	"github.com/vpn-passthrough/vpn-passthrough/src/status"
+	"github.com/vpn-passthrough/vpn-passthrough/src/ubus"
 )
 
 // version is set by the build (-X main.version=...).
@@ -28,13 +29,13 @@ const defaultConfig = "/etc/config/vpn-passthrough"
 const usage = `usage: vpn-passthrough <command> [flags]
 
 commands:
-  daemon  [--config FILE] [--socket PATH] [--state-dir DIR]
-                                            apply, reload on SIGHUP, repair, clean up on SIGTERM
+  daemon  [--config FILE] [--socket PATH] [--state-dir DIR] [--ubus SOCK|off] [--dbus system|ADDR|off]
+                                            apply, reload on SIGHUP, repair, clean up on SIGTERM;
+                                            serves the ubus object vpn-passthrough (and D-Bus)
   check   [--config FILE]                   validate the config, print capabilities and the plan
   apply   [--dry-run] [--config FILE]       print (--dry-run) or install the ruleset once
   remove                                    delete the ruleset
   status  [--json] [--socket PATH]          ask the running daemon
-  rpcd    list | call <method>              rpcd exec plugin (luci.vpn-passthrough)
   version | --version                       print the package version
 `
 
@@ -69,6 +70,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	cfgPath := fs.String("config", defaultConfig, "UCI config file")
 	sock := fs.String("socket", status.DefaultSocket, "status socket")
 	stateDir := fs.String("state-dir", statefile.Dir, "where engines keep state across a daemon crash (tmpfs)")
+	ubusSock := fs.String("ubus", ubus.DefaultSocket, "ubusd socket for the vpn-passthrough object (off: none)")
+	dbusBus := fs.String("dbus", "off", "D-Bus to serve "+dbusName+" on: system, a bus address, or off")
 	asJSON := fs.Bool("json", false, "print JSON")
 	dry := fs.Bool("dry-run", false, "print the ruleset instead of installing it")
 	if err := fs.Parse(args); err != nil {
@@ -79,7 +82,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	// Go's flag parsing stops at the first non-flag: a stray word would
 	// silently turn the flags after it into ignored arguments.
-	if cmd != "rpcd" && fs.NArg() > 0 {
+	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("%s: unexpected argument %q", cmd, fs.Arg(0))}
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
@@ -91,7 +94,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		} else if err != nil {
 			return fmt.Errorf("dropping privileges: %w", err)
 		}
-		return daemon.Run(ctx, daemon.Options{ConfigPath: *cfgPath, SocketPath: *sock, StateDir: *stateDir, Root: "/", Version: version, Log: log})
+		return daemon.Run(ctx, daemon.Options{ConfigPath: *cfgPath, SocketPath: *sock, StateDir: *stateDir, Root: "/", Version: version, Log: log,
+			Frontends: frontends(*ubusSock, *dbusBus, log)})
 	case "check":
 		l, err := load(*cfgPath, false)
 		if err != nil {
@@ -159,8 +163,6 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		fmt.Fprint(stdout, s.Text())
 		return nil
-	case "rpcd":
-		return rpcd(fs.Args(), stdin, stdout, *sock)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
