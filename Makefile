@@ -226,3 +226,10 @@ bench-pptp: build
 	VPNPT_BIN=$(CURDIR)/$(BIN) $(GO) run ./test/bench/pptp
 
 bench: bench-esp bench-pptp
+
+# ---- soak (i12): floods, reload storms, table damage and SIGKILLs at once,
+# while PPTP and ESP sessions carry traffic; fails on any breach (root).
+SOAK_DURATION ?= 2m
+.PHONY: soak
+soak: build
+	VPNPT_BIN=$(CURDIR)/$(BIN) $(GO) run ./test/cmd/soak -duration $(SOAK_DURATION)

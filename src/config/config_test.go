@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -227,5 +228,27 @@ func TestTruncatedFileNeverSwitchesOn(t *testing.T) {
 	c, warns, _ := Parse("f", nil)
 	if c.PPTP.Enabled || c.L2TP.Enabled || c.IPsec.Enabled || len(warns) != 4 {
 		t.Errorf("empty file: %+v, warnings %v; want every protocol blocked and 4 warnings", c, warns)
+	}
+}
+
+func TestMarkOption(t *testing.T) {
+	base := "config globals 'globals'\n\toption mark '%s'\n\toption mark_mask '%s'\n" +
+		"config pptp 'pptp'\n\toption enabled '1'\nconfig l2tp 'l2tp'\n\toption enabled '1'\nconfig ipsec 'ipsec'\n\toption enabled '1'\n"
+	c, warns, err := Parse("f", []byte(fmt.Sprintf(base, "0x30000000", "0xf0000000")))
+	if err != nil || c.Mark != 0x30000000 || c.MarkMask != 0xf0000000 || len(warns) != 0 {
+		t.Fatalf("mark option: %#x/%#x, %v, %v", c.Mark, c.MarkMask, warns, err)
+	}
+	if d := Default(); d.Mark&0x00ff0000 != 0 || d.MarkMask&(0x00ff0000|0x3f00|0xff) != 0 {
+		t.Errorf("default mark %#x/%#x overlaps pbr, mwan3 or sqm", d.Mark, d.MarkMask)
+	}
+	// pbr's default fw_mask: accepted, with a warning naming pbr.
+	_, warns, err = Parse("f", []byte(fmt.Sprintf(base, "0x00560000", "0x00ff0000")))
+	if err != nil || len(warns) != 1 || !strings.Contains(warns[0].String(), "pbr") {
+		t.Errorf("pbr's mask: %v, %v", warns, err)
+	}
+	for _, bad := range [][2]string{{"0x1", "0x0"}, {"0x0", "0xff"}, {"0x100", "0xff"}, {"zz", "0xff"}} {
+		if _, _, err := Parse("f", []byte(fmt.Sprintf(base, bad[0], bad[1]))); err == nil || !strings.Contains(err.Error(), "mark") {
+			t.Errorf("mark %s/%s: %v, want an error naming the mark", bad[0], bad[1], err)
+		}
 	}
 }

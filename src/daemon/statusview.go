@@ -47,11 +47,14 @@ func (d *Daemon) Status() status.Status {
 	s.Topology = p.Topology
 	s.Caps = d.applied.Caps
 	s.Warnings = p.Warnings
-	if d.fw4.gone || dropsOnly {
+	if d.fw4.gone || dropsOnly || d.fw4.markWarning != "" {
 		s.Warnings = append([]string(nil), p.Warnings...)
 	}
 	if d.fw4.gone {
 		s.Warnings = append(s.Warnings, fw4Gone)
+	}
+	if d.fw4.markWarning != "" {
+		s.Warnings = append(s.Warnings, d.fw4.markWarning)
 	}
 	if dropsOnly {
 		s.Warnings = append(s.Warnings, "repair storm: our table keeps being changed from outside; only its blocks and guards are in place until the next full repair")

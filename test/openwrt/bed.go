@@ -13,6 +13,7 @@ package openwrt
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -149,38 +150,6 @@ func Start(t testing.TB, opts Options) *Bed {
 	return b
 }
 
-// setup runs inside the new namespaces, then chroots the holder into the bed's own root: a tmpfs
-// with the host's top-level folders bind-mounted, except /etc and /usr (overlays, the built root
-// over the host's), /www (an overlay on the built root's www), /tmp and /run (tmpfs) and /var (a
-// symlink to /tmp, as on OpenWrt). So nothing written inside reaches a host file. $1 root,
-// $2 scratch.
-const setup = `set -e
-R=$1 D=$2 N=$2/root
-mkdir -p $N $D/etc.up $D/etc.wk $D/usr.up $D/usr.wk $D/www.up $D/www.wk $D/top/usr/bin
-mount -t tmpfs -o mode=0755 tmpfs $N
-for e in /*; do
-	n=${e#/}
-	case $n in etc|usr|run|tmp|var|www|proc|sys|dev) continue;; esac
-	if [ -L "$e" ]; then ln -s "$(readlink "$e")" "$N/$n"
-	elif [ -d "$e" ]; then mkdir "$N/$n"; mount --rbind "$e" "$N/$n"
-	fi
-done
-mkdir $N/etc $N/usr $N/tmp $N/run $N/www $N/proc $N/sys $N/dev
-# busybox ash as /bin/sh (fw4 needs set -o pipefail; dash rejects it): a layer of its own on top.
-ln -sf /usr/bin/busybox $D/top/usr/bin/sh
-mount -t overlay overlay -o lowerdir=$R/etc:/etc,upperdir=$D/etc.up,workdir=$D/etc.wk $N/etc
-mount -t overlay overlay -o lowerdir=$D/top/usr:$R/usr:/usr,upperdir=$D/usr.up,workdir=$D/usr.wk $N/usr
-mount -t overlay overlay -o lowerdir=$R/www,upperdir=$D/www.up,workdir=$D/www.wk $N/www
-mount -t tmpfs -o mode=1777 tmpfs $N/tmp
-mount -t tmpfs -o mode=0755 tmpfs $N/run
-ln -s tmp $N/var
-mkdir -p $N/tmp/run/ubus $N/tmp/lock $N/tmp/state $N/tmp/tmp $N/etc/config
-mount --rbind /dev $N/dev
-mount -t proc proc $N/proc
-mount -t sysfs sysfs $N/sys
-exec chroot $N /bin/dash -c 'cd / && ip link set lo up && echo ready && exec sleep 2147483647'
-`
-
 // New starts a bed on the userland at root.
 func New(root string, opts Options) (*Bed, error) {
 	if opts.Logf == nil {
@@ -197,7 +166,11 @@ func New(root string, opts Options) (*Bed, error) {
 	} else {
 		argv = append([]string{"ip", "netns", "exec", opts.NetNS}, argv...)
 	}
-	argv = append(argv, "--", "/bin/dash", "-c", setup, "setup", root, dir)
+	repo, err := lab.RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	argv = append(argv, "--", "/bin/dash", filepath.Join(repo, "test/openwrt/bed-setup.sh"), root, dir)
 	h, err := lab.StartProcess("bed", argv...)
 	if err != nil {
 		os.RemoveAll(dir)
@@ -254,7 +227,7 @@ func (b *Bed) Run(stdin string, argv ...string) (string, error) {
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	if err != nil {
-		err = fmt.Errorf("%s: %v: %s", strings.Join(argv, " "), err, strings.TrimSpace(stderr.String()))
+		err = fmt.Errorf("%s: %v: %s", strings.Join(argv, " "), err, lastLines(strings.TrimSpace(stdout.String()+"\n"+stderr.String()), 40))
 	}
 	return stdout.String(), err
 }
@@ -537,4 +510,80 @@ func (b *Bed) copyTree(t testing.TB, src, dst string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// HTTPPort is where StartUhttpd listens, on the bed's loopback.
+const HTTPPort = 8080
+
+// StartUhttpd starts the real uhttpd on 127.0.0.1:HTTPPort inside the bed, serving /www, ubus
+// JSON-RPC on /ubus and LuCI's ucode dispatcher on /cgi-bin/luci, as OpenWrt's uhttpd config does.
+func (b *Bed) StartUhttpd(t testing.TB) *lab.Proc {
+	t.Helper()
+	p, err := b.Spawn("uhttpd", "/usr/sbin/uhttpd", "-f", "-p", fmt.Sprintf("127.0.0.1:%d", HTTPPort), "-h", "/www",
+		"-r", "vpt-bed", "-x", "/cgi-bin", "-u", "/ubus", "-U", UbusSock, "-o", "/cgi-bin/luci",
+		"-O", "/usr/share/ucode/luci/uhttpd.uc", "-t", "60", "-T", "30", "-k", "20", "-A", "1", "-n", "3", "-N", "100", "-R")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WaitFor(20*time.Second, func() error {
+		if ok, err := p.Exited(); ok {
+			return fmt.Errorf("uhttpd exited: %v: %s", err, strings.Join(p.Stderr(), "\n"))
+		}
+		_, err := b.Run("", "curl", "-sf", "-o", "/dev/null", fmt.Sprintf("http://127.0.0.1:%d/", HTTPPort))
+		return err
+	}); err != nil {
+		t.Fatalf("uhttpd: %v", err)
+	}
+	return p
+}
+
+// Login opens an rpcd session (ubus session login) and returns its id.
+func (b *Bed) Login(t testing.TB, user, password string) string {
+	t.Helper()
+	out := b.MustRun(t, "ubus", "call", "session", "login", fmt.Sprintf(`{"username":%q,"password":%q}`, user, password))
+	var s struct {
+		Session string `json:"ubus_rpc_session"`
+	}
+	if err := json.Unmarshal([]byte(out), &s); err != nil || s.Session == "" {
+		t.Fatalf("session login %s: %v %q", user, err, out)
+	}
+	return s.Session
+}
+
+// UbusResult is one JSON-RPC answer from uhttpd's /ubus.
+type UbusResult struct {
+	raw string
+	v   struct {
+		Result []json.RawMessage `json:"result"`
+		Error  *struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+}
+
+// denied: uhttpd refused the call for the session's ACL (JSON-RPC -32002, "Access denied").
+func (r UbusResult) denied() bool { return r.v.Error != nil && r.v.Error.Code == -32002 }
+
+func (r UbusResult) short() string {
+	if len(r.raw) > 120 {
+		return r.raw[:120] + "..."
+	}
+	return r.raw
+}
+
+// UbusHTTP calls object.method with args (JSON) through uhttpd's /ubus with session sid.
+func (b *Bed) UbusHTTP(t testing.TB, sid, object, method, args string) UbusResult {
+	t.Helper()
+	body := fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"call","params":[%q,%q,%q,%s]}`, sid, object, method, args)
+	out, err := b.Run(body, "curl", "-s", "-H", "Content-Type: application/json", "--data-binary", "@-",
+		fmt.Sprintf("http://127.0.0.1:%d/ubus", HTTPPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := UbusResult{raw: strings.TrimSpace(out)}
+	if err := json.Unmarshal([]byte(out), &r.v); err != nil {
+		t.Fatalf("uhttpd /ubus %s.%s: %v: %q", object, method, err, out)
+	}
+	return r
 }

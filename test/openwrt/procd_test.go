@@ -136,6 +136,10 @@ func (r *routerBed) pid(t *testing.T) int {
 // md5 case); respawn after SIGKILL; enabled=0 stops the daemon and removes its table.
 func TestProcdReloadPaths(t *testing.T) {
 	r := startRouterBed(t, true)
+	// Real fw4 with our script include registered, for the fw4 path below.
+	r.configureFW4(t)
+	r.MustSh(t, "sh /etc/uci-defaults/vpn-passthrough")
+	r.MustRun(t, "fw4", "-q", "restart")
 	r.MustRun(t, "/etc/init.d/vpn-passthrough", "start")
 	if err := WaitFor(20*time.Second, func() error {
 		in, err := r.instance()
@@ -190,13 +194,13 @@ func TestProcdReloadPaths(t *testing.T) {
 		r.MustRun(t, "/etc/init.d/vpn-passthrough", "reload")
 		r.waitOff(t, "reload back to the registered file")
 	})
-	t.Run("fw4 script include", func(t *testing.T) {
+	t.Run("fw4 reload runs our script include", func(t *testing.T) {
 		uciCLI("ipsec.enabled=0")
-		r.MustRun(t, "sh", "/usr/share/vpn-passthrough/fw4-include.sh")
-		r.waitOff(t, "fw4 include", "ipsec")
+		r.MustRun(t, "fw4", "-q", "reload")
+		r.waitOff(t, "fw4 reload (script include)", "ipsec")
 		uciCLI("ipsec.enabled=1")
-		r.MustRun(t, "sh", "/usr/share/vpn-passthrough/fw4-include.sh")
-		r.waitOff(t, "fw4 include")
+		r.MustRun(t, "fw4", "-q", "reload")
+		r.waitOff(t, "fw4 reload (script include)")
 	})
 	t.Run("interface event", func(t *testing.T) {
 		uciCLI("l2tp.enabled=0")
@@ -279,4 +283,25 @@ func LabInterfaceDump(l *lab.Lab) string {
 		IPv4: []addr{{l.WANAddr.String(), 24}}})
 	out, _ := json.MarshalIndent(map[string]any{"interface": ifs}, "", "\t")
 	return string(out)
+}
+
+// configureFW4 points the bed's fw4 config at the lab: network config with the lab's devices,
+// the second LAN network in zone lan. Real fw4 then renders for the lab router.
+func (r *routerBed) configureFW4(t *testing.T) {
+	t.Helper()
+	var b strings.Builder
+	for i, d := range r.lab.LANDevs {
+		name := "lan"
+		if i > 0 {
+			name = "lan" + strconv.Itoa(i+1)
+		}
+		fmt.Fprintf(&b, "config interface '%s'\n\toption device '%s'\n\toption proto 'static'\n\toption ipaddr '10.10.%d.1'\n\toption netmask '255.255.255.0'\n\n", name, d, i+1)
+	}
+	fmt.Fprintf(&b, "config interface 'wan'\n\toption device '%s'\n\toption proto 'static'\n\n", r.lab.WANDev)
+	if err := r.WriteFile("/etc/config/network", b.String(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < len(r.lab.LANDevs); i++ {
+		r.MustSh(t, fmt.Sprintf("uci add_list firewall.@zone[0].network=lan%d && uci commit firewall", i+1))
+	}
 }

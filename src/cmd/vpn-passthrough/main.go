@@ -144,6 +144,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return n.Remove("vpn_passthrough")
 	case "status":
 		s, err := status.Fetch(*sock)
+		if errors.Is(err, os.ErrPermission) {
+			// The socket is root-only by design; "is the daemon running?"
+			// would send the user looking in the wrong place.
+			return fmt.Errorf("status: permission denied on %s: the socket is root-only (mode 0600); run as root", *sock)
+		}
 		if err != nil {
 			return err
 		}
