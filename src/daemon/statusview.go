@@ -5,6 +5,7 @@ import (
 	"os"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/ct"
+	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
 	"github.com/vpn-passthrough/vpn-passthrough/src/status"
 )
 
@@ -12,6 +13,8 @@ import (
 func (d *Daemon) Status() status.Status {
 	d.fwMu.Lock()
 	cs, cerr := d.k.Firewall.Counters(tableName)
+	// The guard's drops count too: whichever table drops a packet first.
+	gs, gerr := d.k.Firewall.Counters(plan.GuardTable)
 	dropsOnly := d.dropsOnly
 	d.fwMu.Unlock()
 	d.mu.Lock()
@@ -77,6 +80,12 @@ func (d *Daemon) Status() status.Status {
 	if cerr == nil {
 		for k, v := range cs {
 			s.Counters[k] = status.Counter{Packets: v.Packets, Bytes: v.Bytes}
+		}
+	}
+	if gerr == nil {
+		for k, v := range gs {
+			c := s.Counters[k]
+			s.Counters[k] = status.Counter{Packets: c.Packets + v.Packets, Bytes: c.Bytes + v.Bytes}
 		}
 	}
 	return s
