@@ -161,6 +161,9 @@ var sectionOptions = map[string]map[string]setter{
 		"queue_base":  queueBaseSetter,
 		"mark":        markSetter(func(c *Config) *uint32 { return &c.Mark }),
 		"mark_mask":   markSetter(func(c *Config) *uint32 { return &c.MarkMask }),
+		// For the init script (GOMEMLIMIT, GOGC); see runtime.go.
+		"memory_limit": memoryLimitSetter,
+		"gogc":         gogcSetter,
 	},
 	"pptp": {
 		"enabled":              boolSetter(func(c *Config) *bool { return &c.PPTP.Enabled }),

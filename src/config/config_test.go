@@ -171,6 +171,25 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
+func TestRuntimeOptions(t *testing.T) {
+	for _, c := range []struct {
+		opt, val string
+		ok       bool
+	}{{"memory_limit", "20MiB", true}, {"memory_limit", "off", true}, {"memory_limit", "1048576", true},
+		{"memory_limit", "20MB", false}, {"memory_limit", "lots", false}, {"gogc", "50", true}, {"gogc", "off", true}, {"gogc", "-3", false}} {
+		text := "config globals 'globals'\n\toption " + c.opt + " '" + c.val + "'\n"
+		_, warns, err := Parse("/etc/config/vpn-passthrough", []byte(text))
+		if (err == nil) != c.ok {
+			t.Errorf("%s %q: err %v, want ok %v", c.opt, c.val, err, c.ok)
+		}
+		for _, w := range warns {
+			if w.Option == c.opt {
+				t.Errorf("%s: warning %v: the option is known", c.opt, w)
+			}
+		}
+	}
+}
+
 // A file cut short loses its last sections or options first: that never
 // switches a protocol on, and each loss is a warning naming the section.
 func TestTruncatedFileNeverSwitchesOn(t *testing.T) {

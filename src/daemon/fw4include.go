@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
+	"strings"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/loader"
 )
@@ -13,7 +13,42 @@ import (
 // mark in its forward chain (files/usr/share/nftables.d/...).
 const fw4IncludeDir = "usr/share/nftables.d/chain-pre/forward"
 
-var reIncludeMark = regexp.MustCompile(`meta mark & 0x[0-9a-fA-F]{8} == 0x[0-9a-fA-F]{8}`)
+// The include's accept rule starts "meta mark & 0xMMMMMMMM == 0xVVVVVVVV".
+// A hand scan, not regexp: regexp would add ~100 KiB to the binary.
+const markPrefix, markMid = "meta mark & 0x", " == 0x"
+
+// replaceMark rewrites every "meta mark & 0x<8 hex> == 0x<8 hex>" in data to
+// want; found says whether there was one.
+func replaceMark(data, want string) (out string, found bool) {
+	var b strings.Builder
+	for {
+		i := strings.Index(data, markPrefix)
+		if i < 0 {
+			b.WriteString(data)
+			return b.String(), found
+		}
+		rest := data[i+len(markPrefix):]
+		n := len(markPrefix) + 8 + len(markMid) + 8
+		if len(data)-i >= n && hex8(rest[:8]) && rest[8:8+len(markMid)] == markMid && hex8(rest[8+len(markMid):8+len(markMid)+8]) {
+			b.WriteString(data[:i])
+			b.WriteString(want)
+			data = data[i+n:]
+			found = true
+			continue
+		}
+		b.WriteString(data[:i+len(markPrefix)])
+		data = rest
+	}
+}
+
+func hex8(s string) bool {
+	for _, c := range s {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+			return false
+		}
+	}
+	return len(s) == 8
+}
 
 // syncFW4Include makes our fw4 include accept the configured mark: fw4 reads
 // the file on its next start or reload. It rewrites only the mark of the
@@ -31,15 +66,15 @@ func syncFW4Include(dir string, mark, mask uint32) ([]string, error) {
 		if err != nil {
 			return changed, err
 		}
-		if !reIncludeMark.Match(data) {
+		out, found := replaceMark(string(data), want)
+		if !found {
 			continue // not the accept rule (someone's own file): leave it
 		}
-		out := reIncludeMark.ReplaceAll(data, []byte(want))
-		if string(out) == string(data) {
+		if out == string(data) {
 			continue
 		}
 		tmp := f + ".tmp"
-		if err := os.WriteFile(tmp, out, 0o644); err != nil {
+		if err := os.WriteFile(tmp, []byte(out), 0o644); err != nil {
 			return changed, err
 		}
 		if err := os.Rename(tmp, f); err != nil {

@@ -11,7 +11,7 @@ import (
 
 func TestSyncFW4Include(t *testing.T) {
 	dir := t.TempDir()
-	shipped, err := os.ReadFile("../../files/usr/share/nftables.d/chain-pre/forward/vpn-passthrough.nft")
+	shipped, err := os.ReadFile("../../files/usr/share/nftables.d/chain-pre/forward/10-vpn-passthrough.nft")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,8 +51,8 @@ func TestMarkFollowsTheOption(t *testing.T) {
 	c.Mark, c.MarkMask = 0x00100000, 0x00f00000
 	r := newRig(t, c)
 	dir := t.TempDir()
-	shipped, _ := os.ReadFile("../../files/usr/share/nftables.d/chain-pre/forward/vpn-passthrough.nft")
-	os.WriteFile(filepath.Join(dir, "vpn-passthrough.nft"), shipped, 0o644)
+	shipped, _ := os.ReadFile("../../files/usr/share/nftables.d/chain-pre/forward/10-vpn-passthrough.nft")
+	os.WriteFile(filepath.Join(dir, "10-vpn-passthrough.nft"), shipped, 0o644)
 	r.d.opts.FW4IncludeDir = dir
 	r.fw.fw4, r.fw.fw4Mark, r.fw.fw4Mask = true, config.DefaultMark, config.DefaultMarkMask
 	if err := r.d.Start(); err != nil {
@@ -67,7 +67,7 @@ func TestMarkFollowsTheOption(t *testing.T) {
 			t.Errorf("queue %s mark %#x", q.Engine, q.Mark)
 		}
 	}
-	if got, _ := os.ReadFile(filepath.Join(dir, "vpn-passthrough.nft")); !strings.Contains(string(got), "meta mark & 0x00f00000 == 0x00100000") {
+	if got, _ := os.ReadFile(filepath.Join(dir, "10-vpn-passthrough.nft")); !strings.Contains(string(got), "meta mark & 0x00f00000 == 0x00100000") {
 		t.Errorf("include not rewritten:\n%s", got)
 	}
 	warned := func() bool {

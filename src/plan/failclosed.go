@@ -49,7 +49,7 @@ func (p *Plan) Drops() *Plan {
 // our main table (a flushed chain, a deleted element, a foreign accept)
 // never opens a block even for the moments before the repair: a drop in
 // either table is final.
-const GuardTable = "vpn_passthrough_guard"
+const GuardTable = "vpnpt_guard"
 
 // Guard is the guard table for p: its drops in table GuardTable, without
 // those that need the engines' maps (they live in the main table). An

@@ -75,7 +75,12 @@ type Rule struct {
 	// GREv1: ip protocol gre @th,8,8 & 0x7 == 0x1 (IPv4 GRE version 1,
 	// the enhanced GRE only PPTP uses). Implies IPv4; use instead of L4
 	// (nft 1.0.6 cannot list a raw transport match after meta l4proto).
-	GREv1    bool
+	GREv1 bool
+	// GREPPTP, with GREv1: the header is enhanced GRE as PPTP sends it
+	// (RFC 2637 4.1): key present, no checksum, routing or recursion,
+	// protocol PPP: @th,0,32 & 0xef7fffff == 0x2001880b (S and A may be
+	// either). What the kernel rewrites from maps must pass this.
+	GREPPTP  bool
 	MarkMask uint32 // meta mark & MarkMask == Mark
 	Mark     uint32
 	MarkNot  bool // with MarkMask: meta mark & MarkMask != Mark
@@ -91,7 +96,10 @@ type Rule struct {
 	// Statements.
 	// MapSet rewrites a field from a map of Plan.Maps; without an element
 	// for the key the rule ends there, so the next rule sees the packet.
-	MapSet   *MapStmt
+	MapSet *MapStmt
+	// MapSet2 is a second rewrite, after MapSet (PPTP: the client's
+	// address, then its Call ID, both keyed by the fields as they arrived).
+	MapSet2  *MapStmt
 	Limit    *Limit
 	Log      string // log prefix
 	Counter  string // counter name "..."

@@ -397,7 +397,7 @@ func (e *env) counter(t *testing.T, name string) lab.Counter {
 }
 
 // guardTable is plan.GuardTable (the lab tests read nft, not our packages).
-const guardTable = "vpn_passthrough_guard"
+const guardTable = "vpnpt_guard"
 
 // pptpSameCallID: two LAN clients open a call with Call ID 1 to the same
 // server. The router must hold GRE expectations before the first GRE packet;

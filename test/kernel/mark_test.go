@@ -93,8 +93,8 @@ func TestMarkCoexistsWithPBR(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(inc, "chain-pre", "forward"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(inc, "chain-pre", "forward", "vpn-passthrough.nft"),
-		[]byte("meta mark & 0x00ff0000 == 0x00560000 counter accept comment \"!vpn-passthrough: accepted by userspace engine\"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(inc, "chain-pre", "forward", "10-vpn-passthrough.nft"),
+		[]byte("meta mark & 0x00ff0000 == 0x00560000 counter accept comment \"vpn-passthrough: accepted by userspace engine\"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.ReloadFW4(inc); err != nil {

@@ -37,34 +37,10 @@ func TestCheckBadConfig(t *testing.T) {
 	}
 }
 
-func TestRPCD(t *testing.T) {
-	out, _, err := runCLI(t, "", "rpcd", "list")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var list map[string]map[string]any
-	if err := json.Unmarshal([]byte(out), &list); err != nil || list["status"] == nil {
-		t.Fatalf("list = %q (%v)", out, err)
-	}
-	sock := filepath.Join(t.TempDir(), "none.sock")
-	out, _, err = runCLI(t, `{"ubus_rpc_session":"x"}`, "rpcd", "call", "status", "--socket", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var obj map[string]any
-	if err := json.Unmarshal([]byte(out), &obj); err != nil {
-		t.Fatalf("call status without daemon is not one JSON object: %q", out)
-	}
-	if obj["running"] != false || obj["error"] == nil {
-		t.Errorf("call status without daemon = %v", obj)
-	}
-	out, _, _ = runCLI(t, `{}`, "rpcd", "call", "reboot")
-	if !strings.Contains(out, `unknown method`) {
-		t.Errorf("unknown method: %q", out)
-	}
-	out, _, _ = runCLI(t, `[1,2]`, "rpcd", "call", "status")
-	if !strings.Contains(out, "not a JSON object") {
-		t.Errorf("array args: %q", out)
+// The rpcd exec plugin is gone: the daemon serves ubus itself.
+func TestNoRPCDCommand(t *testing.T) {
+	if _, _, err := runCLI(t, "", "rpcd"); err == nil || !strings.Contains(err.Error(), `unknown command "rpcd"`) {
+		t.Errorf("rpcd: %v", err)
 	}
 }
 

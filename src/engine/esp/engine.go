@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -159,6 +160,8 @@ func (e *Engine) housekeeping(ctx context.Context, done <-chan struct{}) {
 	// would be counted by the kernel and then queued anyway.
 	soon := time.NewTicker(20 * time.Millisecond)
 	defer soon.Stop()
+	var ticks int
+	var lastFree time.Time
 	for {
 		var soonC <-chan time.Time
 		if e.maps != nil && !e.wanReady {
@@ -207,8 +210,29 @@ func (e *Engine) housekeeping(ctx context.Context, done <-chan struct{}) {
 			}
 			e.mu.Unlock()
 		}
-		e.syncMaps()
+		// Big tables are read back every 5 s only: a pass lists every
+		// element (idle expiry needs no finer grain; status reads them
+		// itself), and its garbage is returned to the kernel afterwards,
+		// so the daemon's RSS stays near its live heap on small routers.
+		ticks++
+		if big := e.elements() > bigTable; !big || ticks%5 == 0 {
+			e.syncMaps()
+			if big && time.Since(lastFree) > 10*time.Second {
+				lastFree = time.Now()
+				debug.FreeOSMemory()
+			}
+		}
 	}
+}
+
+// bigTable is the element count above which the periodic read-back slows
+// down (see housekeeping).
+const bigTable = 2000
+
+func (e *Engine) elements() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return int(e.tr.st.Elements)
 }
 
 // HandleBatch decides a batch of queued packets (nfqueue.Handler).
