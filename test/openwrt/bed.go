@@ -587,3 +587,24 @@ func (b *Bed) UbusHTTP(t testing.TB, sid, object, method, args string) UbusResul
 	}
 	return r
 }
+
+// StartLuCI runs LuCI's uci-defaults (as a first boot does) and starts uhttpd, then checks that
+// the real LuCI dispatcher answers /cgi-bin/luci with its login form. The bootstrap theme's
+// header calls `system board`: start procd or the netifd stand-in with board first.
+func (b *Bed) StartLuCI(t testing.TB) *lab.Proc {
+	t.Helper()
+	b.MustSh(t, "for f in /etc/uci-defaults/*luci*; do [ -f \"$f\" ] && sh \"$f\"; done; true")
+	p := b.StartUhttpd(t)
+	out, err := b.Run("", "curl", "-s", fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/luci", HTTPPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, `name="luci_username"`) {
+		msg := out
+		if i := strings.Index(out, `<div class="exception">`); i >= 0 {
+			msg = out[i:min(len(out), i+1500)]
+		}
+		t.Fatalf("LuCI does not show its login form:\n%s", lastLines(msg, 30))
+	}
+	return p
+}
