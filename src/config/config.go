@@ -38,6 +38,10 @@ type Config struct {
 	WANDevices []string
 	LogBlocked bool
 	QueueBase  uint16 // NFQUEUE number of the PPTP engine; ESP uses QueueBase+1
+	// Mark under MarkMask is what the userspace engines put on packets they
+	// forward (meta mark), for our rules and fw4's include. The default
+	// bits are used by no common OpenWrt package (mark.go).
+	Mark, MarkMask uint32
 
 	PPTP  PPTP
 	L2TP  L2TP
@@ -75,6 +79,8 @@ func Default() Config {
 		LANZones:  []string{"lan"},
 		WANZones:  []string{"wan"},
 		QueueBase: 4200,
+		Mark:      DefaultMark,
+		MarkMask:  DefaultMarkMask,
 		PPTP: PPTP{
 			Enabled:           true,
 			MaxCalls:          1024,
@@ -153,6 +159,11 @@ var sectionOptions = map[string]map[string]setter{
 		"wan_device":  listSetter(func(c *Config) *[]string { return &c.WANDevices }),
 		"log_blocked": boolSetter(func(c *Config) *bool { return &c.LogBlocked }),
 		"queue_base":  queueBaseSetter,
+		"mark":        markSetter(func(c *Config) *uint32 { return &c.Mark }),
+		"mark_mask":   markSetter(func(c *Config) *uint32 { return &c.MarkMask }),
+		// For the init script (GOMEMLIMIT, GOGC); see runtime.go.
+		"memory_limit": memoryLimitSetter,
+		"gogc":         gogcSetter,
 	},
 	"pptp": {
 		"enabled":              boolSetter(func(c *Config) *bool { return &c.PPTP.Enabled }),
@@ -207,6 +218,11 @@ func FromUCI(f *uci.File) (Config, []Warning, error) {
 			}
 		}
 	}
+	if msg := checkMark(c.Mark, c.MarkMask); msg != "" {
+		return Config{}, warns, &Error{File: f.Name, Line: seen["globals"], Section: "globals", Option: "mark",
+			Value: fmt.Sprintf("0x%08x/0x%08x", c.Mark, c.MarkMask), Msg: msg}
+	}
+	warns = append(warns, markWarnings(c.MarkMask, seen["globals"])...)
 	return c, append(warns, missing(&c, seen, hasEnabled)...), nil
 }
 

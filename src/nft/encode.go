@@ -55,6 +55,12 @@ func ruleExprs(r plan.Rule, sets setLookup, queueCompat bool) ([]expr.Any, error
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0x07}, Xor: []byte{0x00}},
 			cmp([]byte{0x01}))
 	}
+	if r.GREPPTP {
+		e = append(e,
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 4},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: []byte{0xef, 0x7f, 0xff, 0xff}, Xor: make([]byte, 4)},
+			cmp([]byte{0x20, 0x01, 0x88, 0x0b}))
+	}
 	if r.L4 != plan.ProtoAny {
 		e = append(e, &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1}, cmp([]byte{byte(r.L4)}))
 	}
@@ -129,16 +135,19 @@ func ruleExprs(r plan.Rule, sets setLookup, queueCompat bool) ([]expr.Any, error
 				Mask: binaryutil.NativeEndian.PutUint32(r.MarkMask), Xor: make([]byte, 4)},
 			markCmp)
 	}
-	if r.MapSet != nil {
-		m := sets(r.MapSet.Map)
-		if m == nil {
-			return nil, errorf("rule refers to unknown map %q", r.MapSet.Map)
+	for _, ms := range []*plan.MapStmt{r.MapSet, r.MapSet2} {
+		if ms == nil {
+			continue
 		}
-		k, err := keyLoad(r.MapSet.Key)
+		m := sets(ms.Map)
+		if m == nil {
+			return nil, errorf("rule refers to unknown map %q", ms.Map)
+		}
+		k, err := keyLoad(ms.Key)
 		if err != nil {
 			return nil, err
 		}
-		w, err := mapWrite(r.MapSet.Dst)
+		w, err := mapWrite(ms.Dst)
 		if err != nil {
 			return nil, err
 		}
@@ -161,11 +170,12 @@ func ruleExprs(r plan.Rule, sets setLookup, queueCompat bool) ([]expr.Any, error
 		e = append(e, &expr.Notrack{})
 	}
 	if r.SetMark {
+		mark, mask := r.SetMarkValues()
 		e = append(e,
 			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-				Mask: binaryutil.NativeEndian.PutUint32(^plan.MarkMask),
-				Xor:  binaryutil.NativeEndian.PutUint32(plan.Mark)},
+				Mask: binaryutil.NativeEndian.PutUint32(^mask),
+				Xor:  binaryutil.NativeEndian.PutUint32(mark)},
 			&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1})
 	}
 	if r.Queue != nil {

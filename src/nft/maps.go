@@ -111,6 +111,11 @@ func keyLoad(k plan.Key) ([]expr.Any, error) {
 // encodes `ip daddr set ...`.
 func mapWrite(f plan.Field) (expr.Any, error) {
 	i := f.Info()
+	if f == plan.FieldGREKey {
+		// Enhanced GRE carries no checksum (RFC 2637 4.1: C is 0).
+		return &expr.Payload{OperationType: expr.PayloadWrite, SourceRegister: 1, Base: expr.PayloadBaseTransportHeader,
+			Offset: i.Offset, Len: i.Len}, nil
+	}
 	if i.Base != "network" {
 		return nil, errorf("field %s cannot be written", f)
 	}

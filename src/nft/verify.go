@@ -46,9 +46,13 @@ func (n *Conn) Diff(p *plan.Plan) string {
 	for _, s := range p.Sets {
 		sets[s.Name] = &nftables.Set{Name: s.Name}
 	}
-	// Map elements belong to the engines: only the maps themselves are ours.
+	// The engines' maps: their elements are the engines' business (they
+	// change all the time), but rules refer to them and they must exist.
 	for _, m := range p.Maps {
 		sets[m.Name] = &nftables.Set{Name: m.Name}
+		if _, err := c.GetSetByName(t, m.Name); err != nil {
+			return "map " + m.Name + " is absent"
+		}
 	}
 	lookup := func(name string) *nftables.Set { return sets[name] }
 	for _, pc := range p.Chains {
@@ -87,11 +91,6 @@ func (n *Conn) Diff(p *plan.Plan) string {
 		}
 		if d := diffElements(ps, elems); d != "" {
 			return "set " + ps.Name + ": " + d
-		}
-	}
-	for _, m := range p.Maps {
-		if _, err := c.GetSetByName(t, m.Name); err != nil {
-			return "map " + m.Name + " is absent"
 		}
 	}
 	objs, err := c.GetNamedObjects(t)

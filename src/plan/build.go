@@ -96,6 +96,7 @@ func Build(in Input) (*Plan, error) {
 			})
 		}
 	}
+	p.FlowOffload = in.FlowOffload
 	if in.FlowOffload {
 		for i, d := range p.Decisions {
 			if d.Datapath == PathUserspace {
@@ -133,6 +134,7 @@ func Build(in Input) (*Plan, error) {
 		p.Chains = append(p.Chains, pre)
 	}
 	p.Chains = append(p.Chains, fwd)
+	setMark(p, c.Mark, c.MarkMask)
 	return p, nil
 }
 
@@ -152,13 +154,13 @@ func decide(pr Proto, c config.Config, caps Caps) Decision {
 		switch {
 		case c.Mode == config.ModeUserspace && caps.QueueReady():
 			d.Datapath = PathUserspace
-			d.Reason = "mode userspace: Call-ID NAT in this daemon through NFQUEUE"
+			d.Reason = "mode userspace: Call-ID NAT in this daemon, " + pptpDatapath(caps)
 		case c.Mode == config.ModeUserspace:
 			d.Reason = "mode userspace requested, but the kernel lacks NFQUEUE (nfnetlink_queue and nft queue or xt_NFQUEUE): kernel conntrack is used"
 			d.Degraded = degradedPPTP(caps)
 		case c.Mode == config.ModeAuto && !helper && caps.QueueReady():
 			d.Datapath = PathUserspace
-			d.Reason = "mode auto: kernel lacks " + missing + ", so Call-ID NAT runs in this daemon through NFQUEUE"
+			d.Reason = "mode auto: kernel lacks " + missing + ", so Call-ID NAT runs in this daemon, " + pptpDatapath(caps)
 		case helper:
 			d.Reason = fmt.Sprintf("mode %s: kernel has nf_conntrack_pptp and nf_nat_pptp; helper assigned to LAN->WAN %s", c.Mode, TrafficOf(PPTP)[0])
 		default:
@@ -185,6 +187,14 @@ func decide(pr Proto, c config.Config, caps Caps) Decision {
 		}
 	}
 	return d
+}
+
+// pptpDatapath says where the userspace PPTP engine's GRE goes.
+func pptpDatapath(caps Caps) string {
+	if caps.MapPayload {
+		return "control connections through NFQUEUE, GRE demultiplexed by the kernel from the engine's maps"
+	}
+	return "through NFQUEUE for every packet (the kernel lacks nft payload statements with map lookups)"
 }
 
 const espLimit = "raw ESP is tracked by address pair only: one LAN client per server without NAT-T; AH cannot pass NAT by design"

@@ -23,6 +23,11 @@ const (
 	FieldSPIHi
 	FieldSPILo
 	FieldMetaOIF // meta oif (interface index)
+	// FieldGREKey is the low half of an enhanced GRE key (RFC 2637 4.1:
+	// the peer's Call ID), bytes 6-7 of the GRE header, as `@th,48,16`
+	// (nft has no name for it). Typed inet_service in maps: a 16-bit type
+	// nft can list in a concatenation.
+	FieldGREKey
 )
 
 // FieldInfo describes a Field for the renderer and the encoder.
@@ -42,6 +47,7 @@ var fields = map[Field]FieldInfo{
 	FieldSPIHi:   {Expr: "th sport", Datatype: "inet_service", Len: 2, Base: "transport", Offset: 0},
 	FieldSPILo:   {Expr: "th dport", Datatype: "inet_service", Len: 2, Base: "transport", Offset: 2},
 	FieldMetaOIF: {Expr: "meta oif", Datatype: "iface_index", Len: 4},
+	FieldGREKey:  {Expr: "@th,48,16", Datatype: "inet_service", Len: 2, Base: "transport", Offset: 6},
 }
 
 // Info returns what the renderer and encoder need to know about f.
@@ -122,6 +128,26 @@ type MapStmt struct {
 }
 
 func (m MapStmt) String() string { return fmt.Sprintf("%s set %s map @%s", m.Dst, m.Key, m.Map) }
+
+// Decl is the map's declaration line as the renderer writes it: its Type,
+// or where a field has no nft datatype of its own (FieldGREKey, a raw
+// payload field nft reads as a plain integer) a typeof line, which nft
+// accepts from text. The kernel object is the same either way except for
+// nft's userdata: nft lists a map made through netlink by its Type.
+func (m Map) Decl() string {
+	raw := false
+	for _, f := range append(append(Key{}, m.Key...), m.Data) {
+		raw = raw || f == FieldGREKey
+	}
+	if !raw {
+		return m.Type()
+	}
+	s := "typeof " + m.Key.String()
+	if m.IsMap() {
+		s += " : " + m.Data.String()
+	}
+	return s
+}
 
 // Map returns the plan's map by name.
 func (p *Plan) Map(name string) (Map, bool) {

@@ -14,9 +14,12 @@ const (
 	SetWAN    = "wan_devs"
 
 	// Mark is what the userspace engines put on packets they forward; the
-	// fw4 include accepts it before fw4's forward policy drop.
-	Mark     uint32 = 0x00560000
-	MarkMask uint32 = 0x00ff0000
+	// fw4 include accepts it before fw4's forward policy drop. These are
+	// the defaults the planner writes rules with; Build then puts the
+	// configured globals.mark/mark_mask in their place (mark.go), so read
+	// Plan.Mark and Plan.MarkMask.
+	Mark     uint32 = config.DefaultMark
+	MarkMask uint32 = config.DefaultMarkMask
 )
 
 // Proto names a VPN protocol family the daemon controls.
@@ -138,7 +141,7 @@ func (q Queue) Describe(p *Plan) string {
 	} else {
 		s += " for every packet (no kernel maps)"
 	}
-	s += fmt.Sprintf("; mark 0x%08x/0x%08x", q.Mark, MarkMask)
+	s += fmt.Sprintf("; mark 0x%08x/0x%08x", q.Mark, p.MarkMask)
 	if q.ClearHelper {
 		s += "; takes fw4's kernel helper off its control connections"
 	}
@@ -160,6 +163,11 @@ type Plan struct {
 	// QueueCompat says queue rules use the xtables NFQUEUE target through
 	// nft_compat because the kernel lacks the native `queue` expression.
 	QueueCompat bool
+	// Mark and MarkMask are the engines' packet mark (globals.mark and
+	// mark_mask), in every rule that matches or sets it.
+	Mark, MarkMask uint32
+	// FlowOffload is fw4's flow offloading (Input.FlowOffload), for status.
+	FlowOffload bool
 }
 
 // Empty reports whether the plan installs nothing (daemon disabled).

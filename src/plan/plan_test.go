@@ -33,6 +33,8 @@ func Cases() []struct {
 	noHelper.PPTPHelper, noHelper.PPTPNAT = false, false
 	noMaps := fullCaps
 	noMaps.MapPayload = false
+	noHelperNoMaps := noHelper
+	noHelperNoMaps.MapPayload = false
 	disabled := config.Default()
 	disabled.Enabled = false
 	twoLAN := config.Topology{LAN: []string{"r-lan1", "r-lan2"}, WAN: []string{"r-wan"}}
@@ -47,6 +49,7 @@ func Cases() []struct {
 		{"auto-no-helper", Input{Config: def, Caps: noHelper, Topology: topo}},
 		{"disabled", Input{Config: disabled, Caps: fullCaps, Topology: topo}},
 		{"no-kernel-maps", Input{Config: def, Caps: noMaps, Topology: topo}},
+		{"auto-no-helper-no-maps", Input{Config: def, Caps: noHelperNoMaps, Topology: topo}},
 	}
 }
 

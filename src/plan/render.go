@@ -29,7 +29,7 @@ func (p *Plan) Render() string {
 		if m.IsMap() {
 			kind = "map"
 		}
-		fmt.Fprintf(&b, "\t%s %s {\n\t\t%s\n", kind, m.Name, m.Type())
+		fmt.Fprintf(&b, "\t%s %s {\n\t\t%s\n", kind, m.Name, m.Decl())
 		if m.Counter {
 			b.WriteString("\t\tcounter\n")
 		}
@@ -86,6 +86,9 @@ func (r Rule) String() string {
 	if r.GREv1 {
 		f = append(f, "ip protocol gre @th,8,8 & 0x7 == 0x1")
 	}
+	if r.GREPPTP {
+		f = append(f, "@th,0,32 & 0xef7fffff == 0x2001880b")
+	}
 	switch {
 	case r.DPort != 0 || r.SPort != 0:
 		if r.SPort != 0 {
@@ -131,6 +134,9 @@ func (r Rule) String() string {
 	if r.MapSet != nil {
 		f = append(f, r.MapSet.String())
 	}
+	if r.MapSet2 != nil {
+		f = append(f, r.MapSet2.String())
+	}
 	if r.Limit != nil {
 		f = append(f, fmt.Sprintf("limit rate %d/second burst %d packets", r.Limit.PerSecond, r.Limit.Burst))
 	}
@@ -147,7 +153,8 @@ func (r Rule) String() string {
 		f = append(f, "notrack")
 	}
 	if r.SetMark {
-		f = append(f, fmt.Sprintf("meta mark set meta mark & 0x%08x | 0x%08x", ^MarkMask, Mark))
+		mark, mask := r.setMarkValues()
+		f = append(f, fmt.Sprintf("meta mark set meta mark & 0x%08x | 0x%08x", ^mask, mark))
 	}
 	if r.Queue != nil {
 		q := fmt.Sprintf("queue num %d", r.Queue.Num)

@@ -46,7 +46,7 @@ func TestAPKLiveRoot(t *testing.T) {
 		"cd "+stage+"/root && mv ../vpn-passthrough usr/share/ && "+
 		"mv /etc/config/vpn-passthrough etc/config/ && mv /etc/init.d/vpn-passthrough etc/init.d/ && "+
 		"mv /etc/uci-defaults/vpn-passthrough etc/uci-defaults/ && mv /usr/bin/vpn-passthrough usr/bin/ && "+
-		"mv /usr/share/nftables.d/chain-pre/forward/vpn-passthrough.nft usr/share/nftables.d/chain-pre/forward/ && "+
+		"mv /usr/share/nftables.d/chain-pre/forward/10-vpn-passthrough.nft usr/share/nftables.d/chain-pre/forward/ && "+
 		"mv /usr/libexec/rpcd/luci.vpn-passthrough usr/libexec/rpcd/ && rm -rf /usr/share/vpn-passthrough && "+
 		"rm -rf /usr/share/luci/menu.d/luci-app-vpn-passthrough.json /usr/share/rpcd/acl.d/luci-app-vpn-passthrough.json /www/luci-static/resources/view/vpn-passthrough && "+
 		"find . ! -type d | sed 's,^\\.,,' | sort > lib/apk/packages/vpn-passthrough.list && "+
