@@ -38,18 +38,22 @@ func TestAPKLiveRoot(t *testing.T) {
 	r.configureFW4(t)
 	r.MustRun(t, "fw4", "-q", "restart")
 
-	// The package tree, staged inside the bed; the installed copies InstallFiles made go away.
+	// The package tree (files/ and the binary), staged inside the bed: the copies InstallFiles
+	// made move into it, and the LuCI app's files go (not part of this package).
 	stage := "/tmp/apk-stage"
-	r.MustSh(t, "mkdir -p "+stage+" && cp -a /usr/share/vpn-passthrough "+stage+"/ && "+
-		"mkdir -p "+stage+"/root/usr/share "+stage+"/root/etc/config "+stage+"/root/etc/init.d "+stage+"/root/etc/uci-defaults "+
-		stage+"/root/usr/bin "+stage+"/root/usr/share/nftables.d/chain-pre/forward "+stage+"/root/usr/libexec/rpcd "+stage+"/root/lib/apk/packages && "+
-		"cd "+stage+"/root && mv ../vpn-passthrough usr/share/ && "+
-		"mv /etc/config/vpn-passthrough etc/config/ && mv /etc/init.d/vpn-passthrough etc/init.d/ && "+
-		"mv /etc/uci-defaults/vpn-passthrough etc/uci-defaults/ && mv /usr/bin/vpn-passthrough usr/bin/ && "+
-		"mv /usr/share/nftables.d/chain-pre/forward/10-vpn-passthrough.nft usr/share/nftables.d/chain-pre/forward/ && "+
-		"mv /usr/libexec/rpcd/luci.vpn-passthrough usr/libexec/rpcd/ && rm -rf /usr/share/vpn-passthrough && "+
-		"rm -rf /usr/share/luci/menu.d/luci-app-vpn-passthrough.json /usr/share/rpcd/acl.d/luci-app-vpn-passthrough.json /www/luci-static/resources/view/vpn-passthrough && "+
-		"find . ! -type d | sed 's,^\\.,,' | sort > lib/apk/packages/vpn-passthrough.list && "+
+	var moves []string
+	src := repoPath(t, "files")
+	filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			rel, _ := filepath.Rel(src, p)
+			moves = append(moves, fmt.Sprintf("mkdir -p %s/root/%s && mv /%s %s/root/%s", stage, filepath.Dir(rel), rel, stage, rel))
+		}
+		return nil
+	})
+	moves = append(moves, fmt.Sprintf("mkdir -p %s/root/usr/bin %s/root/lib/apk/packages && mv /usr/bin/vpn-passthrough %s/root/usr/bin/", stage, stage, stage))
+	r.MustSh(t, strings.Join(moves, " && "))
+	r.UninstallFiles(t) // the LuCI app's files: not part of this package
+	r.MustSh(t, "cd "+stage+"/root && find . ! -type d | sed 's,^\\.,,' | sort > lib/apk/packages/vpn-passthrough.list && "+
 		"echo /etc/config/vpn-passthrough > lib/apk/packages/vpn-passthrough.conffiles")
 	r.WriteFile(stage+"/post-install", apkPostInstall, 0o755)
 	r.WriteFile(stage+"/pre-deinstall", apkPreDeinstall, 0o755)

@@ -493,6 +493,26 @@ func (b *Bed) StartProcd(t testing.TB) *lab.Proc {
 	return p
 }
 
+// UninstallFiles removes what InstallFiles placed (the package tests start from a clean root).
+func (b *Bed) UninstallFiles(t testing.TB) {
+	t.Helper()
+	var rm []string
+	for src, dst := range map[string]string{"files": "/", "luci-app/root": "/", "luci-app/htdocs": "/www"} {
+		root := repoPath(t, src)
+		filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+			if err == nil && !fi.IsDir() {
+				rel, _ := filepath.Rel(root, p)
+				rm = append(rm, filepath.Join(dst, rel))
+			}
+			return nil
+		})
+	}
+	rm = append(rm, "/usr/bin/vpn-passthrough")
+	if _, err := b.Run("", append([]string{"rm", "-f"}, rm...)...); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // copyTree copies the host folder src to dst inside the bed.
 func (b *Bed) copyTree(t testing.TB, src, dst string) {
 	t.Helper()
