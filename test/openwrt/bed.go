@@ -477,6 +477,11 @@ func (b *Bed) InstallFiles(t testing.TB) {
 // for its `service` object.
 func (b *Bed) StartProcd(t testing.TB) *lab.Proc {
 	t.Helper()
+	// OpenWrt's shell libraries come from base-files beside the sources, not from sources.lock.
+	if _, err := os.Stat(filepath.Join(b.Root, "etc/rc.common")); err != nil {
+		missing(t, "OpenWrt's base-files (etc/rc.common, lib/functions.sh, lib/functions/procd.sh) are not in the userland: "+
+			"put them in $OPENWRT_USERLAND_SRC/base-files or ../shared/openwrt-userland/base-files")
+	}
 	p, err := b.Spawn("procd", "/usr/sbin/procd", "-s", UbusSock)
 	if err != nil {
 		t.Fatal(err)
