@@ -51,7 +51,7 @@ var (
 		"pptp-kernel-kill", "pptp-userspace-kill", "pptp-off",
 		"l2tp-kernel", "l2tp-userspace", "l2tp-off",
 		"ikev2-kernel-kill", "ikev2-userspace-kill", "ikev2-off",
-		"esp-kernel-seq", "esp-auto-seq", "esp-userspace-seq-kill", "esp-userspace-ike-both", "esp-userspace-together",
+		"esp-kernel-seq", "esp-auto-seq", "esp-userspace-seq-kill", "esp-userspace-ikeboth", "esp-userspace-together",
 		"esp3-userspace-seq", "esp3-userspace-together", "esp-off-seq",
 	}
 	// Each -ft scenario next to the same one without flow offloading, so the
