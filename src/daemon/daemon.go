@@ -23,7 +23,12 @@ type Options struct {
 	Root       probe.Root
 	Version    string
 	StateDir   string // engine state across crashes; statefile.Dir by default
-	Log        *slog.Logger
+	// FW4IncludeDir holds our fw4 include (fw4IncludeDir under Root by
+	// default); the daemon keeps its mark equal to globals.mark.
+	FW4IncludeDir string
+	Log           *slog.Logger
+	// Frontends (ubus, D-Bus) serve the API once the first apply is done.
+	Frontends []Frontend
 }
 
 // Daemon holds the applied state. The files of this package split it by
@@ -58,6 +63,9 @@ type Daemon struct {
 	lastErr   string
 	lastErrAt time.Time
 	fw4       fw4State
+
+	hub       status.Hub      // events for the front-ends (api.go)
+	reloadReq chan chan error // reloads the front-ends ask for
 }
 
 // New makes a daemon that reaches the kernel through k. Engines run under
@@ -65,7 +73,7 @@ type Daemon struct {
 // only after the table (and so every queue rule) is gone.
 func New(ectx context.Context, o Options, k Kernel) *Daemon {
 	return &Daemon{opts: o, k: k, ectx: ectx, engines: map[string]*running{},
-		engineErr: make(chan error, 1), stormInterval: defaultStormInterval}
+		engineErr: make(chan error, 1), stormInterval: defaultStormInterval, reloadReq: make(chan chan error)}
 }
 
 // Run applies the config and serves until ctx ends or SIGTERM/SIGINT, then
@@ -108,6 +116,7 @@ func (d *Daemon) serve(ctx context.Context) {
 			d.setErr(err)
 		}
 	}()
+	d.serveAPI(ctx)
 }
 
 // Start applies the config for the first time. On error nothing is left
@@ -143,10 +152,18 @@ func (d *Daemon) Loop(ctx context.Context, reload <-chan os.Signal) error {
 		case <-ctx.Done():
 			return d.Shutdown()
 		case <-reload:
-			d.Reload("SIGHUP") // errors are logged and kept for status
+			d.reloadAndTell("SIGHUP") // errors are logged and kept for status
+		case done := <-d.reloadReq:
+			done <- d.reloadAndTell("api")
 		case <-changed:
 			d.checkFW4()
 			repair()
+			d.mu.Lock()
+			l := d.applied
+			d.mu.Unlock()
+			if l != nil {
+				d.checkFW4Mark(l) // fw4 reloaded: did it take the include?
+			}
 		case <-retry.C:
 			repair()
 		case err := <-d.engineErr:

@@ -103,7 +103,7 @@ func TestFailedApplyRestoresPreviousEnginesAndRules(t *testing.T) {
 	if !strings.Contains(st.LastError, "no such helper") {
 		t.Errorf("status last_error = %q, want the refusal", st.LastError)
 	}
-	if st.Protocols[0].Datapath != plan.PathUserspace {
+	if st.Protocols[0].Datapath != string(plan.PathUserspace) {
 		t.Errorf("status shows %v, want the state in force (pptp userspace)", st.Protocols[0])
 	}
 }
@@ -130,7 +130,7 @@ func TestRefusedConfigKeepsLastGoodState(t *testing.T) {
 	if !strings.Contains(st.LastError, `:3: option enabled: "perhaps"`) || st.LastErrorAt == nil {
 		t.Errorf("status last_error = %q (at %v), want the config error and its time", st.LastError, st.LastErrorAt)
 	}
-	if st.Protocols[0].Datapath != plan.PathBlocked {
+	if st.Protocols[0].Datapath != string(plan.PathBlocked) {
 		t.Errorf("status shows %v, want pptp still blocked", st.Protocols[0])
 	}
 	// A good config afterwards clears the error.

@@ -32,7 +32,21 @@ func (l *Lab) Spawn(ns, name string, args ...string) (*Proc, error) {
 	if closed {
 		return nil, fmt.Errorf("lab: spawn %s: lab closed", name)
 	}
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...)
+	p, err := StartProcess(name, append([]string{"ip", "netns", "exec", ns}, args...)...)
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	l.procs = append(l.procs, p)
+	l.mu.Unlock()
+	return p, nil
+}
+
+// StartProcess starts argv in its own process group, keeping its output
+// line by line; it dies with the test process (PR_SET_PDEATHSIG). The
+// caller stops it (test/openwrt starts its bed's daemons with it).
+func StartProcess(name string, argv ...string) (*Proc, error) {
+	cmd := exec.Command(argv[0], argv[1:]...)
 	p := &Proc{Name: name, cmd: cmd, stdout: newLineBuf(), stderr: newLineBuf(), done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -44,9 +58,6 @@ func (l *Lab) Spawn(ns, name string, args ...string) (*Proc, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("lab: start %s: %w", name, err)
 	}
-	l.mu.Lock()
-	l.procs = append(l.procs, p)
-	l.mu.Unlock()
 	go func() {
 		p.err = cmd.Wait()
 		p.stdout.close()

@@ -11,12 +11,14 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"syscall"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/daemon"
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine/statefile"
 	"github.com/vpn-passthrough/vpn-passthrough/src/loader"
 	"github.com/vpn-passthrough/vpn-passthrough/src/nft"
 	"github.com/vpn-passthrough/vpn-passthrough/src/status"
+	"github.com/vpn-passthrough/vpn-passthrough/src/ubus"
 )
 
 // version is set by the build (-X main.version=...).
@@ -27,14 +29,14 @@ const defaultConfig = "/etc/config/vpn-passthrough"
 const usage = `usage: vpn-passthrough <command> [flags]
 
 commands:
-  daemon  [--config FILE] [--socket PATH] [--state-dir DIR]
-                                            apply, reload on SIGHUP, repair, clean up on SIGTERM
+  daemon  [--config FILE] [--socket PATH] [--state-dir DIR] [--ubus SOCK|off] [--dbus system|ADDR|off]
+                                            apply, reload on SIGHUP, repair, clean up on SIGTERM;
+                                            serves the ubus object vpn-passthrough (and D-Bus)
   check   [--config FILE]                   validate the config, print capabilities and the plan
   apply   [--dry-run] [--config FILE]       print (--dry-run) or install the ruleset once
   remove                                    delete the ruleset
   status  [--json] [--socket PATH]          ask the running daemon
-  rpcd    list | call <method>              rpcd exec plugin (luci.vpn-passthrough)
-  version
+  version | --version                       print the package version
 `
 
 func main() {
@@ -58,11 +60,18 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return usageError{"no command"}
 	}
 	cmd, args := args[0], args[1:]
+	if cmd == "--version" || cmd == "version" {
+		// openwrt/packages CI greps the package version out of --version.
+		fmt.Fprintln(stdout, "vpn-passthrough", version)
+		return nil
+	}
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", defaultConfig, "UCI config file")
 	sock := fs.String("socket", status.DefaultSocket, "status socket")
 	stateDir := fs.String("state-dir", statefile.Dir, "where engines keep state across a daemon crash (tmpfs)")
+	ubusSock := fs.String("ubus", ubus.DefaultSocket, "ubusd socket for the vpn-passthrough object (off: none)")
+	dbusBus := fs.String("dbus", "off", "D-Bus to serve "+dbusName+" on: system, a bus address, or off")
 	asJSON := fs.Bool("json", false, "print JSON")
 	dry := fs.Bool("dry-run", false, "print the ruleset instead of installing it")
 	if err := fs.Parse(args); err != nil {
@@ -73,13 +82,20 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	// Go's flag parsing stops at the first non-flag: a stray word would
 	// silently turn the flags after it into ignored arguments.
-	if cmd != "rpcd" && fs.NArg() > 0 {
+	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("%s: unexpected argument %q", cmd, fs.Arg(0))}
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	switch cmd {
 	case "daemon":
-		return daemon.Run(ctx, daemon.Options{ConfigPath: *cfgPath, SocketPath: *sock, StateDir: *stateDir, Root: "/", Version: version, Log: log})
+		// Netlink needs CAP_NET_ADMIN only: drop the rest first (privs.go).
+		if err := dropPrivileges(); errors.Is(err, syscall.ENOTSUP) {
+			log.Warn("running with the capabilities it was given: cannot change them in a cgo build", "err", err)
+		} else if err != nil {
+			return fmt.Errorf("dropping privileges: %w", err)
+		}
+		return daemon.Run(ctx, daemon.Options{ConfigPath: *cfgPath, SocketPath: *sock, StateDir: *stateDir, Root: "/", Version: version, Log: log,
+			Frontends: frontends(*ubusSock, *dbusBus, log)})
 	case "check":
 		l, err := load(*cfgPath, false)
 		if err != nil {
@@ -132,6 +148,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return n.Remove("vpn_passthrough")
 	case "status":
 		s, err := status.Fetch(*sock)
+		if errors.Is(err, os.ErrPermission) {
+			// The socket is root-only by design; "is the daemon running?"
+			// would send the user looking in the wrong place.
+			return fmt.Errorf("status: permission denied on %s: the socket is root-only (mode 0600); run as root", *sock)
+		}
 		if err != nil {
 			return err
 		}
@@ -141,11 +162,6 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return enc.Encode(s)
 		}
 		fmt.Fprint(stdout, s.Text())
-		return nil
-	case "rpcd":
-		return rpcd(fs.Args(), stdin, stdout, *sock)
-	case "version":
-		fmt.Fprintln(stdout, version)
 		return nil
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

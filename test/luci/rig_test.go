@@ -1,0 +1,208 @@
+package luci
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vpn-passthrough/vpn-passthrough/test/lab"
+	"github.com/vpn-passthrough/vpn-passthrough/test/openwrt"
+)
+
+// rpcdConfig: root holds every ACL group; viewer (password "test" too)
+// holds only the read half of the app's group (and luci-base's, to log in
+// to LuCI).
+const rpcdConfig = `config rpcd
+	option socket /var/run/ubus/ubus.sock
+	option timeout 30
+
+config login
+	option username 'root'
+	option password '$1$vpnpt$yuCAMnyb1pbF6aMULAeC91'
+	list read '*'
+	list write '*'
+
+config login
+	option username 'viewer'
+	option password '$1$vpnpt$yuCAMnyb1pbF6aMULAeC91'
+	list read 'luci-app-vpn-passthrough'
+	list read 'luci-base'
+	list read 'unauthenticated'
+`
+
+// rig is the lab (two LAN clients, fw4 router, WAN servers) with OpenWrt's
+// real userland in the router's namespace: ubusd, rpcd, the daemon serving
+// its ubus object, and the LuCI app installed.
+type rig struct {
+	t      *testing.T
+	l      *lab.Lab
+	srv    *lab.Servers
+	b      *openwrt.Bed
+	daemon *lab.Proc
+}
+
+type rigOptions struct {
+	dbus string // a bus address for the daemon's D-Bus service ("" none)
+}
+
+var (
+	dbusBinOnce sync.Once
+	dbusBin     string
+	dbusBinErr  error
+)
+
+// binary is the daemon to install: with D-Bus built in when asked.
+func binary(t *testing.T, withDBus bool) string {
+	if !withDBus {
+		return openwrt.Binary(t)
+	}
+	dbusBinOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "vpt-dbus-bin-")
+		if err != nil {
+			dbusBinErr = err
+			return
+		}
+		dbusBin = filepath.Join(dir, "vpn-passthrough")
+		repo, _ := lab.RepoRoot()
+		cmd := exec.Command("go", "build", "-trimpath", "-tags", "dbus", "-o", dbusBin, "./src/cmd/vpn-passthrough")
+		cmd.Dir = repo
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			dbusBinErr = fmt.Errorf("go build -tags dbus: %v: %s", err, out)
+		}
+	})
+	if dbusBinErr != nil {
+		t.Fatal(dbusBinErr)
+	}
+	return dbusBin
+}
+
+func startRig(t *testing.T, o rigOptions) *rig {
+	openwrt.Require(t)
+	l := lab.Start(t, lab.Config{Clients: 2, Logf: t.Logf})
+	srv, err := l.StartServers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := openwrt.Start(t, openwrt.Options{NetNS: l.Router})
+	b.StartUbusd(t)
+	if err := b.WriteFile("/etc/config/rpcd", rpcdConfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{t: t, l: l, srv: srv, b: b}
+	r.installApp()
+	b.StartRpcd(t)
+	b.InstallFiles(t)
+	data, err := os.ReadFile(binary(t, o.dbus != ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.WriteFile("/usr/bin/vpn-passthrough", string(data), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.WriteFile("/etc/config/vpn-passthrough", l.KernelUCI().String(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	argv := []string{"/usr/bin/vpn-passthrough", "daemon", "--config", "/etc/config/vpn-passthrough", "--state-dir", "/tmp/vpnpt"}
+	if o.dbus != "" {
+		argv = append(argv, "--dbus", o.dbus)
+	}
+	r.daemon, err = b.Spawn("vpn-passthrough daemon", argv...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := openwrt.WaitFor(30*time.Second, func() error {
+		if done, err := r.daemon.Exited(); done {
+			return fmt.Errorf("daemon exited: %v", err)
+		}
+		_, err := r.ubus("call", "vpn-passthrough", "status")
+		return err
+	}); err != nil {
+		t.Fatalf("the daemon's ubus object: %v\n%s", err, strings.Join(r.daemon.Stderr(), "\n"))
+	}
+	return r
+}
+
+// installApp puts luci-app's files where the package puts them.
+func (r *rig) installApp() {
+	for _, m := range []struct{ src, dst string }{{"htdocs", "/www"}, {"root", "/"}} {
+		src := filepath.Join(app, m.src)
+		err := filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {
+			if err != nil || fi.IsDir() {
+				return err
+			}
+			rel, _ := filepath.Rel(src, p)
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			return r.b.WriteFile(filepath.Join(m.dst, rel), string(data), 0o644)
+		})
+		if err != nil {
+			r.t.Fatal(err)
+		}
+	}
+}
+
+// ubus runs the real ubus CLI in the bed; on failure the text holds its
+// stdout (the reply's {"error": ...}) and its stderr (the status).
+func (r *rig) ubus(args ...string) (string, error) {
+	out, err := r.b.Run("", append([]string{"ubus", "-t", "30"}, args...)...)
+	if err != nil {
+		out += "\n" + err.Error()
+	}
+	return out, err
+}
+
+// status is `ubus call vpn-passthrough status`, decoded.
+type wireStatus struct {
+	Schema    int `json:"schema"`
+	State     string
+	Protocols []struct {
+		Proto, Datapath string
+		Blocked         struct{ Packets uint64 }
+	}
+	Sessions []map[string]any
+}
+
+func (r *rig) status() wireStatus {
+	r.t.Helper()
+	out, err := r.ubus("call", "vpn-passthrough", "status")
+	if err != nil {
+		r.t.Fatalf("ubus call vpn-passthrough status: %v %s", err, out)
+	}
+	var s wireStatus
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		r.t.Fatalf("status: %v\n%s", err, out)
+	}
+	return s
+}
+
+// greSessions are the kernel's PPTP data sessions by client.
+func (r *rig) greSessions() map[string]map[string]any {
+	out := map[string]map[string]any{}
+	for _, s := range r.status().Sessions {
+		if s["proto"] == "gre" {
+			out[s["client"].(string)] = s
+		}
+	}
+	return out
+}
+
+// call opens a PPTP call (Call ID 1) from LAN client i that sends GRE for
+// about count*interval, and waits until it is up.
+func (r *rig) call(i, count int, interval time.Duration) *lab.Proc {
+	r.t.Helper()
+	p, err := r.l.StartPPTPClient(i, "--call-id", "1", "--count", fmt.Sprint(count), "--interval", interval.String(),
+		"--wait", "3s", "--timeout", (time.Duration(count)*interval + 30*time.Second).String(), "--marker", fmt.Sprintf("lan%d", i))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return p
+}
