@@ -603,8 +603,7 @@ run() {
 	ip netns exec r conntrack -L 2>/dev/null | grep -E 'dport=(1723|500|4500|1701) ' | \
 		sed -E 's/ +/ /g' | sed "s/^/VPT-INFO $CUR conntrack: /"
 	if [ -n "$DPID" ]; then
-		echo "VPT-COUNTERS $CUR $(timeout 20 ip netns exec r $BIN status --json --socket $T/vpt.sock 2>/dev/null | \
-			grep -o '"[a-z0-9_]*":{"packets":[0-9]*' | sed -E 's/"([a-z0-9_]*)":\{"packets":/\1=/' | tr '\n' ' ')"
+		echo "VPT-STATUSJSON $CUR $(timeout 20 ip netns exec r $BIN status --json --socket $T/vpt.sock 2>/dev/null | tr -d '\n')"
 	fi
 	if [ $ruleset = $V/fw4-ft.nft ]; then
 		info "offloaded conntrack entries: $(ip netns exec r conntrack -L 2>/dev/null | grep -c OFFLOAD)"
