@@ -206,8 +206,9 @@ size: ipk apk
 
 # ---- QEMU guests (test/qemu, issue 10) ----
 # Images come from Debian packages only (test/qemu/build.sh), cached under
-# QEMU_BUILD (default build/qemu: debs, kernels, initramfs images, the
-# real-peer debootstrap root); a repeat run downloads nothing.
+# QEMU_BUILD (default /var/cache/vpn-passthrough/qemu, outside the clone on
+# purpose: debs, kernels, initramfs images, the real-peer debootstrap root);
+# a repeat run downloads nothing.
 QEMU_APT_PKGS := qemu-system-x86 qemu-system-mips qemu-system-arm qemu-system-misc debootstrap busybox-static cpio kmod
 QEMU_GUESTS := realpeer flowtable mipsel armhf arm64 s390x
 QEMU_QUICK := realpeer-quick armhf-quick
@@ -221,7 +222,7 @@ qemu-deps:
 # make test's share: the x86_64 real-peer guest (PPTP, IKEv2, raw ESP with two
 # clients, kernel and userspace mode) and one 32-bit guest (armhf).
 qemu-quick: qemu-deps
-	nice -n 5 $(GO) run ./test/qemu $(QEMU_QUICK)
+	nice -n 5 $(GO) run ./test/qemu -parallel $(QEMU_QUICK)
 
 # Every guest: all real-peer scenarios, flow offloading, the routers' architectures.
 qemu-guests: qemu-deps
