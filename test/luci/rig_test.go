@@ -36,6 +36,18 @@ config login
 	list read 'unauthenticated'
 `
 
+const unauthenticatedACL = `{
+	"unauthenticated": {
+		"description": "Access controls for unauthenticated requests",
+		"read": {
+			"ubus": {
+				"session": [ "access", "login" ]
+			}
+		}
+	}
+}
+`
+
 // rig is the lab (two LAN clients, fw4 router, WAN servers) with OpenWrt's
 // real userland in the router's namespace: ubusd, rpcd, the daemon serving
 // its ubus object, and the LuCI app installed.
@@ -45,6 +57,7 @@ type rig struct {
 	srv    *lab.Servers
 	b      *openwrt.Bed
 	daemon *lab.Proc
+	www    string // uhttpd's document root inside the bed
 }
 
 type rigOptions struct {
@@ -96,6 +109,11 @@ func startRig(t *testing.T, o rigOptions) *rig {
 		t.Fatal(err)
 	}
 	r := &rig{t: t, l: l, srv: srv, b: b}
+	// OpenWrt's rpcd package ships this ACL (package/system/rpcd/files);
+	// the rpcd sources do not. LuCI needs session access for every login.
+	if err := b.WriteFile("/usr/share/rpcd/acl.d/unauthenticated.json", unauthenticatedACL, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	r.installApp()
 	b.StartRpcd(t)
 	b.InstallFiles(t)
@@ -129,9 +147,18 @@ func startRig(t *testing.T, o rigOptions) *rig {
 	return r
 }
 
-// installApp puts luci-app's files where the package puts them.
+// installApp puts luci-app's files where the package puts them. The web
+// root is the bed's /www if the bed overlays one, else a copy of the
+// userland's www in the bed's /tmp (never the host's /www).
 func (r *rig) installApp() {
-	for _, m := range []struct{ src, dst string }{{"htdocs", "/www"}, {"root", "/"}} {
+	r.www = "/www"
+	if _, err := r.b.Sh("mountpoint -q /www"); err != nil {
+		r.www = "/tmp/www"
+		if out, err := r.b.Sh("mkdir -p /tmp/www && cp -a " + r.b.Root + "/www/. /tmp/www/"); err != nil {
+			r.t.Fatalf("web root: %v %s", err, out)
+		}
+	}
+	for _, m := range []struct{ src, dst string }{{"htdocs", r.www}, {"root", "/"}} {
 		src := filepath.Join(app, m.src)
 		err := filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {
 			if err != nil || fi.IsDir() {
@@ -150,8 +177,6 @@ func (r *rig) installApp() {
 	}
 }
 
-// ubus runs the real ubus CLI in the bed; on failure the text holds its
-// stdout (the reply's {"error": ...}) and its stderr (the status).
 func (r *rig) ubus(args ...string) (string, error) {
 	out, err := r.b.Run("", append([]string{"ubus", "-t", "30"}, args...)...)
 	if err != nil {

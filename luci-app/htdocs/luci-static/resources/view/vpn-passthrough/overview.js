@@ -164,8 +164,12 @@ return view.extend({
 		if (acct && !acct.present && (st.sessions || []).some(function(s) { return s.datapath == 'kernel'; }))
 			out.push(E('div', { 'class': 'alert-message notice' }, [
 				_('Traffic of kernel sessions is not counted: set net.netfilter.nf_conntrack_acct=1 to see it.') ]));
+		// A plan warning that repeats a protocol's limitation is shown there only.
+		const limits = (st.protocols || []).map(function(p) { return p.limitation || ''; }).join('\n');
 		(st.warnings || []).forEach(function(w) {
-			out.push(E('div', { 'class': 'alert-message notice' }, [ w ]));
+			const bare = w.replace(/^[a-z]+: /, '');
+			if (!limits.includes(bare))
+				out.push(E('div', { 'class': 'alert-message notice' }, [ w ]));
 		});
 		return out;
 	},
