@@ -230,14 +230,27 @@ func waitText(ctx context.Context, sel string, timeout time.Duration, ok func(st
 	return last, errors.New("timed out waiting on " + sel)
 }
 
+// TestLuCIPage: the page in real LuCI with two clients' PPTP calls up. It
+// leads with its title and the switches' state in words; the calls are in
+// the live table with unknown ages and counts as "-"; dropping client 2's
+// call from its row removes the row and stops that client's traffic while
+// client 1's carries on; switching PPTP off with Save & Apply (procd turns
+// LuCI's config.change into the daemon's reload) blocks it, and on again
+// passes it. Screenshots of each step go to test/luci/screenshots.
 func TestLuCIPage(t *testing.T) {
-	r := startRig(t, rigOptions{})
+	r := startRig(t, rigOptions{procd: true})
 	r.startLuCI()
 	ctx, cancel := r.browser()
 	defer cancel()
 	host := r.proxy()
 	base := "http://" + host + "/cgi-bin/luci/"
 	r.login(ctx, host, "root")
+
+	// Two clients, same Call ID, GRE for about 40 s.
+	started := time.Now()
+	calls := []*lab.Proc{r.call(1, 400, 100*time.Millisecond), r.call(2, 400, 100*time.Millisecond)}
+	c1, c2 := r.l.Client(1).Addr.String(), r.l.Client(2).Addr.String()
+
 	wctx, wcancel := context.WithTimeout(ctx, 40*time.Second)
 	defer wcancel()
 	if err := chromedp.Run(wctx,
@@ -247,10 +260,104 @@ func TestLuCIPage(t *testing.T) {
 		r.shot(ctx, "error-page")
 		t.Fatal(err)
 	}
-	if s, err := waitText(ctx, "#vpnpt-state", 30*time.Second, func(s string) bool { return strings.Contains(s, "PPTP: passing") }); err != nil {
+	if s, err := waitText(ctx, "#vpnpt-state", 30*time.Second, func(s string) bool { return strings.Contains(s, "PPTP: passing, through the kernel helper") }); err != nil {
 		r.shot(ctx, "error-state")
 		t.Fatalf("state %q: %v", s, err)
 	}
-	r.shot(ctx, "1-page")
-	_ = lab.Contains
+	// The title leads the page: the first heading of the view, above the state.
+	var order string
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`(function() {
+		const v = document.querySelector('#view'), h = v.querySelector('h2'), st = document.getElementById('vpnpt-state');
+		return h.textContent + '|' + (h.getBoundingClientRect().top < st.getBoundingClientRect().top) + '|' +
+			(v.querySelector('h2,h3') === h);
+	})()`, &order)); err != nil || order != "VPN Passthrough|true|true" {
+		t.Errorf("title: %q %v", order, err)
+	}
+	rows, err := waitText(ctx, "#vpnpt-sessions", 30*time.Second, func(s string) bool {
+		return strings.Count(s, "PPTP data (GRE)") == 2 && strings.Contains(s, c1) && strings.Contains(s, c2)
+	})
+	if err != nil {
+		r.shot(ctx, "error-sessions")
+		t.Fatalf("live sessions %q: %v", rows, err)
+	}
+	r.shot(ctx, "1-two-calls")
+	// Kernel sessions: conntrack keeps no age, and with accounting off no
+	// counts: "-", never "0s" or "0 / 0".
+	var cells []string
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`Array.from(document.querySelectorAll('#vpnpt-sessions .tr:not(.table-titles)')).map(function(tr) {
+		return Array.from(tr.querySelectorAll('.td')).map(function(td) { return td.textContent; }).join(' | ');
+	})`, &cells)); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cells {
+		t.Logf("row: %s", c)
+		if strings.Contains(c, "| 0s") || strings.Contains(c, "0 / 0") || strings.Contains(c, "| 0 s |") {
+			t.Errorf("unknown shown as zero: %s", c)
+		}
+	}
+
+	// Drop client 2's call from its row.
+	id2 := r.greSessions()[c2]["id"].(string)
+	sel := `button[data-session="` + id2 + `"]`
+	if err := chromedp.Run(ctx, chromedp.Click(sel, chromedp.ByQuery)); err != nil {
+		t.Fatal(err)
+	}
+	dropped := time.Now()
+	if err := openwrt.WaitFor(20*time.Second, func() error {
+		var n int
+		if err := chromedp.Run(ctx, chromedp.Evaluate(`document.querySelectorAll('`+sel+`').length`, &n)); err != nil {
+			return err
+		}
+		if n != 0 {
+			return errors.New("the dropped row is still there")
+		}
+		return nil
+	}); err != nil {
+		r.shot(ctx, "error-drop")
+		t.Fatal(err)
+	}
+	r.shot(ctx, "2-dropped")
+	res1, err1 := lab.WaitPPTPClient(calls[0], 120*time.Second)
+	res2, _ := lab.WaitPPTPClient(calls[1], 120*time.Second)
+	left := int(started.Add(40*time.Second).Sub(dropped) / (100 * time.Millisecond))
+	if err1 != nil || !res1.OK {
+		t.Errorf("client 1 suffered from client 2's drop: %v %+v", err1, res1)
+	}
+	if len(res2.Calls) != 1 || res2.Calls[0].Received > res2.Calls[0].Sent-left+5 {
+		t.Errorf("client 2's traffic did not stop after the drop (about %d packets sent after it): %+v", left, res2)
+	} else {
+		t.Logf("GRE echoed: client 1 %d/%d, client 2 (dropped) %d/%d", res1.Calls[0].Received, res1.Calls[0].Sent,
+			res2.Calls[0].Received, res2.Calls[0].Sent)
+	}
+
+	// PPTP off, Save & Apply: blocked; then on again.
+	for _, step := range []struct {
+		want, shot string
+		datapath   string
+	}{{"PPTP: blocked", "3-pptp-off", "blocked"}, {"PPTP: passing, through the kernel helper", "4-pptp-on", "kernel"}} {
+		if err := chromedp.Run(ctx,
+			chromedp.Evaluate(`document.querySelector('input[data-widget-id="widget.cbid.vpn-passthrough.globals.enabled_pptp"]').click()`, nil),
+			chromedp.Click(`.cbi-page-actions .cbi-button-apply`, chromedp.ByQuery),
+		); err != nil {
+			t.Fatal(err)
+		}
+		if s, err := waitText(ctx, "#vpnpt-state", 60*time.Second, func(s string) bool { return strings.Contains(s, step.want) }); err != nil {
+			r.shot(ctx, "error-"+step.shot)
+			t.Fatalf("after Save & Apply: state %q, want %q: %v", s, step.want, err)
+		}
+		if dp := r.datapath("pptp"); dp != step.datapath {
+			t.Errorf("daemon's pptp datapath %q, want %q", dp, step.datapath)
+		}
+		r.shot(ctx, step.shot)
+	}
+}
+
+// datapath is what the daemon says carries proto.
+func (r *rig) datapath(proto string) string {
+	for _, p := range r.status().Protocols {
+		if p.Proto == proto {
+			return p.Datapath
+		}
+	}
+	return ""
 }

@@ -56,12 +56,17 @@ type rig struct {
 	l      *lab.Lab
 	srv    *lab.Servers
 	b      *openwrt.Bed
-	daemon *lab.Proc
+	daemon *lab.Proc // the daemon (nil when procd runs it)
+	procd  *lab.Proc
 	www    string // uhttpd's document root inside the bed
 }
 
 type rigOptions struct {
 	dbus string // a bus address for the daemon's D-Bus service ("" none)
+	// procd runs the daemon the way a router does: procd as the service
+	// manager and the package's init script, so LuCI's Save & Apply
+	// (config.change) reaches it as a reload.
+	procd bool
 }
 
 var (
@@ -127,22 +132,46 @@ func startRig(t *testing.T, o rigOptions) *rig {
 	if err := b.WriteFile("/etc/config/vpn-passthrough", l.KernelUCI().String(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	argv := []string{"/usr/bin/vpn-passthrough", "daemon", "--config", "/etc/config/vpn-passthrough", "--state-dir", "/tmp/vpnpt"}
-	if o.dbus != "" {
-		argv = append(argv, "--dbus", o.dbus)
-	}
-	r.daemon, err = b.Spawn("vpn-passthrough daemon", argv...)
-	if err != nil {
-		t.Fatal(err)
+	if o.procd {
+		r.procd, err = b.Spawn("procd", "/usr/sbin/procd", "-s", openwrt.UbusSock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := openwrt.WaitFor(20*time.Second, func() error {
+			_, err := r.ubus("list", "service")
+			return err
+		}); err != nil {
+			t.Fatalf("procd: %v %s", err, r.procd.Stderr())
+		}
+		if out, err := b.Run("", "/etc/init.d/vpn-passthrough", "start"); err != nil {
+			t.Fatalf("init script start: %v %s", err, out)
+		}
+	} else {
+		argv := []string{"/usr/bin/vpn-passthrough", "daemon", "--config", "/etc/config/vpn-passthrough", "--state-dir", "/tmp/vpnpt"}
+		if o.dbus != "" {
+			argv = append(argv, "--dbus", o.dbus)
+		}
+		r.daemon, err = b.Spawn("vpn-passthrough daemon", argv...)
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := openwrt.WaitFor(30*time.Second, func() error {
-		if done, err := r.daemon.Exited(); done {
-			return fmt.Errorf("daemon exited: %v", err)
+		if r.daemon != nil {
+			if done, err := r.daemon.Exited(); done {
+				return fmt.Errorf("daemon exited: %v", err)
+			}
 		}
 		_, err := r.ubus("call", "vpn-passthrough", "status")
 		return err
 	}); err != nil {
-		t.Fatalf("the daemon's ubus object: %v\n%s", err, strings.Join(r.daemon.Stderr(), "\n"))
+		var logs []string
+		if r.daemon != nil {
+			logs = r.daemon.Stderr()
+		} else if r.procd != nil {
+			logs = r.procd.Stderr()
+		}
+		t.Fatalf("the daemon's ubus object: %v\n%s", err, strings.Join(logs, "\n"))
 	}
 	return r
 }
