@@ -38,6 +38,10 @@ type Config struct {
 	WANDevices []string
 	LogBlocked bool
 	QueueBase  uint16 // NFQUEUE number of the PPTP engine; ESP uses QueueBase+1
+	// Mark under MarkMask is what the userspace engines put on packets they
+	// forward (meta mark), for our rules and fw4's include. The default
+	// bits are used by no common OpenWrt package (mark.go).
+	Mark, MarkMask uint32
 
 	PPTP  PPTP
 	L2TP  L2TP
@@ -75,6 +79,8 @@ func Default() Config {
 		LANZones:  []string{"lan"},
 		WANZones:  []string{"wan"},
 		QueueBase: 4200,
+		Mark:      DefaultMark,
+		MarkMask:  DefaultMarkMask,
 		PPTP: PPTP{
 			Enabled:           true,
 			MaxCalls:          1024,
@@ -100,6 +106,9 @@ type Warning struct {
 }
 
 func (w Warning) String() string {
+	if w.Line == 0 { // about something absent: no line to point at
+		return fmt.Sprintf("section %q: %s", w.Section, w.Msg)
+	}
 	if w.Option == "" {
 		return fmt.Sprintf("line %d: section %q: %s", w.Line, w.Section, w.Msg)
 	}
@@ -150,6 +159,11 @@ var sectionOptions = map[string]map[string]setter{
 		"wan_device":  listSetter(func(c *Config) *[]string { return &c.WANDevices }),
 		"log_blocked": boolSetter(func(c *Config) *bool { return &c.LogBlocked }),
 		"queue_base":  queueBaseSetter,
+		"mark":        markSetter(func(c *Config) *uint32 { return &c.Mark }),
+		"mark_mask":   markSetter(func(c *Config) *uint32 { return &c.MarkMask }),
+		// For the init script (GOMEMLIMIT, GOGC); see runtime.go.
+		"memory_limit": memoryLimitSetter,
+		"gogc":         gogcSetter,
 	},
 	"pptp": {
 		"enabled":              boolSetter(func(c *Config) *bool { return &c.PPTP.Enabled }),
@@ -176,6 +190,7 @@ func FromUCI(f *uci.File) (Config, []Warning, error) {
 	c := Default()
 	var warns []Warning
 	seen := map[string]int{}
+	hasEnabled := map[string]bool{}
 	for _, s := range f.Sections {
 		opts, ok := sectionOptions[s.Type]
 		if !ok {
@@ -188,6 +203,9 @@ func FromUCI(f *uci.File) (Config, []Warning, error) {
 		}
 		seen[s.Type] = s.Line
 		for _, o := range s.Options {
+			if o.Name == "enabled" {
+				hasEnabled[s.Type] = true
+			}
 			set, ok := opts[o.Name]
 			if !ok {
 				warns = append(warns, Warning{Section: sectionLabel(s), Option: o.Name, Line: o.Line,
@@ -200,7 +218,44 @@ func FromUCI(f *uci.File) (Config, []Warning, error) {
 			}
 		}
 	}
-	return c, warns, nil
+	if msg := checkMark(c.Mark, c.MarkMask); msg != "" {
+		return Config{}, warns, &Error{File: f.Name, Line: seen["globals"], Section: "globals", Option: "mark",
+			Value: fmt.Sprintf("0x%08x/0x%08x", c.Mark, c.MarkMask), Msg: msg}
+	}
+	warns = append(warns, markWarnings(c.MarkMask, seen["globals"])...)
+	return c, append(warns, missing(&c, seen, hasEnabled)...), nil
+}
+
+// missing handles absent sections and absent `enabled` options. A file cut
+// short (a failed write, a full flash) loses its last sections first, so
+// the rule is: what is not written down is off. A protocol without its
+// section, or without `option enabled`, is blocked, never passed; an empty
+// file therefore blocks every protocol (globals' defaults: enabled, mode
+// auto, zones lan and wan). Each case is a warning that names the section.
+func missing(c *Config, seen map[string]int, hasEnabled map[string]bool) []Warning {
+	var warns []Warning
+	if _, ok := seen["globals"]; !ok {
+		warns = append(warns, Warning{Section: "globals", Msg: "no globals section: built-in defaults used " +
+			"(enabled '1', mode 'auto', lan_zone 'lan', wan_zone 'wan')"})
+	}
+	for _, p := range []struct {
+		typ string
+		on  *bool
+	}{{"pptp", &c.PPTP.Enabled}, {"l2tp", &c.L2TP.Enabled}, {"ipsec", &c.IPsec.Enabled}} {
+		line, ok := seen[p.typ]
+		switch {
+		case !ok:
+			*p.on = false
+			warns = append(warns, Warning{Section: p.typ, Msg: fmt.Sprintf("no %s section: %s is blocked "+
+				"(a missing section never switches a protocol on); add `config %s '%s'` with `option enabled '1'` to pass it",
+				p.typ, p.typ, p.typ, p.typ)})
+		case !hasEnabled[p.typ]:
+			*p.on = false
+			warns = append(warns, Warning{Section: p.typ, Line: line, Msg: fmt.Sprintf("no option enabled: %s is blocked "+
+				"(a missing option never switches a protocol on); add `option enabled '1'` to pass it", p.typ)})
+		}
+	}
+	return warns
 }
 
 func sectionLabel(s *uci.Section) string {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -44,7 +45,11 @@ config pptp
 	option max_calls_per_client '2'
 	option idle_timeout '90s'
 
+config l2tp
+	option enabled '1'
+
 config ipsec 'ipsec'
+	option enabled '1'
 	option esp_mux 'off'
 	option idle_timeout '120'
 	option keep_ike_port '1'
@@ -130,8 +135,8 @@ func TestUnknownOptionsWarn(t *testing.T) {
 	if !c.Enabled {
 		t.Error("defaults lost")
 	}
-	if len(warns) != 2 {
-		t.Fatalf("want 2 warnings, got %v", warns)
+	if len(warns) != 5 { // colour, frobnicator, and no pptp, l2tp, ipsec
+		t.Fatalf("want 5 warnings, got %v", warns)
 	}
 	if !strings.Contains(warns[0].String(), `"colour"`) || !strings.Contains(warns[0].String(), "line 2") {
 		t.Errorf("warning does not name option and line: %s", warns[0])
@@ -164,4 +169,84 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("out-of-range value accepted: %+v", c)
 		}
 	})
+}
+
+func TestRuntimeOptions(t *testing.T) {
+	for _, c := range []struct {
+		opt, val string
+		ok       bool
+	}{{"memory_limit", "20MiB", true}, {"memory_limit", "off", true}, {"memory_limit", "1048576", true},
+		{"memory_limit", "20MB", false}, {"memory_limit", "lots", false}, {"gogc", "50", true}, {"gogc", "off", true}, {"gogc", "-3", false}} {
+		text := "config globals 'globals'\n\toption " + c.opt + " '" + c.val + "'\n"
+		_, warns, err := Parse("/etc/config/vpn-passthrough", []byte(text))
+		if (err == nil) != c.ok {
+			t.Errorf("%s %q: err %v, want ok %v", c.opt, c.val, err, c.ok)
+		}
+		for _, w := range warns {
+			if w.Option == c.opt {
+				t.Errorf("%s: warning %v: the option is known", c.opt, w)
+			}
+		}
+	}
+}
+
+// A file cut short loses its last sections or options first: that never
+// switches a protocol on, and each loss is a warning naming the section.
+func TestTruncatedFileNeverSwitchesOn(t *testing.T) {
+	full := "config globals 'globals'\n\toption enabled '1'\n\nconfig pptp 'pptp'\n\toption enabled '0'\n\n" +
+		"config l2tp 'l2tp'\n\toption enabled '1'\n\nconfig ipsec 'ipsec'\n\toption enabled '0'\n"
+	want, _, err := Parse("f", []byte(full))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(full, "\n")
+	for n := 0; n < len(lines); n++ {
+		cut := strings.Join(lines[:n], "")
+		c, warns, err := Parse("f", []byte(cut))
+		if err != nil {
+			t.Fatalf("cut after %d lines: %v", n, err)
+		}
+		for _, p := range []struct {
+			name     string
+			got, was bool
+		}{{"pptp", c.PPTP.Enabled, want.PPTP.Enabled}, {"l2tp", c.L2TP.Enabled, want.L2TP.Enabled}, {"ipsec", c.IPsec.Enabled, want.IPsec.Enabled}} {
+			if p.got && !p.was {
+				t.Errorf("cut after %d lines: %s switched on", n, p.name)
+			}
+		}
+		if n < len(lines)-1 && len(warns) == 0 {
+			t.Errorf("cut after %d lines: no warning", n)
+		}
+		for _, w := range warns {
+			if !strings.Contains(w.String(), "section \"") {
+				t.Errorf("warning names no section: %s", w)
+			}
+		}
+	}
+	c, warns, _ := Parse("f", nil)
+	if c.PPTP.Enabled || c.L2TP.Enabled || c.IPsec.Enabled || len(warns) != 4 {
+		t.Errorf("empty file: %+v, warnings %v; want every protocol blocked and 4 warnings", c, warns)
+	}
+}
+
+func TestMarkOption(t *testing.T) {
+	base := "config globals 'globals'\n\toption mark '%s'\n\toption mark_mask '%s'\n" +
+		"config pptp 'pptp'\n\toption enabled '1'\nconfig l2tp 'l2tp'\n\toption enabled '1'\nconfig ipsec 'ipsec'\n\toption enabled '1'\n"
+	c, warns, err := Parse("f", []byte(fmt.Sprintf(base, "0x30000000", "0xf0000000")))
+	if err != nil || c.Mark != 0x30000000 || c.MarkMask != 0xf0000000 || len(warns) != 0 {
+		t.Fatalf("mark option: %#x/%#x, %v, %v", c.Mark, c.MarkMask, warns, err)
+	}
+	if d := Default(); d.Mark&0x00ff0000 != 0 || d.MarkMask&(0x00ff0000|0x3f00|0xff) != 0 {
+		t.Errorf("default mark %#x/%#x overlaps pbr, mwan3 or sqm", d.Mark, d.MarkMask)
+	}
+	// pbr's default fw_mask: accepted, with a warning naming pbr.
+	_, warns, err = Parse("f", []byte(fmt.Sprintf(base, "0x00560000", "0x00ff0000")))
+	if err != nil || len(warns) != 1 || !strings.Contains(warns[0].String(), "pbr") {
+		t.Errorf("pbr's mask: %v, %v", warns, err)
+	}
+	for _, bad := range [][2]string{{"0x1", "0x0"}, {"0x0", "0xff"}, {"0x100", "0xff"}, {"zz", "0xff"}} {
+		if _, _, err := Parse("f", []byte(fmt.Sprintf(base, bad[0], bad[1]))); err == nil || !strings.Contains(err.Error(), "mark") {
+			t.Errorf("mark %s/%s: %v, want an error naming the mark", bad[0], bad[1], err)
+		}
+	}
 }

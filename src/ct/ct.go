@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -15,6 +16,7 @@ const (
 	ctaTupleOrig     = 1
 	ctaTupleReply    = 2
 	ctaStatus        = 3
+	ctaProtoinfo     = 4
 	ctaHelp          = 5
 	ctaTimeout       = 7
 	ctaMark          = 8
@@ -33,6 +35,12 @@ const (
 
 	ctaHelpName = 1
 
+	ctaProtoinfoTCP      = 1 // CTA_PROTOINFO_TCP (nested)
+	ctaProtoinfoTCPState = 1 // CTA_PROTOINFO_TCP_STATE: u8, enum tcp_conntrack
+
+	ctaProtoinfoTCPFlagsOrig  = 4 // CTA_PROTOINFO_TCP_FLAGS_ORIGINAL: struct nf_ct_tcp_flags
+	ctaProtoinfoTCPFlagsReply = 5 // CTA_PROTOINFO_TCP_FLAGS_REPLY
+
 	ctaCountersPackets = 1
 	ctaCountersBytes   = 2
 
@@ -46,6 +54,21 @@ const (
 	StatusSrcNAT    = 1 << 4
 )
 
+// TCP connection states as conntrack tracks them (enum tcp_conntrack, uapi
+// linux/netfilter/nf_conntrack_tcp.h).
+const (
+	TCPNone        = 0
+	TCPSynSent     = 1
+	TCPSynRecv     = 2
+	TCPEstablished = 3
+	TCPFinWait     = 4
+	TCPCloseWait   = 5
+	TCPLastAck     = 6
+	TCPTimeWait    = 7
+	TCPClose       = 8
+	TCPSynSent2    = 9
+)
+
 // Tuple is one direction of a flow. For GRE the ports are the Call IDs
 // (keys) the kernel tracks.
 type Tuple struct {
@@ -57,11 +80,15 @@ type Tuple struct {
 // Flow is one conntrack entry. Counters are zero unless the kernel counts
 // (net.netfilter.nf_conntrack_acct=1, OpenWrt's default).
 type Flow struct {
-	Orig, Reply              Tuple
-	Status                   uint32
-	Timeout                  uint32
-	Mark                     uint32
-	Helper                   string
+	Orig, Reply Tuple
+	Status      uint32
+	Timeout     uint32
+	Mark        uint32
+	Helper      string
+	TCPState    uint8 // TCP* (CTA_PROTOINFO_TCP_STATE), TCP entries only
+	// TCPFlags are each direction's window-tracking flags
+	// (CTA_PROTOINFO_TCP_FLAGS_{ORIGINAL,REPLY}, IP_CT_TCP_FLAG_*).
+	TCPFlags                 [2]uint8
 	PacketsOrig, BytesOrig   uint64
 	PacketsReply, BytesReply uint64
 }
@@ -95,6 +122,27 @@ func ParseFlow(b []byte) (Flow, error) {
 				for nad.Next() {
 					if nad.Type() == ctaHelpName {
 						f.Helper = nad.String()
+					}
+				}
+				return nil
+			})
+		case ctaProtoinfo:
+			ad.Nested(func(nad *netlink.AttributeDecoder) error {
+				for nad.Next() {
+					if nad.Type() == ctaProtoinfoTCP {
+						nad.Nested(func(tad *netlink.AttributeDecoder) error {
+							for tad.Next() {
+								switch tad.Type() {
+								case ctaProtoinfoTCPState:
+									f.TCPState = tad.Uint8()
+								case ctaProtoinfoTCPFlagsOrig, ctaProtoinfoTCPFlagsReply:
+									if b := tad.Bytes(); len(b) == 2 {
+										f.TCPFlags[tad.Type()-ctaProtoinfoTCPFlagsOrig] = b[0]
+									}
+								}
+							}
+							return nil
+						})
 					}
 				}
 				return nil
@@ -177,6 +225,10 @@ func dump(cfg *netlink.Config) ([]Flow, error) {
 		return nil, fmt.Errorf("ct: dial: %w", err)
 	}
 	defer c.Close()
+	// A kernel that does not answer gives an error, not a hang.
+	if err := c.SetDeadline(time.Now().Add(netlinkTimeout)); err != nil {
+		return nil, fmt.Errorf("ct: %w", err)
+	}
 	msgs, err := c.Execute(netlink.Message{
 		Header: netlink.Header{
 			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_CTNETLINK<<8 | ipctnlMsgCtGet),
@@ -203,6 +255,9 @@ func dump(cfg *netlink.Config) ([]Flow, error) {
 
 const ipctnlMsgCtDelete = 2
 
+// netlinkTimeout bounds one conntrack dump or one flush of entries.
+const netlinkTimeout = 10 * time.Second
+
 // DeleteMatching deletes the conntrack entries (current namespace) for which
 // match is true and returns how many it deleted. An entry that disappears
 // between dump and delete is not an error.
@@ -216,6 +271,9 @@ func DeleteMatching(match func(Flow) bool) (int, error) {
 		return 0, fmt.Errorf("ct: dial: %w", err)
 	}
 	defer c.Close()
+	if err := c.SetDeadline(time.Now().Add(netlinkTimeout)); err != nil {
+		return 0, fmt.Errorf("ct: %w", err)
+	}
 	n := 0
 	for _, f := range flows {
 		if !match(f) {

@@ -36,6 +36,17 @@ func encodeFlow(t testing.TB, f Flow) []byte {
 	ae.Uint32(ctaStatus, f.Status)
 	ae.Uint32(ctaTimeout, f.Timeout)
 	ae.Nested(ctaHelp, func(n *netlink.AttributeEncoder) error { n.String(ctaHelpName, f.Helper); return nil })
+	if f.TCPState != 0 || f.TCPFlags != [2]uint8{} {
+		ae.Nested(ctaProtoinfo, func(n *netlink.AttributeEncoder) error {
+			n.Nested(ctaProtoinfoTCP, func(n *netlink.AttributeEncoder) error {
+				n.Uint8(ctaProtoinfoTCPState, f.TCPState)
+				n.Bytes(ctaProtoinfoTCPFlagsOrig, []byte{f.TCPFlags[0], 0xff})
+				n.Bytes(ctaProtoinfoTCPFlagsReply, []byte{f.TCPFlags[1], 0xff})
+				return nil
+			})
+			return nil
+		})
+	}
 	ae.Nested(ctaCountersOrig, func(n *netlink.AttributeEncoder) error {
 		n.ByteOrder = binary.BigEndian
 		n.Uint64(ctaCountersPackets, f.PacketsOrig)
@@ -60,14 +71,26 @@ func greFlow() Flow {
 	}
 }
 
-func TestParseFlowRoundTrip(t *testing.T) {
-	want := greFlow()
-	got, err := ParseFlow(encodeFlow(t, want))
-	if err != nil {
-		t.Fatal(err)
+func tcpFlow() Flow {
+	return Flow{
+		Orig: Tuple{Src: netip.MustParseAddr("10.10.1.2"), Dst: netip.MustParseAddr("198.51.100.2"), Proto: 6,
+			SrcPort: 40000, DstPort: 1723},
+		Reply: Tuple{Src: netip.MustParseAddr("198.51.100.2"), Dst: netip.MustParseAddr("198.51.100.1"), Proto: 6,
+			SrcPort: 1723, DstPort: 40000},
+		Status: StatusSeenReply | StatusAssured | StatusSrcNAT, Timeout: 431999, TCPState: TCPEstablished,
+		TCPFlags: [2]uint8{0x08 | 0x20, 0x08},
 	}
-	if got != want {
-		t.Errorf("got %+v\nwant %+v", got, want)
+}
+
+func TestParseFlowRoundTrip(t *testing.T) {
+	for _, want := range []Flow{greFlow(), tcpFlow()} {
+		got, err := ParseFlow(encodeFlow(t, want))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("got %+v\nwant %+v", got, want)
+		}
 	}
 }
 
@@ -81,6 +104,7 @@ func TestParseFlowMalformed(t *testing.T) {
 
 func FuzzParseFlow(f *testing.F) {
 	f.Add(encodeFlow(f, greFlow()))
+	f.Add(encodeFlow(f, tcpFlow()))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		fl, err := ParseFlow(b)

@@ -1,4 +1,8 @@
-// Package ct reads the kernel's conntrack table through ctnetlink, so status
-// can show which LAN client uses which tunnel in kernel mode too. The parser
-// (ParseFlow) is pure and fuzzed; Dump does the netlink I/O.
+// Package ct is the project's one conntrack package: it speaks ctnetlink
+// for the session table in kernel mode (Dump), for the daemon's flushes
+// (DeleteMatching), and for the PPTP engine's view of its control
+// connections (Conn: Get, Available, ClearHelper). The codec is
+// hand-written: ti-mo/conntrack cannot send the empty helper name that
+// removes a helper, and does not export its attribute decoder. The parser
+// (ParseFlow) is pure and fuzzed; the rest does the netlink I/O.
 package ct

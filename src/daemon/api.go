@@ -170,6 +170,9 @@ func (d *Daemon) Status() status.Status {
 	if d.fw4.gone {
 		in.Warnings = append(in.Warnings, fw4Gone)
 	}
+	if d.fw4.markWarning != "" {
+		in.Warnings = append(in.Warnings, d.fw4.markWarning)
+	}
 	if dropsOnly {
 		in.Warnings = append(in.Warnings, "repair storm: our table keeps being changed from outside; only its blocks and guards are in place until the next full repair")
 	}

@@ -23,7 +23,10 @@ type Options struct {
 	Root       probe.Root
 	Version    string
 	StateDir   string // engine state across crashes; statefile.Dir by default
-	Log        *slog.Logger
+	// FW4IncludeDir holds our fw4 include (fw4IncludeDir under Root by
+	// default); the daemon keeps its mark equal to globals.mark.
+	FW4IncludeDir string
+	Log           *slog.Logger
 	// Frontends (ubus, D-Bus) serve the API once the first apply is done.
 	Frontends []Frontend
 }
@@ -155,6 +158,12 @@ func (d *Daemon) Loop(ctx context.Context, reload <-chan os.Signal) error {
 		case <-changed:
 			d.checkFW4()
 			repair()
+			d.mu.Lock()
+			l := d.applied
+			d.mu.Unlock()
+			if l != nil {
+				d.checkFW4Mark(l) // fw4 reloaded: did it take the include?
+			}
 		case <-retry.C:
 			repair()
 		case err := <-d.engineErr:

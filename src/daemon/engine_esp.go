@@ -7,6 +7,7 @@ import (
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine/esp"
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine/statefile"
 	"github.com/vpn-passthrough/vpn-passthrough/src/loader"
+	"github.com/vpn-passthrough/vpn-passthrough/src/nft"
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
 )
 
@@ -32,10 +33,23 @@ func espOptions(l *loader.Loaded, log *slog.Logger) esp.Options {
 // packet meets an empty queue.
 func newESPEngine(q plan.Queue, l *loader.Loaded, env EngineEnv) (Engine, error) {
 	log := env.Log.With("engine", "esp")
-	e, err := esp.New(esp.Config{
-		Common:  engine.Common{Queue: q.Num, Log: log, StatePath: statefile.Path(env.StateDir, "esp-sas", q.Num)},
-		Options: espOptions(l, log),
-	})
+	c := esp.Config{
+		Common:   engine.Common{Queue: q.Num, Log: log, StatePath: statefile.Path(env.StateDir, "esp-sas", q.Num)},
+		Options:  espOptions(l, log),
+		Mark:     l.Plan.Mark,
+		MarkMask: l.Plan.MarkMask,
+	}
+	if q.Maps {
+		// The plan has the kernel data plane: the engine programs its maps
+		// and follows the WAN devices' addresses.
+		n, err := nft.Open()
+		if err != nil {
+			return nil, err
+		}
+		c.Maps = n.Maps(l.Plan.Table)
+		c.WANDevices = l.Plan.Topology.WAN
+	}
+	e, err := esp.New(c)
 	if err != nil {
 		return nil, err
 	}

@@ -53,6 +53,8 @@ type fakeFirewall struct {
 	counters map[string]nft.Counter
 	onChange func() // called after each change (the watch)
 	fw4      bool   // table inet fw4 exists
+	// fw4Mark/fw4Mask: what fw4's forward chain accepts (mask 0: no rule)
+	fw4Mark, fw4Mask uint32
 }
 
 func (f *fakeFirewall) Apply(p *plan.Plan) error {
@@ -89,6 +91,12 @@ func (f *fakeFirewall) Exists(name string) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return name == fw4Table && f.fw4, nil
+}
+
+func (f *fakeFirewall) FW4AcceptMark() (uint32, uint32, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.fw4Mark, f.fw4Mask, f.fw4Mask != 0, nil
 }
 
 func (f *fakeFirewall) Intact(p *plan.Plan) bool {

@@ -11,6 +11,9 @@ const fw4Table = "fw4"
 // has it.
 type fw4State struct {
 	seen, gone bool
+	// markWarning says fw4's forward chain does not accept the engines'
+	// mark ("" if it does, or nothing to check).
+	markWarning string
 }
 
 // fw4Gone is the warning status shows while fw4's table is missing.
@@ -27,7 +30,7 @@ func (d *Daemon) checkFW4() {
 	st := d.fw4
 	switch {
 	case ok:
-		d.fw4 = fw4State{seen: true}
+		d.fw4.seen, d.fw4.gone = true, false
 	case st.seen:
 		d.fw4.gone = true
 	}

@@ -25,6 +25,9 @@ type Firewall interface {
 	Intact(p *plan.Plan) bool
 	// Exists reports whether an inet table exists (fw4's, say).
 	Exists(table string) (bool, error)
+	// FW4AcceptMark is the mark fw4's forward chain accepts for our
+	// engines (our include's rule); found is false without one.
+	FW4AcceptMark() (mark, mask uint32, found bool, err error)
 	// Remove deletes the table (absent is not an error).
 	Remove(table string) error
 	// Counters reads the table's named counters.

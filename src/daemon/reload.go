@@ -47,6 +47,7 @@ func (d *Daemon) Reload(why string) error {
 		d.applied = l
 		d.lastErr = ""
 		d.mu.Unlock()
+		d.checkFW4Mark(l) // fw4 reloads send SIGHUP: did it take our include?
 		// Same message as a real apply: the state in force is the plan.
 		log.Info("applied", "trigger", why, "changed", false, "table", "inet "+tableName)
 		return nil
@@ -64,6 +65,7 @@ func (d *Daemon) Reload(why string) error {
 		return err
 	}
 	d.verifyApplied(l)
+	d.followMark(l)
 	d.flushBlocked(prev, l)
 	d.mu.Lock()
 	d.applied, d.appliedAt = l, time.Now()

@@ -371,3 +371,53 @@ func TestDistLuciPackage(t *testing.T) {
 		t.Errorf("no postinst-pkg reloading rpcd")
 	}
 }
+
+// TestDistMatchesFeed: the control fields of `make ipk`'s packages are what
+// the feed Makefiles declare (so an SDK build and a hand-built package say
+// the same), and the version is `make version`'s, the one `make dist`
+// writes into the feed. TestDistAPK holds the .apk to the .ipk.
+func TestDistMatchesFeed(t *testing.T) {
+	dist := distDir(t)
+	root := repoRoot(t)
+	words := func(s string) string { return strings.Join(strings.Fields(s), " ") }
+	plusList := func(deps string, skipAt bool) string {
+		var out []string
+		for _, d := range strings.Fields(deps) {
+			if skipAt && strings.HasPrefix(d, "@") {
+				continue
+			}
+			out = append(out, strings.TrimPrefix(d, "+"))
+		}
+		return strings.Join(out, ", ")
+	}
+	d := runFeed(t, filepath.Join(root, "openwrt-feed", "net", "vpn-passthrough")).vars
+	_, u := readIPK(t, dist, "vpn-passthrough_*_x86_64.ipk")
+	ctl, _ := Find(u.Control, "control")
+	f, err := ParseControl(string(ctl.Data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{"Package": d["PKG_NAME"], "License": d["PKG_LICENSE"], "Maintainer": d["PKG_MAINTAINER"],
+		"URL": d["URL"], "Section": d["SECTION"], "Depends": plusList(d["DEPENDS"], true), "SourceName": d["PKG_NAME"],
+		"Description": d["DESCRIPTION"]} {
+		if words(f[k]) != words(want) || want == "" {
+			t.Errorf("vpn-passthrough .ipk %s %q, feed says %q", k, f[k], want)
+		}
+	}
+	if v := os.Getenv("VPNPT_VERSION"); v != "" && f["Version"] != v {
+		t.Errorf("Version %s, make version %s", f["Version"], v)
+	}
+	l := runFeed(t, filepath.Join(root, "openwrt-feed", "luci", "luci-app-vpn-passthrough")).vars
+	_, lu := readIPK(t, dist, "luci-app-vpn-passthrough_*_all.ipk")
+	lctl, _ := Find(lu.Control, "control")
+	lf, err := ParseControl(string(lctl.Data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{"Package": l["PKG_NAME"], "License": l["PKG_LICENSE"], "Maintainer": l["PKG_MAINTAINER"],
+		"Section": l["SECTION"], "Depends": plusList(l["DEPENDS"], false), "Architecture": l["PKGARCH"], "Description": l["DESCRIPTION"]} {
+		if words(lf[k]) != words(want) || want == "" {
+			t.Errorf("luci .ipk %s %q, feed says %q", k, lf[k], want)
+		}
+	}
+}

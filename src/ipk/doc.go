@@ -12,7 +12,11 @@
 // modification time, and the gzip headers carry no name or time, so the
 // same inputs give the same bytes.
 //
-// The package is a build tool's library: it does file I/O only through the
-// io.Writer, io.Reader and fs.FS values it is given, and it is not shipped
-// on the router.
+// apk.go lays the same package out for OpenWrt 25.12's apk (apk-tools v3)
+// and has apk-tools' own `apk mkpkg` write it.
+//
+// The package is a build tool's library, not shipped on the router: the
+// .ipk side does I/O only through the io.Writer, io.Reader and fs.FS values
+// it is given; the apk side stages files in a temporary folder and runs the
+// apk binary it is given.
 package ipk

@@ -3,11 +3,14 @@ package ipk
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -18,7 +21,7 @@ import (
 
 // Stubs for what the feed Makefiles include. BuildPackage prints the
 // package's variables and defines stub-install (runs Package/<name>/install
-// into $(STUB_DEST)) and stub-prepare (runs Build/Prepare).
+// into $(STUB_DEST)).
 var stubs = map[string]string{
 	"rules.mk": `INCLUDE_DIR:=$(TOPDIR)/include
 BUILD_DIR:=$(TOPDIR)/build
@@ -32,35 +35,25 @@ define newline
 
 endef
 `,
-	"include/package.mk": `PKG_BUILD_DIR?=$(BUILD_DIR)/$(PKG_NAME)
+	"include/package.mk": `PKG_BUILD_DIR?=$(BUILD_DIR)/$(PKG_NAME)-$(PKG_VERSION)
 define BuildPackage
 $(eval $(Package/$(1)))
-$(info STUB PKG_NAME=$(PKG_NAME))
-$(info STUB PKG_VERSION=$(PKG_VERSION))
-$(info STUB PKG_RELEASE=$(PKG_RELEASE))
-$(info STUB PKG_LICENSE=$(PKG_LICENSE))
-$(info STUB PKG_LICENSE_FILES=$(PKG_LICENSE_FILES))
-$(info STUB PKG_MAINTAINER=$(PKG_MAINTAINER))
-$(info STUB PKG_BUILD_DEPENDS=$(PKG_BUILD_DEPENDS))
-$(info STUB GO_PKG=$(GO_PKG))
-$(info STUB GO_PKG_BUILD_PKG=$(GO_PKG_BUILD_PKG))
-$(info STUB GO_PKG_LDFLAGS_X=$(GO_PKG_LDFLAGS_X))
+$(foreach v,PKG_NAME PKG_VERSION PKG_RELEASE PKG_SOURCE PKG_SOURCE_URL PKG_HASH PKG_LICENSE PKG_LICENSE_FILES \
+	PKG_MAINTAINER PKG_BUILD_DEPENDS PKG_BUILD_FLAGS GO_PKG GO_PKG_BUILD_PKG GO_PKG_LDFLAGS GO_PKG_LDFLAGS_X \
+	SECTION CATEGORY TITLE URL PKGARCH,$(info STUB $(v)=$(strip $($(v)))))
 $(info STUB DEPENDS=$(strip $(DEPENDS)))
-$(info STUB TITLE=$(TITLE))
+$(info STUB DESCRIPTION=$(strip $(Package/$(1)/description)))
 $(info STUB CONFFILES=$(strip $(Package/$(1)/conffiles)))
 $(info STUB PRERM=$(subst $(newline),\n,$(Package/$(1)/prerm)))
+$(info STUB GOBINPACKAGE=$(GOBINPACKAGE_CALLED))
 stub-install:
 	$$(call Package/$(1)/install,$$(STUB_DEST))
-stub-prepare:
-	$$(Build/Prepare)
 endef
 `,
+	// Reached through the feed's lang/golang shim, as from the buildroot.
 	"feeds/packages/lang/golang/golang-package.mk": `GO_ARCH_DEPENDS:=@(STUB_GO_ARCH)
-define GoPackage/Package/Install/Bin
-	$(INSTALL_DIR) $(1)/usr/bin
-	$(INSTALL_BIN) $(STUB_BIN) $(1)/usr/bin/vpn-passthrough
-endef
-GoBinPackage:=
+GO_PKG_BUILD_BIN_DIR:=$(STUB_BINDIR)
+GoBinPackage=$(eval GOBINPACKAGE_CALLED:=yes)
 `,
 	// What luci.mk does with an app: package metadata from LUCI_*, htdocs/
 	// installed to /www and root/ to /.
@@ -68,8 +61,14 @@ GoBinPackage:=
 PKG_NAME?=$(LUCI_NAME)
 include $(INCLUDE_DIR)/package.mk
 define Package/$(PKG_NAME)
+  SECTION:=luci
+  CATEGORY:=LuCI
   TITLE:=$(LUCI_TITLE)
   DEPENDS:=$(LUCI_DEPENDS)
+  PKGARCH:=$(LUCI_PKGARCH)
+endef
+define Package/$(PKG_NAME)/description
+ $(strip $(LUCI_DESCRIPTION))
 endef
 define Package/$(PKG_NAME)/install
 	$(INSTALL_DIR) $(1)/www
@@ -194,40 +193,102 @@ func TestFeedLicence(t *testing.T) {
 	}
 }
 
-func TestFeedDaemonMakefile(t *testing.T) {
-	root := repoRoot(t)
+// feedPkg is one feed Makefile run under the stubs: its variables and the
+// files its install recipe installed, with their modes.
+type feedPkg struct {
+	vars  map[string]string
+	files map[string]fs.FileMode
+	dest  string
+}
+
+func runFeed(t *testing.T, pkgDir string) feedPkg {
+	t.Helper()
 	top := stubTop(t)
-	pkgDir := filepath.Join(root, "openwrt-feed", "net", "vpn-passthrough")
-	bin := filepath.Join(top, "fake-binary")
-	if err := os.WriteFile(bin, []byte("\x7fELF"), 0o755); err != nil {
+	bindir := filepath.Join(top, "gobin")
+	if err := os.MkdirAll(bindir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bindir, "vpn-passthrough"), []byte("\x7fELF"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	dest := filepath.Join(top, "dest")
-	v := runMake(t, top, pkgDir, "stub-install", "STUB_DEST="+dest, "STUB_BIN="+bin)
+	v := runMake(t, top, pkgDir, "stub-install", "STUB_DEST="+dest, "STUB_BINDIR="+bindir)
+	return feedPkg{vars: v, files: treeModes(t, dest), dest: dest}
+}
 
+// daemonFiles is what the daemon package must install: files/ plus the
+// binary, 0755 where executable, INSTALL_CONF's 0600 for the config, 0644
+// otherwise. `make ipk` and `make apk` give the same modes.
+func daemonFiles(t *testing.T, root string) map[string]fs.FileMode {
+	t.Helper()
+	want := map[string]fs.FileMode{"/usr/bin/vpn-passthrough": 0o755}
+	for p, m := range treeModes(t, filepath.Join(root, "files")) {
+		want[p] = 0o644
+		if m&0o111 != 0 {
+			want[p] = 0o755
+		}
+	}
+	want["/etc/config/vpn-passthrough"] = 0o600
+	return want
+}
+
+func compareFiles(t *testing.T, what string, got, want map[string]fs.FileMode) {
+	t.Helper()
+	for p, m := range want {
+		if g, ok := got[p]; !ok || g != m {
+			t.Errorf("%s: %s mode %v (present %v), want %v", what, p, g, ok, m)
+		}
+	}
+	for p := range got {
+		if _, ok := want[p]; !ok {
+			t.Errorf("%s installs %s, which it should not", what, p)
+		}
+	}
+}
+
+// checkDaemonVars checks what both the committed and the dist feed
+// Makefile must say.
+func checkDaemonVars(t *testing.T, root string, v map[string]string) {
+	t.Helper()
+	top := filepath.Join(root, "Makefile")
 	mod := modulePath(t, root)
 	want := map[string]string{
 		"PKG_NAME":          "vpn-passthrough",
+		"PKG_SOURCE":        "vpn-passthrough-" + v["PKG_VERSION"] + ".tar.gz",
+		"PKG_SOURCE_URL":    "https://github.com/vpn-passthrough/vpn-passthrough/releases/download/v" + v["PKG_VERSION"],
 		"PKG_BUILD_DEPENDS": "golang/host",
+		"PKG_BUILD_FLAGS":   "no-mips16",
 		"GO_PKG":            mod,
 		"GO_PKG_BUILD_PKG":  mod + "/src/cmd/vpn-passthrough",
-		"PKG_VERSION":       makeVar(t, filepath.Join(root, "Makefile"), "IPK_BASE_VERSION"),
 		"GO_PKG_LDFLAGS_X":  "main.version=" + v["PKG_VERSION"] + "-r" + v["PKG_RELEASE"],
 		"CONFFILES":         "/etc/config/vpn-passthrough",
-		"PKG_LICENSE":       makeVar(t, filepath.Join(root, "Makefile"), "LICENSE"),
+		"PKG_LICENSE":       makeVar(t, top, "LICENSE"),
 		"PKG_LICENSE_FILES": "LICENSE",
-		"PKG_MAINTAINER":    makeVar(t, filepath.Join(root, "Makefile"), "MAINTAINER"),
+		"PKG_MAINTAINER":    makeVar(t, top, "MAINTAINER"),
+		"SECTION":           "net",
+		"URL":               "https://github.com/vpn-passthrough/vpn-passthrough",
+		"GOBINPACKAGE":      "", // the install recipe is explicit: GoBinPackage would be redundant
 	}
 	for k, w := range want {
 		if v[k] != w {
 			t.Errorf("%s = %q, want %q", k, v[k], w)
 		}
 	}
+	base := makeVar(t, top, "VERSION_BASE")
+	if !regexp.MustCompile(`^`+regexp.QuoteMeta(base)+`\.[0-9]+$`).MatchString(v["PKG_VERSION"]) || !regexp.MustCompile(`^[0-9]+$`).MatchString(v["PKG_RELEASE"]) {
+		t.Errorf("PKG_VERSION %q / PKG_RELEASE %q: want %s.<commits> / <N>", v["PKG_VERSION"], v["PKG_RELEASE"], base)
+	}
+	if err := CheckAPKVersion(v["PKG_VERSION"] + "-r" + v["PKG_RELEASE"]); err != nil {
+		t.Error(err)
+	}
+	if !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(v["PKG_HASH"]) {
+		t.Errorf("PKG_HASH %q is not a sha256", v["PKG_HASH"])
+	}
 	if _, err := os.Stat(filepath.Join(root, strings.TrimPrefix(v["GO_PKG_BUILD_PKG"], mod+"/"), "main.go")); err != nil {
 		t.Errorf("GO_PKG_BUILD_PKG %s: %v", v["GO_PKG_BUILD_PKG"], err)
 	}
-	// The feed's prerm and the prerm-pkg `make ipk` packs are the same.
-	pp, err := os.ReadFile(filepath.Join(pkgDir, "prerm-pkg"))
+	// The feed's prerm and the prerm-pkg `make ipk`/`make apk` pack are the same.
+	pp, err := os.ReadFile(filepath.Join(root, "openwrt-feed", "net", "vpn-passthrough", "prerm-pkg"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,81 +304,150 @@ func TestFeedDaemonMakefile(t *testing.T) {
 	for _, d := range deps[1:] {
 		plain = append(plain, strings.TrimPrefix(d, "+"))
 	}
-	if got, w := strings.Join(plain, ","), makeVar(t, filepath.Join(root, "Makefile"), "IPK_DEPENDS"); got != w {
+	if got, w := strings.Join(plain, ","), makeVar(t, top, "IPK_DEPENDS"); got != w {
 		t.Errorf("feed DEPENDS %s, top-level IPK_DEPENDS %s: keep them equal", got, w)
 	}
+}
 
-	// The install recipe installs exactly files/ plus the binary, with the
-	// modes `make ipk` gives: 0755 where executable, INSTALL_CONF's 0600 for
-	// the config, 0644 otherwise.
-	got := treeModes(t, dest)
-	wantModes := map[string]fs.FileMode{"/usr/bin/vpn-passthrough": 0o755}
-	for p, m := range treeModes(t, filepath.Join(root, "files")) {
-		wantModes[p] = 0o644
-		if m&0o111 != 0 {
-			wantModes[p] = 0o755
+func TestFeedDaemonMakefile(t *testing.T) {
+	root := repoRoot(t)
+	pkgDir := filepath.Join(root, "openwrt-feed", "net", "vpn-passthrough")
+	f := runFeed(t, pkgDir)
+	checkDaemonVars(t, root, f.vars)
+	compareFiles(t, "feed install", f.files, daemonFiles(t, root))
+	// The committed feed names a release at or before this commit.
+	if out, err := exec.Command("git", "-C", root, "rev-list", "--count", "HEAD").Output(); err == nil {
+		n, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+		_, rel, _ := strings.Cut(f.vars["PKG_VERSION"], makeVar(t, filepath.Join(root, "Makefile"), "VERSION_BASE")+".")
+		if r, err := strconv.Atoi(rel); err != nil || r > n {
+			t.Errorf("PKG_VERSION %s is newer than this commit (%d commits)", f.vars["PKG_VERSION"], n)
 		}
 	}
-	wantModes["/etc/config/vpn-passthrough"] = 0o600
-	for p, m := range wantModes {
-		if got[p] != m {
-			t.Errorf("installed %s: mode %v, want %v", p, got[p], m)
+	// PKG_HASH is checkable: the "# Tarball:" line names the commit whose
+	// `make dist` writes it.
+	m := regexp.MustCompile(`(?m)^# Tarball: make dist DIST_REV=([0-9a-f]{40})$`).FindSubmatch(mustRead(t, filepath.Join(pkgDir, "Makefile")))
+	if m == nil {
+		t.Fatal("no `# Tarball: make dist DIST_REV=<commit>` line")
+	}
+	if err := exec.Command("git", "-C", root, "cat-file", "-e", string(m[1])+"^{commit}").Run(); err != nil {
+		t.Logf("commit %s not in this clone (%v): PKG_HASH not re-derived", m[1], err)
+	} else {
+		dist := t.TempDir()
+		out := string(mustRun(t, root, "make", "-s", "dist", "DIST_REV="+string(m[1]), "DIST="+dist))
+		want := f.vars["PKG_HASH"] + "  " + filepath.Join(dist, f.vars["PKG_SOURCE"]) + "\n"
+		if !strings.HasSuffix(out, want) {
+			t.Errorf("make dist DIST_REV=%s printed %q; the feed says %q", m[1], out, want)
 		}
 	}
-	for p := range got {
-		if _, ok := wantModes[p]; !ok {
-			t.Errorf("installed %s, which is not in files/", p)
-		}
+	// The include is the openwrt/packages one, relative; the feed's
+	// lang/golang/golang-package.mk hands over to the packages feed.
+	b, err := os.ReadFile(filepath.Join(pkgDir, "Makefile"))
+	if err != nil {
+		t.Fatal(err)
 	}
+	if !bytes.Contains(b, []byte("\ninclude ../../lang/golang/golang-package.mk\n")) || bytes.Contains(b, []byte("$(TOPDIR)/feeds")) {
+		t.Error("the Makefile must include ../../lang/golang/golang-package.mk, and nothing from $(TOPDIR)/feeds")
+	}
+}
 
-	// Build/Prepare copies what the Go build needs from the repository.
-	build := filepath.Join(top, "build", "vpn-passthrough")
-	runMake(t, top, pkgDir, "stub-prepare")
-	for _, p := range []string{"go.mod", "go.sum", "src/cmd/vpn-passthrough/main.go"} {
-		if _, err := os.Stat(filepath.Join(build, p)); err != nil {
-			t.Errorf("Build/Prepare: %v", err)
+// TestFeedTestSh: openwrt/packages CI runs test.sh <package> <version>
+// on the target; it must pass for the binary's own version and fail for
+// another, with the binary built as the feed builds it (-X main.version).
+func TestFeedTestSh(t *testing.T) {
+	root := repoRoot(t)
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("no go command")
+	}
+	dir := t.TempDir()
+	const v = "0.1.4242-r3"
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-X main.version="+v, "-o", filepath.Join(dir, "vpn-passthrough"), "./src/cmd/vpn-passthrough")
+	build.Dir = root
+	// A binary for this machine, also when the test itself runs under
+	// qemu-user (make qemu-test sets GOARCH for the test binary).
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOARCH=", "GOMIPS=", "GOARM=", "GOAMD64=")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	for _, c := range []struct {
+		args []string
+		ok   bool
+	}{{[]string{"vpn-passthrough", v}, true}, {[]string{"vpn-passthrough", "0.1.4242"}, true}, {[]string{"vpn-passthrough", "0.1.4243-r3"}, false}} {
+		cmd := exec.Command("sh", append([]string{filepath.Join(root, "openwrt-feed", "net", "vpn-passthrough", "test.sh")}, c.args...)...)
+		cmd.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"))
+		out, err := cmd.CombinedOutput()
+		if (err == nil) != c.ok {
+			t.Errorf("test.sh %v: err %v, want success %v\n%s", c.args, err, c.ok, out)
+		}
+	}
+	for _, arg := range []string{"--version", "version"} {
+		out, err := exec.Command(filepath.Join(dir, "vpn-passthrough"), arg).Output()
+		if err != nil || string(out) != "vpn-passthrough "+v+"\n" {
+			t.Errorf("vpn-passthrough %s: %q, %v", arg, out, err)
 		}
 	}
 }
 
 func TestFeedLuciMakefile(t *testing.T) {
 	root := repoRoot(t)
-	top := stubTop(t)
-	pkgDir := filepath.Join(root, "openwrt-feed", "luci", "luci-app-vpn-passthrough")
-	for _, d := range []string{"htdocs", "root", "po"} {
-		target, err := os.Readlink(filepath.Join(pkgDir, d))
-		if err != nil || target != "../../../luci-app/"+d {
-			t.Errorf("%s/%s: symlink to %q (%v), want ../../../luci-app/%s", pkgDir, d, target, err, d)
+	app := filepath.Join(root, "luci-app")
+	// The feed entry links to luci-app/, whose folders are real.
+	entry := filepath.Join(root, "openwrt-feed", "luci", "luci-app-vpn-passthrough")
+	if target, err := os.Readlink(entry); err != nil || target != "../../luci-app" {
+		t.Errorf("%s: link to %q (%v), want ../../luci-app", entry, target, err)
+	}
+	err := filepath.WalkDir(app, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type()&fs.ModeSymlink != 0 {
+			t.Errorf("%s is a symlink: the app's folders must be real", p)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkLuci(t, root, runFeed(t, entry), "")
+}
+
+func checkLuci(t *testing.T, root string, f feedPkg, version string) {
+	t.Helper()
+	v := f.vars
+	top := filepath.Join(root, "Makefile")
+	want := map[string]string{
+		"PKG_NAME":       "luci-app-vpn-passthrough",
+		"PKG_LICENSE":    makeVar(t, top, "LICENSE"),
+		"PKG_MAINTAINER": makeVar(t, top, "MAINTAINER"),
+		"DEPENDS":        "+luci-base +vpn-passthrough",
+		"PKGARCH":        "all",
+	}
+	if version != "" {
+		want["PKG_VERSION"], want["PKG_RELEASE"], _ = strings.Cut(version, "-r")
+	}
+	for k, w := range want {
+		if v[k] != w {
+			t.Errorf("luci %s = %q, want %q", k, v[k], w)
 		}
 	}
-	dest := filepath.Join(top, "dest")
-	v := runMake(t, top, pkgDir, "stub-install", "STUB_DEST="+dest)
-	for _, k := range []string{"LICENSE", "MAINTAINER"} {
-		if w := makeVar(t, filepath.Join(root, "Makefile"), k); v["PKG_"+k] != w {
-			t.Errorf("PKG_%s %q, want %q", k, v["PKG_"+k], w)
-		}
+	if err := CheckAPKVersion(v["PKG_VERSION"] + "-r" + v["PKG_RELEASE"]); err != nil {
+		t.Error(err)
 	}
-	if v["PKG_NAME"] != "luci-app-vpn-passthrough" {
-		t.Errorf("PKG_NAME %q", v["PKG_NAME"])
+	wantFiles := map[string]fs.FileMode{}
+	for p := range treeModes(t, filepath.Join(root, "luci-app", "htdocs")) {
+		wantFiles["/www"+p] = 0o644
 	}
-	if !strings.Contains(v["DEPENDS"], "+vpn-passthrough") || !strings.Contains(v["DEPENDS"], "+luci-base") {
-		t.Errorf("LUCI_DEPENDS %q", v["DEPENDS"])
+	for p := range treeModes(t, filepath.Join(root, "luci-app", "root")) {
+		wantFiles[p] = 0o644
 	}
-	if w := makeVar(t, filepath.Join(root, "Makefile"), "IPK_BASE_VERSION"); v["PKG_VERSION"] != w {
-		t.Errorf("PKG_VERSION %q, want %q", v["PKG_VERSION"], w)
-	}
-	got := treeModes(t, dest)
 	for _, p := range []string{"/www/luci-static/resources/view/vpn-passthrough/overview.js",
 		"/usr/share/luci/menu.d/luci-app-vpn-passthrough.json",
 		"/usr/share/rpcd/acl.d/luci-app-vpn-passthrough.json"} {
-		if _, ok := got[p]; !ok {
-			t.Errorf("luci.mk-style install lacks %s (got %v)", p, got)
+		if _, ok := wantFiles[p]; !ok {
+			t.Errorf("luci-app/ has no source for %s", p)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(pkgDir, "po", "templates", "vpn-passthrough.pot")); err != nil {
+	compareFiles(t, "luci.mk install", f.files, wantFiles)
+	if _, err := os.Stat(filepath.Join(root, "luci-app", "po", "templates", "vpn-passthrough.pot")); err != nil {
 		t.Error(err)
 	}
-	b, err := os.ReadFile(filepath.Join(pkgDir, "Makefile"))
+	b, err := os.ReadFile(filepath.Join(root, "luci-app", "Makefile"))
 	if err != nil || !strings.Contains(string(b), "# call BuildPackage - OpenWrt buildroot signature") {
 		t.Errorf("luci Makefile lacks the buildroot signature line (scan.mk greps for BuildPackage)")
 	}
@@ -352,7 +482,7 @@ func TestFeedScanSafe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "openwrt-feed/luci/luci-app-vpn-passthrough/Makefile openwrt-feed/net/vpn-passthrough/Makefile"
+	want := "luci-app/Makefile openwrt-feed/net/vpn-passthrough/Makefile"
 	if strings.Join(pkgs, " ") != want {
 		t.Errorf("Makefiles that look like packages: %v, want %s", pkgs, want)
 	}
@@ -392,4 +522,142 @@ func TestFeedShellScripts(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestFeedDist: `make dist` writes the same tarball twice from one commit,
+// prints its sha256, and writes a feed whose Makefiles are the committed
+// ones but for PKG_VERSION, PKG_RELEASE and PKG_HASH, which name that
+// tarball and this commit's version; the feed has real folders, and the
+// tarball builds (go.mod at its root, VERSION instead of git).
+func TestFeedDist(t *testing.T) {
+	root := repoRoot(t)
+	if _, err := os.Stat(filepath.Join(root, ".git")); err != nil {
+		t.Skip("not a git checkout: make dist archives HEAD")
+	}
+	version := strings.TrimSpace(string(mustRun(t, root, "make", "-s", "version")))
+	pkgVersion, release, _ := strings.Cut(version, "-r")
+	var tarballs [][]byte
+	var dist string
+	for i := 0; i < 2; i++ {
+		dist = t.TempDir()
+		out := string(mustRun(t, root, "make", "-s", "dist", "DIST="+dist))
+		tarball := filepath.Join(dist, "vpn-passthrough-"+pkgVersion+".tar.gz")
+		b, err := os.ReadFile(tarball)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(b)
+		if want := hex.EncodeToString(sum[:]) + "  " + tarball + "\n"; !strings.HasSuffix(out, want) {
+			t.Errorf("make dist printed %q, want it to end in %q", out, want)
+		}
+		tarballs = append(tarballs, b)
+	}
+	if !bytes.Equal(tarballs[0], tarballs[1]) {
+		t.Error("two make dist runs wrote different tarballs")
+	}
+	sum := sha256.Sum256(tarballs[1])
+	hash := hex.EncodeToString(sum[:])
+
+	feed := filepath.Join(dist, "openwrt-feed")
+	err := filepath.WalkDir(feed, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type()&fs.ModeSymlink != 0 {
+			t.Errorf("dist feed: %s is a symlink", p)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := map[string]string{"PKG_VERSION": pkgVersion, "PKG_RELEASE": release, "PKG_HASH": hash}
+	head := strings.TrimSpace(string(mustRun(t, root, "git", "rev-parse", "HEAD")))
+	for _, mk := range []string{"net/vpn-passthrough/Makefile", "luci/luci-app-vpn-passthrough/Makefile"} {
+		committed, err := os.ReadFile(filepath.Join(root, "openwrt-feed", mk))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(feed, mk))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl, gl := strings.Split(string(committed), "\n"), strings.Split(string(got), "\n")
+		if len(cl) != len(gl) {
+			t.Errorf("dist %s has %d lines, committed %d", mk, len(gl), len(cl))
+			continue
+		}
+		for i := range cl {
+			if strings.HasPrefix(cl[i], "# Tarball: ") {
+				if want := "# Tarball: make dist DIST_REV=" + head; gl[i] != want {
+					t.Errorf("dist %s: %q, want %q", mk, gl[i], want)
+				}
+				continue
+			}
+			name, _, _ := strings.Cut(cl[i], ":=")
+			if w, ok := set[name]; ok {
+				if gl[i] != name+":="+w {
+					t.Errorf("dist %s: %q, want %s:=%s", mk, gl[i], name, w)
+				}
+			} else if cl[i] != gl[i] {
+				t.Errorf("dist %s line %d: %q, committed %q", mk, i+1, gl[i], cl[i])
+			}
+		}
+	}
+	d := runFeed(t, filepath.Join(feed, "net", "vpn-passthrough"))
+	checkDaemonVars(t, root, d.vars)
+	if d.vars["PKG_VERSION"] != pkgVersion || d.vars["PKG_HASH"] != hash {
+		t.Errorf("dist feed PKG_VERSION %s PKG_HASH %s, want %s %s", d.vars["PKG_VERSION"], d.vars["PKG_HASH"], pkgVersion, hash)
+	}
+	compareFiles(t, "dist feed install", d.files, daemonFiles(t, root))
+	for p := range d.files {
+		if p == "/usr/bin/vpn-passthrough" {
+			continue
+		}
+		a, _ := os.ReadFile(filepath.Join(d.dest, p))
+		b, _ := os.ReadFile(filepath.Join(root, "files", p))
+		if !bytes.Equal(a, b) {
+			t.Errorf("dist feed installs a %s different from files/", p)
+		}
+	}
+	checkLuci(t, root, runFeed(t, filepath.Join(feed, "luci", "luci-app-vpn-passthrough")), version)
+
+	// The tarball: PKG_BUILD_DIR's name, go.mod at its root, the licence
+	// file, VERSION; and it builds to a binary with this version.
+	src := t.TempDir()
+	mustRun(t, src, "tar", "-xzf", filepath.Join(dist, "vpn-passthrough-"+pkgVersion+".tar.gz"))
+	top := filepath.Join(src, "vpn-passthrough-"+pkgVersion)
+	for _, f := range []string{"go.mod", "go.sum", d.vars["PKG_LICENSE_FILES"], "src/cmd/vpn-passthrough/main.go"} {
+		if _, err := os.Stat(filepath.Join(top, f)); err != nil {
+			t.Errorf("tarball: %v", err)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(top, "VERSION")); err != nil || string(b) != pkgVersion+"\n" {
+		t.Errorf("tarball VERSION %q (%v), want %s", b, err, pkgVersion)
+	}
+	if modulePath(t, top) != d.vars["GO_PKG"] {
+		t.Errorf("tarball go.mod module %s, GO_PKG %s", modulePath(t, top), d.vars["GO_PKG"])
+	}
+	if got := strings.TrimSpace(string(mustRun(t, top, "make", "-s", "version"))); got != version {
+		t.Errorf("make version in the tarball: %s, want %s", got, version)
+	}
+}
+
+func mustRun(t *testing.T, dir string, name string, args ...string) []byte {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %v in %s: %v\n%s%s", name, args, dir, err, out, stderr.Bytes())
+	}
+	return out
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

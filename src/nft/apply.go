@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
@@ -38,11 +40,28 @@ func open(opts ...nftables.ConnOption) (*Conn, error) {
 }
 
 func (n *Conn) nc() (*nftables.Conn, error) {
-	c, err := nftables.New(n.opts...)
+	// Every request gets a deadline: a kernel whose nf_tables does not
+	// answer (module not loaded under qemu-user, say) must give an error,
+	// not a hang. The monitor in watch.go dials its own connection.
+	opts := append(append([]nftables.ConnOption(nil), n.opts...), nftables.WithSockOptions(func(c *netlink.Conn) error {
+		return c.SetDeadline(time.Now().Add(netlinkTimeout))
+	}))
+	c, err := nftables.New(opts...)
 	if err != nil {
 		return nil, errorf("netlink: %w", err)
 	}
 	return c, nil
+}
+
+// netlinkTimeout bounds one nftables request (a whole apply batch included).
+const netlinkTimeout = 10 * time.Second
+
+// explain adds what a netlink deadline means to an error that hit one.
+func explain(err error) error {
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("%w (nf_tables did not answer within %s: is the nf_tables module loaded?)", err, netlinkTimeout)
+	}
+	return err
 }
 
 func table(name string) *nftables.Table {
@@ -104,7 +123,9 @@ type Counter struct {
 // stay hooked (deleting one would drop the packets waiting in our NFQUEUEs).
 // Applying twice leaves exactly one copy. If the kernel refuses the batch,
 // nothing changes: the previous state stays in place.
-func (n *Conn) Apply(p *plan.Plan) error {
+func (n *Conn) Apply(p *plan.Plan) error { return explain(n.apply(p)) }
+
+func (n *Conn) apply(p *plan.Plan) error {
 	if p.Empty() {
 		return n.Remove(p.Table)
 	}
@@ -135,7 +156,23 @@ func (n *Conn) Apply(p *plan.Plan) error {
 	for _, s := range p.Sets {
 		wantSet[s.Name] = s
 	}
+	// Maps keep their elements (the engines' kernel state) unless their
+	// type changed.
+	wantMap := map[string]*nftables.Set{}
+	for i, m := range p.Maps {
+		ms, err := mapSet(t, m, uint32(len(p.Sets)+i+1))
+		if err != nil {
+			return err
+		}
+		wantMap[m.Name] = ms
+	}
 	for _, s := range cur.sets {
+		if ms, ok := wantMap[s.Name]; ok {
+			if !sameMap(s, ms) {
+				nc.DelSet(s)
+			}
+			continue
+		}
 		if ws, ok := wantSet[s.Name]; !ok || ws.Type != s.KeyType.Name {
 			nc.DelSet(s)
 		}
@@ -175,6 +212,13 @@ func (n *Conn) Apply(p *plan.Plan) error {
 			}
 		}
 		sets[s.Name] = ns
+	}
+	for _, m := range p.Maps {
+		ms := wantMap[m.Name]
+		if err := nc.AddSet(ms, nil); err != nil {
+			return errorf("add map %s: %w", m.Name, err)
+		}
+		sets[m.Name] = ms
 	}
 	// 3. Named objects: delete the stale ones; adding one that exists
 	// changes nothing (counters keep their values).
@@ -323,6 +367,11 @@ func (n *Conn) Intact(p *plan.Plan) bool {
 			return false
 		}
 	}
+	for _, pm := range p.Maps {
+		if _, err := c.GetSetByName(t, pm.Name); err != nil {
+			return false
+		}
+	}
 	counters, err := n.Counters(p.Table)
 	if err != nil {
 		return false
@@ -336,7 +385,9 @@ func (n *Conn) Intact(p *plan.Plan) bool {
 }
 
 // Remove deletes our table if it exists.
-func (n *Conn) Remove(name string) error {
+func (n *Conn) Remove(name string) error { return explain(n.remove(name)) }
+
+func (n *Conn) remove(name string) error {
 	nc, err := n.nc()
 	if err != nil {
 		return err

@@ -55,6 +55,12 @@ func ruleExprs(r plan.Rule, sets setLookup, queueCompat bool) ([]expr.Any, error
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0x07}, Xor: []byte{0x00}},
 			cmp([]byte{0x01}))
 	}
+	if r.GREPPTP {
+		e = append(e,
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 4},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: []byte{0xef, 0x7f, 0xff, 0xff}, Xor: make([]byte, 4)},
+			cmp([]byte{0x20, 0x01, 0x88, 0x0b}))
+	}
 	if r.L4 != plan.ProtoAny {
 		e = append(e, &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1}, cmp([]byte{byte(r.L4)}))
 	}
@@ -83,6 +89,17 @@ func ruleExprs(r plan.Rule, sets setLookup, queueCompat bool) ([]expr.Any, error
 		l.(*expr.Lookup).Invert = r.OIFNot
 		e = append(e, &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1}, l)
 	}
+	if r.KeyMatch != nil {
+		l, err := lookup(r.KeyMatch.Set)
+		if err != nil {
+			return nil, err
+		}
+		k, err := keyLoad(r.KeyMatch.Key)
+		if err != nil {
+			return nil, err
+		}
+		e = append(append(e, k...), l)
+	}
 	if r.Untracked {
 		// ct state is a host-order bitmask; nft tests the bit is set.
 		e = append(e,
@@ -90,6 +107,21 @@ func ruleExprs(r plan.Rule, sets setLookup, queueCompat bool) ([]expr.Any, error
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
 				Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitUNTRACKED), Xor: make([]byte, 4)},
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)})
+	}
+	if r.CtState != 0 {
+		e = append(e,
+			&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(r.CtState), Xor: make([]byte, 4)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)})
+	}
+	if r.NotDNAT {
+		// ct status is host order too; the port-forward bit is clear.
+		e = append(e,
+			&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(ctStatusDNAT), Xor: make([]byte, 4)},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: make([]byte, 4)})
 	}
 	if r.MarkMask != 0 {
 		// meta mark is in host byte order, as nft encodes it.
@@ -102,6 +134,25 @@ func ruleExprs(r plan.Rule, sets setLookup, queueCompat bool) ([]expr.Any, error
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
 				Mask: binaryutil.NativeEndian.PutUint32(r.MarkMask), Xor: make([]byte, 4)},
 			markCmp)
+	}
+	for _, ms := range []*plan.MapStmt{r.MapSet, r.MapSet2} {
+		if ms == nil {
+			continue
+		}
+		m := sets(ms.Map)
+		if m == nil {
+			return nil, errorf("rule refers to unknown map %q", ms.Map)
+		}
+		k, err := keyLoad(ms.Key)
+		if err != nil {
+			return nil, err
+		}
+		w, err := mapWrite(ms.Dst)
+		if err != nil {
+			return nil, err
+		}
+		e = append(append(e, k...),
+			&expr.Lookup{SourceRegister: 1, DestRegister: 1, IsDestRegSet: true, SetName: m.Name, SetID: m.ID}, w)
 	}
 	if r.Limit != nil {
 		e = append(e, &expr.Limit{Type: expr.LimitTypePkts, Rate: r.Limit.PerSecond, Unit: expr.LimitTimeSecond, Burst: r.Limit.Burst})
@@ -119,11 +170,12 @@ func ruleExprs(r plan.Rule, sets setLookup, queueCompat bool) ([]expr.Any, error
 		e = append(e, &expr.Notrack{})
 	}
 	if r.SetMark {
+		mark, mask := r.SetMarkValues()
 		e = append(e,
 			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-				Mask: binaryutil.NativeEndian.PutUint32(^plan.MarkMask),
-				Xor:  binaryutil.NativeEndian.PutUint32(plan.Mark)},
+				Mask: binaryutil.NativeEndian.PutUint32(^mask),
+				Xor:  binaryutil.NativeEndian.PutUint32(mark)},
 			&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1})
 	}
 	if r.Queue != nil {
@@ -137,6 +189,9 @@ func ruleExprs(r plan.Rule, sets setLookup, queueCompat bool) ([]expr.Any, error
 	}
 	return e, nil
 }
+
+// ctStatusDNAT is IPS_DST_NAT (uapi nf_conntrack_common.h): a port forward.
+const ctStatusDNAT = 1 << 5
 
 // Kernel constants for the xtables NFQUEUE target (uapi
 // linux/netfilter/xt_NFQUEUE.h): revision 3 carries queuenum, queues_total

@@ -75,7 +75,7 @@ func (c *counter) add() int64 { c.n++; return c.n }
 var nsCounter counter
 
 var fullCaps = plan.Caps{NFTables: true, Conntrack: true, PPTPHelper: true, PPTPNAT: true, GRETracking: true,
-	NFQueue: true, NFTQueueExpr: false, XTNFQueue: true}
+	NFQueue: true, NFTQueueExpr: false, XTNFQueue: true, MapPayload: true}
 
 func plans(t *testing.T) map[string]*plan.Plan {
 	t.Helper()
@@ -115,12 +115,21 @@ func everyField() *plan.Plan {
 			{Name: plan.SetWAN, Type: "ifname", Elements: []string{"b0"}},
 			{Name: "servers", Type: "ipv4_addr", Elements: []string{"198.51.100.2", "203.0.113.9"}},
 		},
+		Maps: []plan.Map{
+			{Name: "m_in", Key: plan.Key{plan.FieldIPSaddr, plan.FieldSPIHi, plan.FieldSPILo}, Data: plan.FieldIPDaddr, Counter: true},
+			{Name: "m_out", Key: plan.Key{plan.FieldIPSaddr, plan.FieldIPDaddr, plan.FieldSPIHi, plan.FieldSPILo}, Counter: true},
+			{Name: "m_src", Key: plan.Key{plan.FieldMetaOIF}, Data: plan.FieldIPSaddr},
+			{Name: "m_addr", Key: plan.Key{plan.FieldIPDaddr}},
+		},
 		Counters: []string{"c1"},
 		Chains: []plan.Chain{
 			{Name: "raw", Hook: plan.HookPrerouting, Priority: plan.PrioRaw, Rules: []plan.Rule{
 				{IIFSet: plan.SetWAN, SAddrSet: "servers", L4: plan.ProtoGRE, Notrack: true, Comment: "n"},
 				{IIFSet: plan.SetLAN, GREv1: true, Notrack: true, SetMark: true},
 				{IIFSet: plan.SetWAN, SAddrSet: "servers", GREv1: true, MarkMask: plan.MarkMask, Mark: plan.Mark, Counter: "c1"},
+				{IIFSet: plan.SetWAN, IPv4Only: true, L4: plan.ProtoESP, KeyMatch: &plan.KeyMatch{Key: plan.Key{plan.FieldIPDaddr}, Set: "m_addr"},
+					MapSet:  &plan.MapStmt{Dst: plan.FieldIPDaddr, Key: plan.Key{plan.FieldIPSaddr, plan.FieldSPIHi, plan.FieldSPILo}, Map: "m_in"},
+					Notrack: true, SetMark: true, Verdict: plan.VerdictAccept},
 			}},
 			{Name: "post", Hook: plan.HookPostrouting, Priority: plan.PrioSrcNAT, Rules: []plan.Rule{
 				{OIFSet: plan.SetWAN, DAddrSet: "servers", L4: plan.ProtoESP, SetMark: true, Counter: "c1"},
@@ -129,8 +138,15 @@ func everyField() *plan.Plan {
 				{OIFSet: plan.SetWAN, L4: plan.ProtoESP, MarkMask: plan.MarkMask, Mark: plan.Mark, MarkNot: true, Verdict: plan.VerdictDrop},
 			}},
 			{Name: "filter_fwd", Hook: plan.HookForward, Priority: plan.PrioForward, Rules: []plan.Rule{
+				{IIFSet: plan.SetLAN, OIFSet: plan.SetWAN, IPv4Only: true, L4: plan.ProtoESP,
+					KeyMatch: &plan.KeyMatch{Key: plan.Key{plan.FieldIPSaddr, plan.FieldIPDaddr, plan.FieldSPIHi, plan.FieldSPILo}, Set: "m_out"},
+					MapSet:   &plan.MapStmt{Dst: plan.FieldIPSaddr, Key: plan.Key{plan.FieldMetaOIF}, Map: "m_src"},
+					SetMark:  true, Verdict: plan.VerdictAccept},
 				{IIFSet: plan.SetLAN, IPv4Only: true, L4: plan.ProtoUDP, SPort: 500, DPort: 4500,
 					Limit: &plan.Limit{PerSecond: 3, Burst: 4}, Log: "x: "},
+				{IIFSet: plan.SetWAN, OIFSet: plan.SetLAN, L4: plan.ProtoUDP, DPort: 500,
+					CtState: plan.CtStateNew, NotDNAT: true, Counter: "c1", Verdict: plan.VerdictDrop},
+				{L4: plan.ProtoGRE, CtState: plan.CtStateEstablished | plan.CtStateRelated | plan.CtStateUntracked, Counter: "c1"},
 			}},
 		},
 	}
@@ -157,6 +173,11 @@ func TestEncodingMatchesNft(t *testing.T) {
 			}
 			b.nft(t, text, "-f", "-")
 			got, want := a.list(t), b.list(t)
+			for _, m := range p.Maps {
+				// nft keeps a typeof line in userdata; netlink makes
+				// the same set without it (plan.Map.Decl).
+				want = strings.ReplaceAll(want, m.Decl(), m.Type())
+			}
 			if p.QueueCompat {
 				n := len(listedQueue.FindAllString(got, -1))
 				got = listedQueue.ReplaceAllString(got, "")
@@ -342,6 +363,11 @@ func TestTransitions(t *testing.T) {
 			}
 			b.nft(t, text, "-f", "-")
 			got, want := a.list(t), b.list(t)
+			for _, m := range p.Maps {
+				// nft keeps a typeof line in userdata; netlink makes
+				// the same set without it (plan.Map.Decl).
+				want = strings.ReplaceAll(want, m.Decl(), m.Type())
+			}
 			if p.QueueCompat {
 				got = listedQueue.ReplaceAllString(got, "")
 			}

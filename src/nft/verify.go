@@ -46,6 +46,14 @@ func (n *Conn) Diff(p *plan.Plan) string {
 	for _, s := range p.Sets {
 		sets[s.Name] = &nftables.Set{Name: s.Name}
 	}
+	// The engines' maps: their elements are the engines' business (they
+	// change all the time), but rules refer to them and they must exist.
+	for _, m := range p.Maps {
+		sets[m.Name] = &nftables.Set{Name: m.Name}
+		if _, err := c.GetSetByName(t, m.Name); err != nil {
+			return "map " + m.Name + " is absent"
+		}
+	}
 	lookup := func(name string) *nftables.Set { return sets[name] }
 	for _, pc := range p.Chains {
 		ch, ok := have[pc.Name]

@@ -1,6 +1,9 @@
 package nft
 
 import (
+	"errors"
+	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"testing"
@@ -92,4 +95,20 @@ func secondHandle(t *testing.T, ns *netns) string {
 	}
 	t.Fatalf("no second rule in:\n%s", out)
 	return ""
+}
+
+// TestNetlinkDeadlineExplained: a request that hit its deadline says what it
+// means instead of hanging or saying only "i/o timeout".
+func TestNetlinkDeadlineExplained(t *testing.T) {
+	err := explain(fmt.Errorf("nft: apply: %w", os.ErrDeadlineExceeded))
+	if !strings.Contains(err.Error(), "nf_tables did not answer within 10s") || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("explained: %v", err)
+	}
+	if explain(nil) != nil {
+		t.Error("explain(nil) is not nil")
+	}
+	plain := errors.New("x")
+	if explain(plain) != plain {
+		t.Error("explain changed an unrelated error")
+	}
 }

@@ -63,9 +63,13 @@ func Build(in Input) (*Plan, error) {
 		if d.Datapath == PathBlocked {
 			p.Counters = append(p.Counters, BlockedCounter(pr))
 			fwd.Rules = append(fwd.Rules, blockRules(pr, c.LogBlocked)...)
+			fwd.Rules = append(fwd.Rules, blockInboundRules(pr, c.LogBlocked)...)
 			continue
 		}
+		unsolicited, counters := unsolicitedRules(pr)
 		p.Counters = append(p.Counters, PassedCounter(pr, "out"), PassedCounter(pr, "in"))
+		p.Counters = append(p.Counters, counters...)
+		fwd.Rules = append(fwd.Rules, unsolicited...)
 		fwd.Rules = append(fwd.Rules, passCounterRules(pr)...)
 		if d.Datapath == PathUserspace {
 			var built bool
@@ -117,7 +121,10 @@ func Build(in Input) (*Plan, error) {
 			Verdict:  VerdictDrop,
 		})
 	}
-	for _, d := range p.Decisions {
+	for i, d := range p.Decisions {
+		if d.Datapath == PathKernel || d.Datapath == PathUserspace {
+			p.Decisions[i].Reason += unsolicitedNote
+		}
 		if d.Degraded != "" {
 			p.Warnings = append(p.Warnings, fmt.Sprintf("%s: %s", d.Proto, d.Degraded))
 		}
@@ -127,6 +134,7 @@ func Build(in Input) (*Plan, error) {
 		p.Chains = append(p.Chains, pre)
 	}
 	p.Chains = append(p.Chains, fwd)
+	setMark(p, c.Mark, c.MarkMask)
 	return p, nil
 }
 
@@ -135,7 +143,7 @@ func decide(pr Proto, c config.Config, caps Caps) Decision {
 	d := Decision{Proto: pr, Enabled: enabled(pr, c)}
 	if !d.Enabled {
 		d.Datapath = PathBlocked
-		d.Reason = "toggle off: " + describe(pr) + " from LAN to WAN are dropped"
+		d.Reason = "toggle off: " + describe(pr) + " are dropped both ways between LAN and WAN (port forwards excepted)"
 		return d
 	}
 	d.Datapath = PathKernel
@@ -146,13 +154,13 @@ func decide(pr Proto, c config.Config, caps Caps) Decision {
 		switch {
 		case c.Mode == config.ModeUserspace && caps.QueueReady():
 			d.Datapath = PathUserspace
-			d.Reason = "mode userspace: Call-ID NAT in this daemon through NFQUEUE"
+			d.Reason = "mode userspace: Call-ID NAT in this daemon, " + pptpDatapath(caps)
 		case c.Mode == config.ModeUserspace:
 			d.Reason = "mode userspace requested, but the kernel lacks NFQUEUE (nfnetlink_queue and nft queue or xt_NFQUEUE): kernel conntrack is used"
 			d.Degraded = degradedPPTP(caps)
 		case c.Mode == config.ModeAuto && !helper && caps.QueueReady():
 			d.Datapath = PathUserspace
-			d.Reason = "mode auto: kernel lacks " + missing + ", so Call-ID NAT runs in this daemon through NFQUEUE"
+			d.Reason = "mode auto: kernel lacks " + missing + ", so Call-ID NAT runs in this daemon, " + pptpDatapath(caps)
 		case helper:
 			d.Reason = fmt.Sprintf("mode %s: kernel has nf_conntrack_pptp and nf_nat_pptp; helper assigned to LAN->WAN %s", c.Mode, TrafficOf(PPTP)[0])
 		default:
@@ -160,22 +168,33 @@ func decide(pr Proto, c config.Config, caps Caps) Decision {
 			d.Degraded = degradedPPTP(caps)
 		}
 	case L2TP:
-		d.Reason = describe(L2TP) + " is tracked and NATed by the kernel; replies return as established"
+		d.Reason = describe(L2TP) + " is tracked and NATed by the kernel; only replies to what a LAN client opened come in"
 	case IPsec:
 		mux := c.IPsec.ESPMux == config.ESPMuxOn || (c.IPsec.ESPMux == config.ESPMuxAuto && c.Mode != config.ModeKernel)
 		if mux && caps.QueueReady() {
 			d.Datapath = PathUserspace
-			d.Reason = "raw ESP is multiplexed by SPI in this daemon (several LAN clients per server); IKE and NAT-T use kernel NAT"
+			d.Reason = "raw ESP is multiplexed by SPI (several LAN clients per server): kernel maps forward known SAs, this daemon learns new ones through NFQUEUE; IKE and NAT-T use kernel NAT"
+			if !caps.MapPayload {
+				d.Reason = "raw ESP is multiplexed by SPI in this daemon (several LAN clients per server), every ESP packet through NFQUEUE (the kernel lacks nft map payload statements); IKE and NAT-T use kernel NAT"
+			}
 			d.Degraded = "AH cannot pass NAT by design"
 			return d
 		}
-		d.Reason = fmt.Sprintf("IKE (UDP %d), NAT-T (UDP %d) and ESP are tracked", packet.PortIKE, packet.PortNATT) + " by the kernel; replies return as established"
+		d.Reason = fmt.Sprintf("IKE (UDP %d), NAT-T (UDP %d) and ESP are tracked", packet.PortIKE, packet.PortNATT) + " by the kernel; only replies to what a LAN client opened come in"
 		d.Degraded = espLimit
 		if mux {
 			d.Reason += " (ESP multiplexer wanted, but the kernel lacks NFQUEUE)"
 		}
 	}
 	return d
+}
+
+// pptpDatapath says where the userspace PPTP engine's GRE goes.
+func pptpDatapath(caps Caps) string {
+	if caps.MapPayload {
+		return "control connections through NFQUEUE, GRE demultiplexed by the kernel from the engine's maps"
+	}
+	return "through NFQUEUE for every packet (the kernel lacks nft payload statements with map lookups)"
 }
 
 const espLimit = "raw ESP is tracked by address pair only: one LAN client per server without NAT-T; AH cannot pass NAT by design"
@@ -230,7 +249,8 @@ func enabled(pr Proto, c config.Config) bool {
 func blockRules(pr Proto, log bool) []Rule {
 	var rules []Rule
 	for _, m := range TrafficOf(pr) {
-		base := Rule{IIFSet: SetLAN, OIFSet: SetWAN, L4: m.L4, DPort: m.Port}
+		// A port forward's replies leave the LAN too: it wins (inbound.go).
+		base := Rule{IIFSet: SetLAN, OIFSet: SetWAN, L4: m.L4, DPort: m.Port, NotDNAT: true}
 		if log {
 			// A separate, rate-limited log rule: limit in the drop rule
 			// itself would let packets over the rate through.
@@ -248,9 +268,15 @@ func blockRules(pr Proto, log bool) []Rule {
 	return rules
 }
 
+// unsolicitedNote ends the reason of every protocol that passes.
+const unsolicitedNote = "; unsolicited inbound to the LAN is dropped (unsolicited_* counters) unless port-forwarded"
+
 // passCounterRules count a protocol's forwarded packets in each direction.
 // They have no verdict: accepting is left to fw4 (its forward policy is drop,
-// and an accept here could not override it anyway).
+// and an accept here could not override it anyway). Inbound counts only
+// what fw4 will let through: replies (established), related flows (PPTP's
+// GRE) and what an engine forwarded (untracked); new inbound flows were
+// dropped just before, unless port-forwarded.
 func passCounterRules(pr Proto) []Rule {
 	var rules []Rule
 	for _, m := range TrafficOf(pr) {
@@ -259,7 +285,8 @@ func passCounterRules(pr Proto) []Rule {
 		}
 		rules = append(rules,
 			Rule{IIFSet: SetLAN, OIFSet: SetWAN, L4: m.L4, DPort: m.Port, Counter: PassedCounter(pr, "out")},
-			Rule{IIFSet: SetWAN, OIFSet: SetLAN, L4: m.L4, SPort: m.Port, Counter: PassedCounter(pr, "in")})
+			Rule{IIFSet: SetWAN, OIFSet: SetLAN, L4: m.L4, SPort: m.Port,
+				CtState: CtStateEstablished | CtStateRelated | CtStateUntracked, Counter: PassedCounter(pr, "in")})
 	}
 	return rules
 }

@@ -19,6 +19,9 @@ func (p *Plan) Drops() *Plan {
 			for _, s := range []string{r.IIFSet, r.OIFSet, r.SAddrSet, r.DAddrSet, r.Counter} {
 				used[s] = true
 			}
+			if r.KeyMatch != nil {
+				used[r.KeyMatch.Set] = true
+			}
 		}
 		if len(keep.Rules) > 0 {
 			out.Chains = append(out.Chains, keep)
@@ -27,6 +30,11 @@ func (p *Plan) Drops() *Plan {
 	for _, s := range p.Sets {
 		if used[s.Name] {
 			out.Sets = append(out.Sets, s)
+		}
+	}
+	for _, m := range p.Maps {
+		if used[m.Name] {
+			out.Maps = append(out.Maps, m)
 		}
 	}
 	for _, c := range p.Counters {

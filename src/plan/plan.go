@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/config"
 )
@@ -13,9 +14,12 @@ const (
 	SetWAN    = "wan_devs"
 
 	// Mark is what the userspace engines put on packets they forward; the
-	// fw4 include accepts it before fw4's forward policy drop.
-	Mark     uint32 = 0x00560000
-	MarkMask uint32 = 0x00ff0000
+	// fw4 include accepts it before fw4's forward policy drop. These are
+	// the defaults the planner writes rules with; Build then puts the
+	// configured globals.mark/mark_mask in their place (mark.go), so read
+	// Plan.Mark and Plan.MarkMask.
+	Mark     uint32 = config.DefaultMark
+	MarkMask uint32 = config.DefaultMarkMask
 )
 
 // Proto names a VPN protocol family the daemon controls.
@@ -52,14 +56,18 @@ type Decision struct {
 
 // Caps is what the kernel offers, as measured by the probe package.
 type Caps struct {
-	NFTables      bool   `json:"nftables"`
-	Conntrack     bool   `json:"conntrack"`
-	PPTPHelper    bool   `json:"nf_conntrack_pptp"`
-	PPTPNAT       bool   `json:"nf_nat_pptp"`
-	GRETracking   bool   `json:"gre_tracking"`
-	NFQueue       bool   `json:"nfnetlink_queue"`
-	NFTQueueExpr  bool   `json:"nft_queue_expr"`    // nftables `queue` statement (kmod-nft-queue)
-	XTNFQueue     bool   `json:"xt_nfqueue_compat"` // xtables NFQUEUE target through nft_compat
+	NFTables     bool `json:"nftables"`
+	Conntrack    bool `json:"conntrack"`
+	PPTPHelper   bool `json:"nf_conntrack_pptp"`
+	PPTPNAT      bool `json:"nf_nat_pptp"`
+	GRETracking  bool `json:"gre_tracking"`
+	NFQueue      bool `json:"nfnetlink_queue"`
+	NFTQueueExpr bool `json:"nft_queue_expr"`    // nftables `queue` statement (kmod-nft-queue)
+	XTNFQueue    bool `json:"xt_nfqueue_compat"` // xtables NFQUEUE target through nft_compat
+	// MapPayload: named maps with concatenated keys and per-element
+	// counters, payload statements fed by map lookups, and notrack: what the
+	// engines' kernel data plane needs (nft probe, scratch table).
+	MapPayload    bool   `json:"nft_map_payload"`
 	KernelRelease string `json:"kernel_release,omitempty"`
 	// Notes says how each capability was found (path or netlink probe).
 	Notes map[string]string `json:"notes,omitempty"`
@@ -102,16 +110,49 @@ type Chain struct {
 	Rules    []Rule
 }
 
-// Queue is the engine a plan needs running, and its queue number.
+// Queue is the engine a plan needs running, and its queue number: how the
+// engine's packets reach it and what it programs.
 type Queue struct {
 	Num    uint16 `json:"num"`
 	Engine string `json:"engine"` // "pptp", "esp"
+	// Maps: the engine programs the plan's maps of this engine (Plan.Maps)
+	// and the kernel forwards what they cover; only what they do not cover
+	// reaches the queue. false: every packet crosses the queue (fallback).
+	Maps bool `json:"kernel_maps"`
+	// Mark is what the engine and its map rules put on forwarded packets
+	// (under MarkMask); fw4's include accepts it.
+	Mark uint32 `json:"mark"`
+	// ClearHelper: fw4 may assign the kernel's helper to this engine's
+	// control connections, and the engine must take it off again.
+	ClearHelper bool `json:"clear_kernel_helper,omitempty"`
+}
+
+// Describe says in one line what the engine does, for check and dry-run.
+func (q Queue) Describe(p *Plan) string {
+	s := fmt.Sprintf("engine %s: NFQUEUE %d", q.Engine, q.Num)
+	if q.Maps {
+		var names []string
+		for _, m := range p.Maps {
+			if m.Engine == q.Engine {
+				names = append(names, m.Name)
+			}
+		}
+		s += " for what the kernel maps do not know yet; kernel maps " + strings.Join(names, ", ") + " forward the rest"
+	} else {
+		s += " for every packet (no kernel maps)"
+	}
+	s += fmt.Sprintf("; mark 0x%08x/0x%08x", q.Mark, p.MarkMask)
+	if q.ClearHelper {
+		s += "; takes fw4's kernel helper off its control connections"
+	}
+	return s
 }
 
 // Plan is the whole desired state of our table.
 type Plan struct {
 	Table     string
 	Sets      []Set
+	Maps      []Map
 	Counters  []string
 	Helpers   []Helper
 	Chains    []Chain
@@ -122,6 +163,9 @@ type Plan struct {
 	// QueueCompat says queue rules use the xtables NFQUEUE target through
 	// nft_compat because the kernel lacks the native `queue` expression.
 	QueueCompat bool
+	// Mark and MarkMask are the engines' packet mark (globals.mark and
+	// mark_mask), in every rule that matches or sets it.
+	Mark, MarkMask uint32
 	// FlowOffload is fw4's flow offloading (Input.FlowOffload), for status.
 	FlowOffload bool
 }

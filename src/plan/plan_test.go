@@ -15,7 +15,7 @@ var update = flag.Bool("update", false, "rewrite golden files in testdata/")
 // fullCaps is a kernel with everything (like OpenWrt with
 // kmod-nf-nathelper-extra and kmod-nft-queue).
 var fullCaps = Caps{NFTables: true, Conntrack: true, PPTPHelper: true, PPTPNAT: true, GRETracking: true,
-	NFQueue: true, NFTQueueExpr: true, XTNFQueue: true}
+	NFQueue: true, NFTQueueExpr: true, XTNFQueue: true, MapPayload: true}
 
 var topo = config.Topology{LAN: []string{"br-lan"}, WAN: []string{"wan"}, LANFrom: "test", WANFrom: "test"}
 
@@ -31,6 +31,10 @@ func Cases() []struct {
 	kernel.Mode = config.ModeKernel
 	noHelper := fullCaps
 	noHelper.PPTPHelper, noHelper.PPTPNAT = false, false
+	noMaps := fullCaps
+	noMaps.MapPayload = false
+	noHelperNoMaps := noHelper
+	noHelperNoMaps.MapPayload = false
 	disabled := config.Default()
 	disabled.Enabled = false
 	twoLAN := config.Topology{LAN: []string{"r-lan1", "r-lan2"}, WAN: []string{"r-wan"}}
@@ -44,6 +48,8 @@ func Cases() []struct {
 		{"kernel-mode-no-helper", Input{Config: kernel, Caps: noHelper, Topology: topo}},
 		{"auto-no-helper", Input{Config: def, Caps: noHelper, Topology: topo}},
 		{"disabled", Input{Config: disabled, Caps: fullCaps, Topology: topo}},
+		{"no-kernel-maps", Input{Config: def, Caps: noMaps, Topology: topo}},
+		{"auto-no-helper-no-maps", Input{Config: def, Caps: noHelperNoMaps, Topology: topo}},
 	}
 }
 
@@ -138,11 +144,16 @@ func TestPPTPKernelHelper(t *testing.T) {
 	if d := p.Decision(PPTP); d.Datapath != PathKernel || d.Degraded != "" {
 		t.Errorf("decision = %+v", d)
 	}
-	// The only drops with everything on are the ESP engine's guards:
-	// unsolicited WAN ESP, unrewritten (leaking) LAN ESP, and marked
-	// packets heading anywhere but the LAN.
+	// The only drops with everything on are the guards: new inbound flows
+	// to the LAN that are no port forward, the ESP engine's (unsolicited
+	// WAN ESP, unrewritten (leaking) LAN ESP) and marked packets heading
+	// anywhere but the LAN.
 	guards := map[string]bool{CounterESPUnsolicited: true, CounterESPLeak: true, CounterMarkGuard: true}
-	if n := len(rulesWith(p, func(r Rule) bool { return r.Verdict == VerdictDrop && !guards[r.Counter] })); n != 0 {
+	unsolicited := func(r Rule) bool {
+		return r.IIFSet == SetWAN && r.OIFSet == SetLAN && r.CtState == CtStateNew && r.NotDNAT &&
+			strings.HasPrefix(r.Counter, "unsolicited_")
+	}
+	if n := len(rulesWith(p, func(r Rule) bool { return r.Verdict == VerdictDrop && !guards[r.Counter] && !unsolicited(r) })); n != 0 {
 		t.Errorf("%d drop rules with everything on", n)
 	}
 }

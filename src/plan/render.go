@@ -13,11 +13,25 @@ func (p *Plan) Render() string {
 		fmt.Fprintf(&b, "# vpn-passthrough is disabled: table inet %s is not installed\n", p.Table)
 		return b.String()
 	}
+	for _, q := range p.Queues {
+		fmt.Fprintf(&b, "# %s\n", q.Describe(p))
+	}
 	fmt.Fprintf(&b, "table inet %s {\n", p.Table)
 	for _, s := range p.Sets {
 		fmt.Fprintf(&b, "\tset %s {\n\t\ttype %s\n", s.Name, s.Type)
 		if len(s.Elements) > 0 {
 			fmt.Fprintf(&b, "\t\telements = { %s }\n", strings.Join(quoteElems(s), ", "))
+		}
+		b.WriteString("\t}\n\n")
+	}
+	for _, m := range p.Maps {
+		kind := "set"
+		if m.IsMap() {
+			kind = "map"
+		}
+		fmt.Fprintf(&b, "\t%s %s {\n\t\t%s\n", kind, m.Name, m.Decl())
+		if m.Counter {
+			b.WriteString("\t\tcounter\n")
 		}
 		b.WriteString("\t}\n\n")
 	}
@@ -72,6 +86,9 @@ func (r Rule) String() string {
 	if r.GREv1 {
 		f = append(f, "ip protocol gre @th,8,8 & 0x7 == 0x1")
 	}
+	if r.GREPPTP {
+		f = append(f, "@th,0,32 & 0xef7fffff == 0x2001880b")
+	}
 	switch {
 	case r.DPort != 0 || r.SPort != 0:
 		if r.SPort != 0 {
@@ -95,8 +112,17 @@ func (r Rule) String() string {
 		}
 		f = append(f, "oifname "+op+"@"+r.OIFSet)
 	}
+	if r.KeyMatch != nil {
+		f = append(f, r.KeyMatch.String())
+	}
 	if r.Untracked {
 		f = append(f, "ct state untracked")
+	}
+	if r.CtState != 0 {
+		f = append(f, "ct state "+ctStateNames(r.CtState))
+	}
+	if r.NotDNAT {
+		f = append(f, "ct status & dnat == 0")
 	}
 	if r.MarkMask != 0 {
 		op := "=="
@@ -104,6 +130,12 @@ func (r Rule) String() string {
 			op = "!="
 		}
 		f = append(f, fmt.Sprintf("meta mark & 0x%08x %s 0x%08x", r.MarkMask, op, r.Mark))
+	}
+	if r.MapSet != nil {
+		f = append(f, r.MapSet.String())
+	}
+	if r.MapSet2 != nil {
+		f = append(f, r.MapSet2.String())
 	}
 	if r.Limit != nil {
 		f = append(f, fmt.Sprintf("limit rate %d/second burst %d packets", r.Limit.PerSecond, r.Limit.Burst))
@@ -121,7 +153,8 @@ func (r Rule) String() string {
 		f = append(f, "notrack")
 	}
 	if r.SetMark {
-		f = append(f, fmt.Sprintf("meta mark set meta mark & 0x%08x | 0x%08x", ^MarkMask, Mark))
+		mark, mask := r.setMarkValues()
+		f = append(f, fmt.Sprintf("meta mark set meta mark & 0x%08x | 0x%08x", ^mask, mark))
 	}
 	if r.Queue != nil {
 		q := fmt.Sprintf("queue num %d", r.Queue.Num)
@@ -152,6 +185,9 @@ func (p *Plan) Summary() string {
 		if d.Degraded != "" {
 			fmt.Fprintf(&b, "%-6s %-9s limitation: %s\n", "", "", d.Degraded)
 		}
+	}
+	for _, q := range p.Queues {
+		fmt.Fprintf(&b, "%s\n", q.Describe(p))
 	}
 	for _, w := range p.Warnings {
 		fmt.Fprintf(&b, "warning: %s\n", w)

@@ -21,7 +21,24 @@ const (
 	// CounterESPLeak counts LAN ESP dropped because no engine rewrote it.
 	CounterESPLeak  = "esp_leak_dropped"
 	chainESPUntrack = "esp_untrack"
+
+	// The ESP engine's kernel data plane (src/engine/esp doc.go).
+	MapESPIn       = "esp_in"        // server . inbound SPI (two halves) : client
+	MapESPOut      = "esp_out"       // client . server . outbound SPI (two halves; a set)
+	MapESPWANSrc   = "esp_wan_src"   // WAN device index : its IPv4 address
+	MapESPWANAddrs = "esp_wan_addrs" // the WAN addresses (a set)
 )
+
+// espMaps are the ESP engine's maps. The inbound and outbound ones count
+// per element: those counters are the session table's traffic figures.
+func espMaps() []Map {
+	return []Map{
+		{Name: MapESPIn, Engine: "esp", Key: Key{FieldIPSaddr, FieldSPIHi, FieldSPILo}, Data: FieldIPDaddr, Counter: true},
+		{Name: MapESPOut, Engine: "esp", Key: Key{FieldIPSaddr, FieldIPDaddr, FieldSPIHi, FieldSPILo}, Counter: true},
+		{Name: MapESPWANSrc, Engine: "esp", Key: Key{FieldMetaOIF}, Data: FieldIPSaddr},
+		{Name: MapESPWANAddrs, Engine: "esp", Key: Key{FieldIPDaddr}},
+	}
+}
 
 // userspaceESP adds what the userspace ESP multiplexer needs to p and
 // registers its queue in p.Queues (queue_base+1):
@@ -37,10 +54,24 @@ const (
 //     first of all, ESP from WAN to LAN without the engine's mark is dropped
 //     and counted, so nothing unsolicited reaches the LAN.
 //
+// Where the kernel has the fast path (Caps.MapPayload), rules in front of
+// each queue rule forward what the engine's maps know, without NFQUEUE:
+//
+//   - raw prerouting: inbound ESP to one of the WAN addresses whose
+//     (server . SPI) is in esp_in gets the client as destination, is
+//     untracked, marked and accepted (for this chain);
+//   - forward: outbound ESP whose (client . server . SPI) is in esp_out
+//     gets the outgoing device's address from esp_wan_src as source, is
+//     marked and accepted (for this chain; fw4 accepts the mark).
+//
+// So only the first packets of an SA reach the engine, and SAs it learned
+// keep flowing while the daemon is down.
+//
 // Everything is IPv4: ESP over IPv6 needs no NAT and is left alone. Queue
 // rules use bypass (fail-open; src/engine/esp doc.go says what that costs).
 func userspaceESP(p *Plan, in Input, pre, fwd *Chain) bool {
 	num := in.Config.QueueBase + 1
+	fast := in.Caps.MapPayload
 	queue := func() *QueueStmt { return &QueueStmt{Num: num, Bypass: true} }
 	raw := Chain{Name: chainESPRaw, Hook: HookPrerouting, Priority: PrioRaw}
 	raw.Rules = append(raw.Rules, Rule{
@@ -59,6 +90,19 @@ func userspaceESP(p *Plan, in Input, pre, fwd *Chain) bool {
 			SPort:    500,
 			DPort:    500,
 			Notrack:  true,
+		})
+	}
+	if fast {
+		raw.Rules = append(raw.Rules, Rule{
+			Comment:  "vpn-passthrough: inbound ESP of a known SA goes to its client from the kernel map",
+			IIFSet:   SetWAN,
+			IPv4Only: true,
+			L4:       ProtoESP,
+			KeyMatch: &KeyMatch{Key: Key{FieldIPDaddr}, Set: MapESPWANAddrs},
+			MapSet:   &MapStmt{Dst: FieldIPDaddr, Key: Key{FieldIPSaddr, FieldSPIHi, FieldSPILo}, Map: MapESPIn},
+			Notrack:  true,
+			SetMark:  true,
+			Verdict:  VerdictAccept,
 		})
 	}
 	raw.Rules = append(raw.Rules,
@@ -98,6 +142,20 @@ func userspaceESP(p *Plan, in Input, pre, fwd *Chain) bool {
 		Verdict:  VerdictDrop,
 	}
 	fwd.Rules = append([]Rule{guard}, fwd.Rules...)
+	if fast {
+		fwd.Rules = append(fwd.Rules, Rule{
+			Comment:  "vpn-passthrough: outbound ESP of a known SA gets the WAN source from the kernel maps",
+			IIFSet:   SetLAN,
+			OIFSet:   SetWAN,
+			IPv4Only: true,
+			L4:       ProtoESP,
+			KeyMatch: &KeyMatch{Key: Key{FieldIPSaddr, FieldIPDaddr, FieldSPIHi, FieldSPILo}, Set: MapESPOut},
+			MapSet:   &MapStmt{Dst: FieldIPSaddr, Key: Key{FieldMetaOIF}, Map: MapESPWANSrc},
+			SetMark:  true,
+			Verdict:  VerdictAccept,
+		})
+		p.Maps = append(p.Maps, espMaps()...)
+	}
 	fwd.Rules = append(fwd.Rules,
 		Rule{
 			Comment:  "vpn-passthrough: outbound ESP gets the WAN source after routing (ESP engine)",
@@ -135,6 +193,6 @@ func userspaceESP(p *Plan, in Input, pre, fwd *Chain) bool {
 	}
 	p.Chains = append(p.Chains, raw, untrack, leak)
 	p.Counters = append(p.Counters, CounterESPUnsolicited, CounterESPLeak)
-	p.Queues = append(p.Queues, Queue{Num: num, Engine: "esp"})
+	p.Queues = append(p.Queues, Queue{Num: num, Engine: "esp", Maps: fast, Mark: Mark})
 	return true
 }

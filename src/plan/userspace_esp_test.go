@@ -3,6 +3,7 @@ package plan
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/config"
@@ -35,7 +36,7 @@ func TestUserspaceESPPlan(t *testing.T) {
 	if d := p.Decision(IPsec); d.Datapath != PathUserspace || d.Degraded != "AH cannot pass NAT by design" {
 		t.Fatalf("decision %+v", d)
 	}
-	if len(p.Queues) != 1 || p.Queues[0] != (Queue{Num: 4201, Engine: "esp"}) {
+	if len(p.Queues) != 1 || p.Queues[0] != (Queue{Num: 4201, Engine: "esp", Maps: true, Mark: Mark}) {
 		t.Fatalf("queues %+v", p.Queues)
 	}
 	raw, untrack, fwd := chainNamed(p, chainESPRaw), chainNamed(p, chainESPUntrack), chainNamed(p, "forward")
@@ -121,8 +122,8 @@ func TestUserspaceESPNotWanted(t *testing.T) {
 					t.Fatalf("queues %+v", p.Queues)
 				}
 				n := len(rulesWith(p, func(r Rule) bool { return r.Counter == BlockedCounter(IPsec) && r.Verdict == VerdictDrop }))
-				if n != 4 {
-					t.Fatalf("%d ipsec drop rules, want 4 (esp, ah, udp 500, udp 4500)", n)
+				if n != 10 {
+					t.Fatalf("%d ipsec drop rules, want 10 (esp, ah, udp 500, udp 4500 out; esp, ah, udp 500 and 4500 from either port in)", n)
 				}
 			}
 		})
@@ -154,5 +155,50 @@ func TestUserspaceESPKeepIKEPortGolden(t *testing.T) {
 	}))
 	if n != 1 || p.Queues[0].Num != 7001 {
 		t.Fatalf("%d IKE notrack rules, queue %+v", n, p.Queues)
+	}
+}
+
+// With the fast path, each ESP queue rule has a map rule in front of it in
+// the same chain that forwards (and accepts) what the maps know; without
+// it (older kernels) the plan has no maps and queues every packet.
+func TestUserspaceESPKernelMaps(t *testing.T) {
+	p := espPlan(t, nil, fullCaps)
+	for _, name := range []string{MapESPIn, MapESPOut, MapESPWANSrc, MapESPWANAddrs} {
+		if _, ok := p.Map(name); !ok {
+			t.Errorf("no map %s", name)
+		}
+	}
+	for _, c := range p.Chains {
+		for i, r := range c.Rules {
+			if r.Queue == nil || r.L4 != ProtoESP {
+				continue
+			}
+			if i == 0 || c.Rules[i-1].MapSet == nil || c.Rules[i-1].Verdict != VerdictAccept || !c.Rules[i-1].SetMark {
+				t.Errorf("chain %s: ESP queue rule %q has no map rule in front", c.Name, r)
+				continue
+			}
+			m := c.Rules[i-1]
+			for _, ref := range []string{m.MapSet.Map, m.KeyMatch.Set} {
+				if _, ok := p.Map(ref); !ok {
+					t.Errorf("rule %q refers to map %s the plan lacks", m, ref)
+				}
+			}
+		}
+	}
+	old := fullCaps
+	old.MapPayload = false
+	q := espPlan(t, nil, old)
+	if len(q.Maps) != 0 || q.Queues[0].Maps {
+		t.Errorf("fallback plan has maps %+v, queue %+v", q.Maps, q.Queues)
+	}
+	for _, c := range q.Chains {
+		for _, r := range c.Rules {
+			if r.MapSet != nil || r.KeyMatch != nil {
+				t.Errorf("fallback rule uses maps: %s", r)
+			}
+		}
+	}
+	if d := q.Decision(IPsec); !strings.Contains(d.Reason, "every ESP packet through NFQUEUE") {
+		t.Errorf("fallback reason does not say so: %s", d.Reason)
 	}
 }

@@ -23,13 +23,17 @@ func pptpPlan(t *testing.T, mode config.Mode, caps Caps) *Plan {
 func TestUserspacePPTPPlan(t *testing.T) {
 	noHelper := fullCaps
 	noHelper.PPTPHelper, noHelper.PPTPNAT = false, false
+	noMaps := noHelper
+	noMaps.MapPayload = false
 	for name, tc := range map[string]struct {
 		mode config.Mode
 		caps Caps
 	}{
-		"mode userspace, kernel with helper": {config.ModeUserspace, fullCaps},
-		"mode auto, kernel without helper":   {config.ModeAuto, noHelper},
+		"mode userspace, kernel with helper":             {config.ModeUserspace, fullCaps},
+		"mode auto, kernel without helper":               {config.ModeAuto, noHelper},
+		"mode auto, kernel without helper and fast path": {config.ModeAuto, noMaps},
 	} {
+		fast := tc.caps.MapPayload
 		t.Run(name, func(t *testing.T) {
 			p := pptpPlan(t, tc.mode, tc.caps)
 			if d := p.Decision(PPTP); d.Datapath != PathUserspace || d.Degraded != "" {
@@ -41,23 +45,30 @@ func TestUserspacePPTPPlan(t *testing.T) {
 					q = &p.Queues[i]
 				}
 			}
-			if q == nil || q.Num != 4200 {
+			if q == nil || q.Num != 4200 || q.Maps != fast || q.Mark != Mark || q.ClearHelper != tc.caps.PPTPHelper {
 				t.Fatalf("queues %+v", p.Queues)
 			}
 			if len(p.Helpers) != 0 || len(rulesWith(p, func(r Rule) bool { return r.CtHelper != "" })) != 0 {
 				t.Errorf("a ct helper in userspace mode: %+v", p.Helpers)
 			}
 			raw, untrack, fwd := chainNamed(p, chainPPTPRaw), chainNamed(p, chainPPTPUntrack), chainNamed(p, "forward")
-			if raw == nil || untrack == nil || fwd == nil {
+			if raw == nil || fwd == nil || (untrack == nil) == !fast {
 				t.Fatalf("chains %+v", p.Chains)
 			}
-			if raw.Hook != HookPrerouting || raw.Priority != -300 || untrack.Hook != HookPrerouting || untrack.Priority != -299 {
-				t.Errorf("hooks: raw %s/%d untrack %s/%d", raw.Hook, raw.Priority, untrack.Hook, untrack.Priority)
+			if raw.Hook != HookPrerouting || raw.Priority != -300 {
+				t.Errorf("hooks: raw %s/%d", raw.Hook, raw.Priority)
+			}
+			if fast {
+				checkPPTPFastPath(t, p, raw)
+			} else if untrack.Hook != HookPrerouting || untrack.Priority != -299 {
+				t.Errorf("hooks: untrack %s/%d", untrack.Hook, untrack.Priority)
 			}
 			// Every PPTP queue rule uses bypass and queue_base; GRE rules
 			// only touch GRE version 1 from the WAN.
 			want := map[string]bool{
-				"pptp_raw wan_devs  gre":        false, // inbound GRE demux
+				"pptp_raw wan_devs  gre":        fast,  // inbound GRE demux (fallback only)
+				"pptp_raw lan_devs  tcp":        false, // control RSTs before conntrack
+				"pptp_raw wan_devs  tcp":        false,
 				"forward lan_devs wan_devs tcp": false,
 				"forward wan_devs lan_devs tcp": false,
 			}
@@ -88,13 +99,32 @@ func TestUserspacePPTPPlan(t *testing.T) {
 					t.Errorf("no queue rule %q", k)
 				}
 			}
+			// Segments conntrack finds invalid are dropped and counted
+			// before the engine's forward rules.
+			if inv := rulesWith(p, func(r Rule) bool {
+				return r.CtState == CtStateInvalid && r.L4 == ProtoTCP && r.Verdict == VerdictDrop && r.Counter == CounterPPTPInvalid
+			}); len(inv) != 1 || inv[0].IIFSet != SetLAN {
+				t.Errorf("invalid-control drop rules %+v", inv)
+			}
 			// Outbound GRE is the kernel's (masquerade): nothing of ours
 			// touches GRE from the LAN.
 			if lan := rulesWith(p, func(r Rule) bool { return r.IIFSet == SetLAN && r.GREv1 }); len(lan) != 0 {
 				t.Errorf("rules on LAN GRE: %+v", lan)
 			}
-			if r := untrack.Rules[0]; len(untrack.Rules) != 1 || !r.Notrack || !r.GREv1 || r.MarkMask != MarkMask || r.Mark != Mark || r.MarkNot || r.IIFSet != SetWAN {
+			if fast {
+				return
+			}
+			if r := untrack.Rules[0]; len(untrack.Rules) != 2 || !r.Notrack || !r.GREv1 || r.MarkMask != MarkMask || r.Mark != Mark || r.MarkNot || r.IIFSet != SetWAN {
 				t.Errorf("untrack rules %+v", untrack.Rules)
+			}
+			// What the engine did not translate is dropped silently when
+			// sent to a PPTP WAN address (no ICMP error to the server).
+			if r := untrack.Rules[1]; !r.GREv1 || r.MarkMask != MarkMask || !r.MarkNot || r.KeyMatch == nil ||
+				r.KeyMatch.Set != MapPPTPWANAddrs || r.Counter != CounterPPTPUnknownCall || r.Verdict != VerdictDrop {
+				t.Errorf("fallback drop rule %s", r)
+			}
+			if m, ok := p.Map(MapPPTPWANAddrs); !ok || len(p.Maps) == 0 || m.Engine != "pptp" {
+				t.Errorf("fallback maps %+v", p.Maps)
 			}
 			for _, r := range rulesWith(p, func(r Rule) bool { return r.L4 == ProtoGRE && (r.Queue != nil || r.Notrack) }) {
 				t.Errorf("a rule touches all GRE, not just version 1: %s", r)
@@ -139,5 +169,40 @@ func TestUserspacePPTPGolden(t *testing.T) {
 	}
 	if got != string(want) {
 		t.Errorf("plan differs from %s (go test ./src/plan -update rewrites it):\n--- got\n%s", path, got)
+	}
+}
+
+// checkPPTPFastPath: with the kernel fast path, inbound GRE of known calls
+// is demultiplexed from the maps (only when sent to the control
+// connection's router address), unknown Call IDs to those addresses are
+// dropped silently, and no GRE is queued.
+func checkPPTPFastPath(t *testing.T, p *Plan, raw *Chain) {
+	t.Helper()
+	for _, name := range []string{MapPPTPCalls, MapPPTPDst, MapPPTPKey, MapPPTPWANAddrs} {
+		if m, ok := p.Map(name); !ok || m.Engine != "pptp" {
+			t.Errorf("no map %s (%+v)", name, p.Maps)
+		}
+	}
+	if len(raw.Rules) < 2 {
+		t.Fatalf("raw rules %+v", raw.Rules)
+	}
+	demux, drop := raw.Rules[0], raw.Rules[1]
+	if !demux.GREv1 || !demux.GREPPTP || demux.IIFSet != SetWAN || demux.KeyMatch == nil || demux.KeyMatch.Set != MapPPTPCalls ||
+		demux.KeyMatch.Key[0] != FieldIPDaddr || demux.MapSet == nil || demux.MapSet.Dst != FieldIPDaddr ||
+		demux.MapSet2 == nil || demux.MapSet2.Dst != FieldGREKey || !demux.Notrack || !demux.SetMark || demux.Verdict != VerdictAccept {
+		t.Errorf("demux rule %s", demux)
+	}
+	// Both rewrites are keyed by the packet as it arrived: neither key
+	// holds the destination the first one rewrites.
+	for _, f := range append(append(Key{}, demux.MapSet.Key...), demux.MapSet2.Key...) {
+		if f == FieldIPDaddr {
+			t.Errorf("a rewrite is keyed by the rewritten address: %s", demux)
+		}
+	}
+	if !drop.GREv1 || drop.KeyMatch == nil || drop.KeyMatch.Set != MapPPTPWANAddrs || drop.Verdict != VerdictDrop || drop.Counter != CounterPPTPUnknownCall {
+		t.Errorf("unknown-call drop rule %s", drop)
+	}
+	for _, r := range rulesWith(p, func(r Rule) bool { return r.GREv1 && r.Queue != nil }) {
+		t.Errorf("GRE queued although the kernel maps carry it: %s", r)
 	}
 }

@@ -115,6 +115,12 @@ func Caps(r Root, n *nft.Conn) plan.Caps {
 				c.NFTQueueExpr = true
 				c.Notes["nft_queue_expr"] = "netlink probe"
 			}
+			if err := n.ProbeMapPayload(); err != nil {
+				c.Notes["nft_map_payload"] = fmt.Sprintf("netlink probe: %v", err)
+			} else {
+				c.MapPayload = true
+				c.Notes["nft_map_payload"] = "netlink probe"
+			}
 			if err := n.ProbeQueue(true); err != nil {
 				c.Notes["xt_nfqueue_compat"] = fmt.Sprintf("netlink probe: %v", err)
 			} else {
@@ -149,7 +155,31 @@ func Caps(r Root, n *nft.Conn) plan.Caps {
 	c.Notes["gre_tracking"] = "/proc/sys/net/netfilter/nf_conntrack_gre_timeout"
 	c.NFQueue = r.exists("proc/net/netfilter/nfnetlink_queue")
 	c.Notes["nfnetlink_queue"] = "/proc/net/netfilter/nfnetlink_queue"
+	disable(&c, os.Getenv(DisableEnv))
 	return c
+}
+
+// DisableEnv names capabilities (JSON names, comma-separated) to report as
+// missing whatever the kernel has: how the labs run the fallback datapath
+// of an older kernel on this one (e.g. VPNPT_DISABLE_CAPS=nft_map_payload).
+const DisableEnv = "VPNPT_DISABLE_CAPS"
+
+func disable(c *plan.Caps, list string) {
+	for _, name := range strings.Split(list, ",") {
+		var f *bool
+		switch strings.TrimSpace(name) {
+		case "nft_map_payload":
+			f = &c.MapPayload
+		case "nf_conntrack_pptp":
+			f = &c.PPTPHelper
+		case "nft_queue_expr":
+			f = &c.NFTQueueExpr
+		default:
+			continue
+		}
+		*f = false
+		c.Notes[strings.TrimSpace(name)] = "disabled by " + DisableEnv
+	}
 }
 
 var errNotProbed = errors.New("not probed")

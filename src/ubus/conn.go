@@ -53,7 +53,7 @@ type Conn struct {
 
 // Dial connects to ubusd and reads its hello.
 func Dial(path string) (*Conn, error) {
-	nc, err := net.DialTimeout("unix", path, 5*time.Second)
+	nc, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"}) // no resolver (see status.DialUnix)
 	if err != nil {
 		return nil, err
 	}

@@ -204,8 +204,9 @@ func requireOK(t *testing.T, rs map[int]result, phases int) {
 // espStatus is the part of `status --json` these tests read (status.Session
 // decodes the wire model's session rows).
 type espStatus struct {
-	Counters map[string]status.Counter `json:"counters"`
-	Sessions []status.Session          `json:"sessions"`
+	Counters  map[string]status.Counter `json:"counters"`
+	Sessions  []status.Session          `json:"sessions"`
+	Protocols []status.Protocol         `json:"protocols"`
 }
 
 // status reads the daemon's status.

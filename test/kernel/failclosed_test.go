@@ -64,7 +64,7 @@ func TestBlocksFailClosed(t *testing.T) {
 			return "wan_devs lacks " + l.WANDev
 		}
 		for _, m := range []string{"tcp dport 1723", "meta l4proto gre", "meta l4proto esp", "meta l4proto ah", "udp dport 500", "udp dport 4500"} {
-			if !regexp.MustCompile(`(?m)^\s*` + m + ` iifname @lan_devs oifname @wan_devs counter name "blocked_(pptp|ipsec)" drop`).MatchString(out) {
+			if !regexp.MustCompile(`(?m)^\s*` + m + ` iifname @lan_devs oifname @wan_devs (ct status ! dnat )?counter name "blocked_(pptp|ipsec)" drop`).MatchString(out) {
 				return "no drop for " + m
 			}
 		}

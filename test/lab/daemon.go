@@ -3,6 +3,7 @@ package lab
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -137,12 +138,14 @@ func (l *Lab) StartDaemon(bin, config string) (*Daemon, error) {
 		if done, err := p.Exited(); done {
 			return d, fmt.Errorf("daemon exited at start (%v):\n%s", err, d.Log())
 		}
-		if ok, _ := l.TableExists(TableFamily, Table); ok {
+		// A killed predecessor leaves its table behind: ready means the
+		// table is there and this daemon's status socket answers.
+		if ok, _ := l.TableExists(TableFamily, Table); ok && socketAnswers(d.Socket) {
 			return d, nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return d, fmt.Errorf("daemon: no table %s %s within 10s:\n%s", TableFamily, Table, d.Log())
+	return d, fmt.Errorf("daemon: no table %s %s and status socket within 10s:\n%s", TableFamily, Table, d.Log())
 }
 
 // WriteConfig replaces the daemon's UCI file.
@@ -228,4 +231,14 @@ func (d *Daemon) Status() (Status, string, error) {
 		return s, out, fmt.Errorf("status --json: %w: %s", err, out)
 	}
 	return s, out, nil
+}
+
+// socketAnswers reports whether a unix socket at path accepts a connection.
+func socketAnswers(path string) bool {
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }

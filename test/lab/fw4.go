@@ -1,8 +1,10 @@
 package lab
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -118,7 +120,8 @@ var (
 // from dir, the stand-in for /usr/share/nftables.d, the way fw4's
 // templates/ruleset.uc places them:
 //   - ruleset-pre/*.nft after `flush table inet fw4`, ruleset-post/*.nft at the end;
-//   - table-pre/*.nft at the start of `table inet fw4 { }` (after the defines),
+//   - table-pre/*.nft in `table inet fw4 { }` after the helpers, sets and
+//     defines, before the first chain,
 //     table-post/*.nft before its closing brace;
 //   - chain-pre/<chain>/*.nft at the start of that chain: in input and output
 //     after the loopback accept, elsewhere after the hook line (fw4 puts it
@@ -171,16 +174,16 @@ func RenderIncludes(lines []string, dir string) ([]string, error) {
 		out = append(out, l...)
 		return err
 	}
+	tablePre := false // table-pre is still to be placed
 	chain := ""       // the chain we are in
 	var body []string // lines of the current chain since its opening
 	for _, l := range lines {
 		trim := strings.TrimSpace(l)
 		switch {
 		case reTableOpen.MatchString(l):
+			// table-pre goes after the helpers, sets and defines, before the first chain.
 			out = append(out, l)
-			if err := add("table-pre"); err != nil {
-				return nil, err
-			}
+			tablePre = true
 			continue
 		case strings.HasPrefix(l, "flush table inet fw4"):
 			out = append(out, l)
@@ -197,6 +200,12 @@ func RenderIncludes(lines []string, dir string) ([]string, error) {
 		}
 		if chain == "" {
 			if m := reChainOpen.FindStringSubmatch(l); m != nil {
+				if tablePre {
+					tablePre = false
+					if err := add("table-pre"); err != nil {
+						return nil, err
+					}
+				}
 				chain, body = m[1], nil
 				out = append(out, l)
 				continue
@@ -221,13 +230,25 @@ func RenderIncludes(lines []string, dir string) ([]string, error) {
 	return out, nil
 }
 
+// noInclude lists the chains templates/ruleset.uc gives no chain-pre (prepend) or chain-post
+// (append) include: fw4 ignores those folders (found by TestFW4EmulationMatchesRealFW4).
+var noInclude = map[string]bool{
+	"chain-pre/prerouting": true, "chain-post/prerouting": true, "chain-pre/raw_prerouting": true,
+}
+
 // closeChain writes a chain's body with its chain-pre and chain-post includes.
 func closeChain(out, body *[]string, chain string, inc func(string) ([]string, error)) error {
-	pre, err := inc(filepath.Join("chain-pre", chain))
+	incIf := func(kind string) ([]string, error) {
+		if noInclude[kind+"/"+chain] {
+			return nil, nil
+		}
+		return inc(filepath.Join(kind, chain))
+	}
+	pre, err := incIf("chain-pre")
 	if err != nil {
 		return err
 	}
-	post, err := inc(filepath.Join("chain-post", chain))
+	post, err := incIf("chain-post")
 	if err != nil {
 		return err
 	}
@@ -266,32 +287,90 @@ func closeChain(out, body *[]string, chain string, inc func(string) ([]string, e
 	return nil
 }
 
-// LoadFW4 renders fw4's default ruleset for this lab and loads it into the
-// router with `nft -f`.
-func (l *Lab) LoadFW4() error {
-	sample, err := os.ReadFile(l.cfg.FW4Sample)
+// ErrNoFW4: neither real fw4 nor the sample ruleset is available.
+var ErrNoFW4 = errors.New("lab: no fw4")
+
+// RealFW4 renders the router's ruleset with real fw4 (test/openwrt/fw4-render.sh: the OpenWrt
+// userland built from the pinned sources, default firewall config, zone lan = lan, zone wan =
+// wan, the includes of includesDir, "-" for none).
+func RealFW4(repo string, lan []string, wan, includesDir string) (string, error) {
+	args := []string{}
+	for _, d := range lan {
+		args = append(args, "--lan", d)
+	}
+	args = append(args, "--wan", wan, "--includes", includesDir)
+	cmd := exec.Command(filepath.Join(repo, "test/openwrt/fw4-render.sh"), args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if i := strings.LastIndex(msg, "\n"); i >= 0 && len(msg) > 2000 {
+			msg = msg[len(msg)-2000:]
+		}
+		return "", fmt.Errorf("real fw4 (test/openwrt/fw4-render.sh): %v: %s", err, msg)
+	}
+	return string(out), nil
+}
+
+// fw4Source decides once per lab where its fw4 ruleset comes from: real fw4, else (not under
+// CI=true) the shared sample with the emulation.
+func (l *Lab) fw4Source() error {
+	if l.cfg.FW4Sample != "" {
+		return nil
+	}
+	if _, err := RealFW4(l.Repo, l.LANDevs, l.WANDev, l.cfg.Includes); err == nil {
+		l.realFW4 = true
+		return nil
+	} else if os.Getenv("CI") == "true" {
+		return fmt.Errorf("%w: CI=true and %v", ErrNoFW4, err)
+	} else {
+		sample := filepath.Join(SharedDir(l.Repo), "openwrt-samples", "fw4-default-ruleset.nft")
+		if _, serr := os.Stat(sample); serr != nil {
+			return fmt.Errorf("%w: %v; and no fallback sample: %v", ErrNoFW4, err, serr)
+		}
+		l.logf("real fw4 unavailable (%v); falling back to the emulation on %s", err, sample)
+		l.cfg.FW4Sample = sample
+		return nil
+	}
+}
+
+// LoadFW4 loads the router's fw4 ruleset (real fw4's rendering, or the emulation) with `nft -f`.
+func (l *Lab) LoadFW4() error {
+	if err := l.fw4Source(); err != nil {
 		return err
 	}
-	rs, err := FW4Ruleset(string(sample), l.LANDevs, l.WANDev, l.cfg.Includes)
+	rs, err := l.renderFW4(l.cfg.Includes)
 	if err != nil {
 		return err
 	}
 	if err := l.NftApply(rs); err != nil {
 		return fmt.Errorf("load fw4 ruleset: %w", err)
 	}
-	l.logf("loaded fw4's default ruleset from %s (LAN %v, WAN %s)", l.cfg.FW4Sample, l.LANDevs, l.WANDev)
+	if l.realFW4 {
+		l.logf("loaded the ruleset real fw4 renders for this router (LAN %v, WAN %s)", l.LANDevs, l.WANDev)
+	} else {
+		l.logf("loaded fw4's default ruleset from %s (LAN %v, WAN %s)", l.cfg.FW4Sample, l.LANDevs, l.WANDev)
+	}
 	return nil
 }
 
-// FW4Ruleset returns the ruleset LoadFW4 loads.
-func (l *Lab) FW4Ruleset() (string, error) {
+// RealFW4 reports whether the router runs real fw4's rendering (else the emulation).
+func (l *Lab) RealFW4() bool { return l.realFW4 }
+
+func (l *Lab) renderFW4(includesDir string) (string, error) {
+	if l.realFW4 {
+		return RealFW4(l.Repo, l.LANDevs, l.WANDev, includesDir)
+	}
 	sample, err := os.ReadFile(l.cfg.FW4Sample)
 	if err != nil {
 		return "", err
 	}
-	return FW4Ruleset(string(sample), l.LANDevs, l.WANDev, l.cfg.Includes)
+	return FW4Ruleset(string(sample), l.LANDevs, l.WANDev, includesDir)
 }
+
+// FW4Ruleset returns the ruleset LoadFW4 loads.
+func (l *Lab) FW4Ruleset() (string, error) { return l.renderFW4(l.cfg.Includes) }
 
 // ReloadFW4 re-renders fw4's ruleset with the includes of includesDir ("" =
 // the lab's default, "-" = none) and loads it, replacing only table inet
@@ -300,11 +379,7 @@ func (l *Lab) ReloadFW4(includesDir string) error {
 	if includesDir == "" {
 		includesDir = l.cfg.Includes
 	}
-	sample, err := os.ReadFile(l.cfg.FW4Sample)
-	if err != nil {
-		return err
-	}
-	rs, err := FW4Ruleset(string(sample), l.LANDevs, l.WANDev, includesDir)
+	rs, err := l.renderFW4(includesDir)
 	if err != nil {
 		return err
 	}

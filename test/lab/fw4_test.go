@@ -15,6 +15,9 @@ func fw4Sample(t *testing.T) string {
 	}
 	b, err := os.ReadFile(filepath.Join(SharedDir(repo), "openwrt-samples", "fw4-default-ruleset.nft"))
 	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI=true and fw4's default ruleset sample is not here: %v", err)
+		}
 		t.Skipf("fw4's default ruleset sample is not here: %v", err)
 	}
 	return string(b)
@@ -124,5 +127,110 @@ func TestFW4Includes(t *testing.T) {
 	}
 	if _, err := FW4Ruleset(sample, []string{"r-lan1"}, "r-wan", dir); err == nil {
 		t.Error("an include for a chain fw4 lacks was accepted")
+	}
+}
+
+// neighbours maps every include line of a ruleset to the statements before and after it (comments
+// and blank lines left out, trailing ';' dropped): where the include sits.
+func neighbours(rs string) map[string][2]string {
+	var lines []string
+	for _, l := range strings.Split(rs, "\n") {
+		l = strings.TrimSuffix(strings.TrimSpace(l), ";")
+		if l != "" && !strings.HasPrefix(l, "#") && !strings.HasPrefix(l, "define ") {
+			lines = append(lines, l)
+		}
+	}
+	m := map[string][2]string{}
+	for i, l := range lines {
+		if strings.HasPrefix(l, "include ") && !strings.Contains(l, "/etc/nftables.d/") {
+			var before, after string
+			for j := i - 1; j >= 0 && before == ""; j-- {
+				if !strings.HasPrefix(lines[j], "include ") {
+					before = lines[j]
+				}
+			}
+			for j := i + 1; j < len(lines) && after == ""; j++ {
+				if !strings.HasPrefix(lines[j], "include ") {
+					after = lines[j]
+				}
+			}
+			m[l] = [2]string{hookLine(before), hookLine(after)}
+		}
+	}
+	return m
+}
+
+// hookLine drops the policy clause fw4 prints differently between versions.
+func hookLine(l string) string {
+	if strings.HasPrefix(l, "type ") {
+		if i := strings.Index(l, "; policy"); i >= 0 {
+			l = l[:i]
+		}
+	}
+	return l
+}
+
+// The emulation (FW4Ruleset on the sample) places every kind of include where REAL fw4
+// (test/openwrt/fw4-render.sh) places it: the same include lines, each between the same
+// statements. The real rendering is what the lab loads; this keeps the fallback honest.
+func TestFW4EmulationMatchesRealFW4(t *testing.T) {
+	sample := fw4Sample(t)
+	if why := Requirements(); why != "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI=true and %s", why)
+		}
+		t.Skip(why)
+	}
+	repo, _ := RepoRoot()
+	dir := t.TempDir()
+	files := []string{
+		"ruleset-pre/a.nft", "ruleset-post/a.nft", "table-pre/a.nft", "table-post/a.nft",
+		"chain-pre/forward/a.nft", "chain-pre/forward/b.nft", "chain-post/forward/a.nft",
+		"chain-pre/input/a.nft", "chain-post/input/a.nft", "chain-pre/output/a.nft",
+		"chain-pre/prerouting/a.nft", "chain-post/srcnat/a.nft",
+	}
+	for _, f := range files {
+		p := filepath.Join(dir, f)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		body := "counter comment \"" + f + "\"\n"
+		switch {
+		case strings.HasPrefix(f, "ruleset-"):
+			body = "table inet vpt_x_" + strings.TrimSuffix(filepath.Base(filepath.Dir(f)), "-pre") + " { }\n"
+		case strings.HasPrefix(f, "table-"):
+			body = "set s_" + strings.ReplaceAll(filepath.Dir(f), "-", "_") + " { type ipv4_addr; }\n"
+		}
+		os.WriteFile(p, []byte(body), 0o644)
+	}
+	lan := []string{"r-lan1", "r-lan2"}
+	real, err := RealFW4(repo, lan, "r-wan", dir)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI=true and %v", err)
+		}
+		t.Skip(err)
+	}
+	emu, err := FW4Ruleset(sample, lan, "r-wan", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rn, en := neighbours(real), neighbours(emu)
+	// fw4 has no include hook at the start of prerouting: that file is not rendered.
+	if len(rn) != len(files)-1 || strings.Contains(real, "chain-pre/prerouting") {
+		t.Fatalf("real fw4 rendered %d includes, want %d (all but chain-pre/prerouting):\n%s", len(rn), len(files)-1, real)
+	}
+	for inc, want := range rn {
+		got, ok := en[inc]
+		if !ok {
+			t.Errorf("the emulation lacks %s", inc)
+			continue
+		}
+		if got != want {
+			t.Errorf("%s: real fw4 puts it between %q and %q, the emulation between %q and %q", inc, want[0], want[1], got[0], got[1])
+			continue
+		}
+		t.Logf("%s: between %q and %q in both", strings.TrimPrefix(inc, "include \""+dir+"/"), want[0], want[1])
+	}
+	if len(en) != len(rn) {
+		t.Errorf("the emulation renders %d includes, real fw4 %d", len(en), len(rn))
 	}
 }

@@ -28,6 +28,11 @@ func (l *Lab) PeerBin() (string, error) {
 	if peerCache.bin != "" {
 		return peerCache.bin, nil
 	}
+	// A prebuilt peer: the QEMU guests (test/qemu) have no Go toolchain.
+	if p := os.Getenv("VPNPT_PEER"); p != "" {
+		peerCache.bin = p
+		return p, nil
+	}
 	// Named like a lab's scratch directory, so CleanStale can remove it
 	// after a killed run.
 	dir, err := os.MkdirTemp("", fmt.Sprintf("vpt%d-%04x-", os.Getpid(), 0))

@@ -13,6 +13,7 @@ package openwrt
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -149,24 +150,6 @@ func Start(t testing.TB, opts Options) *Bed {
 	return b
 }
 
-// setup runs inside the new namespaces, before the holder sleeps. $1 root, $2 scratch.
-const setup = `set -e
-R=$1 D=$2
-mkdir -p $D/etc.up $D/etc.wk $D/usr.up $D/usr.wk
-# busybox ash as /bin/sh (fw4 needs set -o pipefail; dash rejects it): a layer of its own on top.
-mkdir -p $D/top/usr/bin
-ln -sf /usr/bin/busybox $D/top/usr/bin/sh
-mount -t overlay overlay -o lowerdir=$R/etc:/etc,upperdir=$D/etc.up,workdir=$D/etc.wk /etc
-mount -t overlay overlay -o lowerdir=$D/top/usr:$R/usr:/usr,upperdir=$D/usr.up,workdir=$D/usr.wk /usr
-mount -t tmpfs -o mode=0755 tmpfs /run
-mount -t tmpfs -o mode=1777 tmpfs /tmp
-mkdir -p /run/ubus /run/lock /tmp/run /tmp/lock /tmp/state /etc/config
-mount -t sysfs sysfs /sys 2>/dev/null || true
-ip link set lo up
-echo ready
-exec sleep 2147483647
-`
-
 // New starts a bed on the userland at root.
 func New(root string, opts Options) (*Bed, error) {
 	if opts.Logf == nil {
@@ -183,7 +166,11 @@ func New(root string, opts Options) (*Bed, error) {
 	} else {
 		argv = append([]string{"ip", "netns", "exec", opts.NetNS}, argv...)
 	}
-	argv = append(argv, "--", "/bin/dash", "-c", setup, "setup", root, dir)
+	repo, err := lab.RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	argv = append(argv, "--", "/bin/dash", filepath.Join(repo, "test/openwrt/bed-setup.sh"), root, dir)
 	h, err := lab.StartProcess("bed", argv...)
 	if err != nil {
 		os.RemoveAll(dir)
@@ -198,7 +185,7 @@ func New(root string, opts Options) (*Bed, error) {
 	return b, nil
 }
 
-// Pid is the holder process: nsenter -t Pid -m -n enters the bed.
+// Pid is the holder process: nsenter -t Pid -m -n -r -w enters the bed.
 func (b *Bed) Pid() int { return b.holder.Pid() }
 
 // Path maps a path inside the bed to one the host can open (through the holder's /proc root).
@@ -222,7 +209,7 @@ func (b *Bed) WriteFile(p, data string, mode os.FileMode) error {
 
 // Argv is argv prefixed so that it runs inside the bed.
 func (b *Bed) Argv(argv ...string) []string {
-	return append([]string{"nsenter", "-t", strconv.Itoa(b.Pid()), "-m", "-n", "--"}, argv...)
+	return append([]string{"nsenter", "-t", strconv.Itoa(b.Pid()), "-m", "-n", "-r", "-w", "--"}, argv...)
 }
 
 // Run runs argv inside the bed with stdin (may be empty) and returns stdout, and stderr
@@ -240,7 +227,7 @@ func (b *Bed) Run(stdin string, argv ...string) (string, error) {
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	if err != nil {
-		err = fmt.Errorf("%s: %v: %s", strings.Join(argv, " "), err, strings.TrimSpace(stderr.String()))
+		err = fmt.Errorf("%s: %v: %s", strings.Join(argv, " "), err, lastLines(strings.TrimSpace(stdout.String()+"\n"+stderr.String()), 40))
 	}
 	return stdout.String(), err
 }
@@ -470,11 +457,45 @@ func Binary(t testing.TB) string {
 	return binPath
 }
 
-// InstallFiles copies the package's files/ tree and the binary into the bed, as the .ipk would
-// place them (without running any maintainer script).
+// InstallFiles copies the package's files/ tree, the LuCI app's root and htdocs and the binary
+// into the bed, as the two packages would place them (without running any maintainer script).
 func (b *Bed) InstallFiles(t testing.TB) {
 	t.Helper()
-	src := repoPath(t, "files")
+	for src, dst := range map[string]string{"files": "/", "luci-app/root": "/", "luci-app/htdocs": "/www"} {
+		b.copyTree(t, repoPath(t, src), dst)
+	}
+	data, err := os.ReadFile(Binary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.WriteFile("/usr/bin/vpn-passthrough", string(data), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// StartProcd starts the real procd as a service manager (not PID 1) on the bed's ubusd and waits
+// for its `service` object.
+func (b *Bed) StartProcd(t testing.TB) *lab.Proc {
+	t.Helper()
+	p, err := b.Spawn("procd", "/usr/sbin/procd", "-s", UbusSock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WaitFor(20*time.Second, func() error {
+		if ok, err := p.Exited(); ok {
+			return fmt.Errorf("procd exited: %v: %s", err, strings.Join(p.Stderr(), "\n"))
+		}
+		_, err := b.Run("", "ubus", "list", "service")
+		return err
+	}); err != nil {
+		t.Fatalf("procd: %v", err)
+	}
+	return p
+}
+
+// copyTree copies the host folder src to dst inside the bed.
+func (b *Bed) copyTree(t testing.TB, src, dst string) {
+	t.Helper()
 	err := filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {
 		if err != nil || fi.IsDir() {
 			return err
@@ -484,16 +505,85 @@ func (b *Bed) InstallFiles(t testing.TB) {
 		if err != nil {
 			return err
 		}
-		return b.WriteFile("/"+rel, string(data), fi.Mode().Perm())
+		return b.WriteFile(filepath.Join(dst, rel), string(data), fi.Mode().Perm())
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(Binary(t))
+}
+
+// HTTPPort is where StartUhttpd listens, on the bed's loopback.
+const HTTPPort = 8080
+
+// StartUhttpd starts the real uhttpd on 127.0.0.1:HTTPPort inside the bed, serving /www, ubus
+// JSON-RPC on /ubus and LuCI's ucode dispatcher on /cgi-bin/luci, as OpenWrt's uhttpd config does.
+func (b *Bed) StartUhttpd(t testing.TB) *lab.Proc {
+	t.Helper()
+	p, err := b.Spawn("uhttpd", "/usr/sbin/uhttpd", "-f", "-p", fmt.Sprintf("127.0.0.1:%d", HTTPPort), "-h", "/www",
+		"-r", "vpt-bed", "-x", "/cgi-bin", "-u", "/ubus", "-U", UbusSock, "-o", "/cgi-bin/luci",
+		"-O", "/usr/share/ucode/luci/uhttpd.uc", "-t", "60", "-T", "30", "-k", "20", "-A", "1", "-n", "3", "-N", "100", "-R")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.WriteFile("/usr/bin/vpn-passthrough", string(data), 0o755); err != nil {
+	if err := WaitFor(20*time.Second, func() error {
+		if ok, err := p.Exited(); ok {
+			return fmt.Errorf("uhttpd exited: %v: %s", err, strings.Join(p.Stderr(), "\n"))
+		}
+		_, err := b.Run("", "curl", "-sf", "-o", "/dev/null", fmt.Sprintf("http://127.0.0.1:%d/", HTTPPort))
+		return err
+	}); err != nil {
+		t.Fatalf("uhttpd: %v", err)
+	}
+	return p
+}
+
+// Login opens an rpcd session (ubus session login) and returns its id.
+func (b *Bed) Login(t testing.TB, user, password string) string {
+	t.Helper()
+	out := b.MustRun(t, "ubus", "call", "session", "login", fmt.Sprintf(`{"username":%q,"password":%q}`, user, password))
+	var s struct {
+		Session string `json:"ubus_rpc_session"`
+	}
+	if err := json.Unmarshal([]byte(out), &s); err != nil || s.Session == "" {
+		t.Fatalf("session login %s: %v %q", user, err, out)
+	}
+	return s.Session
+}
+
+// UbusResult is one JSON-RPC answer from uhttpd's /ubus.
+type UbusResult struct {
+	raw string
+	v   struct {
+		Result []json.RawMessage `json:"result"`
+		Error  *struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+}
+
+// denied: uhttpd refused the call for the session's ACL (JSON-RPC -32002, "Access denied").
+func (r UbusResult) denied() bool { return r.v.Error != nil && r.v.Error.Code == -32002 }
+
+func (r UbusResult) short() string {
+	if len(r.raw) > 120 {
+		return r.raw[:120] + "..."
+	}
+	return r.raw
+}
+
+// UbusHTTP calls object.method with args (JSON) through uhttpd's /ubus with session sid.
+func (b *Bed) UbusHTTP(t testing.TB, sid, object, method, args string) UbusResult {
+	t.Helper()
+	body := fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"call","params":[%q,%q,%q,%s]}`, sid, object, method, args)
+	out, err := b.Run(body, "curl", "-s", "-H", "Content-Type: application/json", "--data-binary", "@-",
+		fmt.Sprintf("http://127.0.0.1:%d/ubus", HTTPPort))
+	if err != nil {
 		t.Fatal(err)
 	}
+	r := UbusResult{raw: strings.TrimSpace(out)}
+	if err := json.Unmarshal([]byte(out), &r.v); err != nil {
+		t.Fatalf("uhttpd /ubus %s.%s: %v: %q", object, method, err, out)
+	}
+	return r
 }

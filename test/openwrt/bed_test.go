@@ -8,7 +8,7 @@ import (
 )
 
 // The bed's real paths exist only inside: /etc/config/firewall and /sbin/fw4 come from the built
-// userland, /bin/sh is busybox ash, and nothing of it shows on the host.
+// userland, /etc, /usr, /www and /var are the bed's own, /bin/sh is busybox ash, and nothing of it shows on the host.
 func TestBedIsolation(t *testing.T) {
 	b := Start(t, Options{})
 	if out := b.MustSh(t, "echo $0; readlink /bin/sh; set -o pipefail && echo pipefail-ok"); !strings.Contains(out, "pipefail-ok") {
@@ -19,12 +19,15 @@ func TestBedIsolation(t *testing.T) {
 			t.Errorf("inside the bed: %v", err)
 		}
 	}
-	if err := b.WriteFile("/etc/config/vpt-probe", "config x 'y'\n", 0o644); err != nil {
-		t.Fatal(err)
+	for _, p := range []string{"/etc/config/vpt-probe", "/www/vpt-probe", "/var/state/vpt-probe", "/usr/lib/vpt-probe"} {
+		if err := b.WriteFile(p, "config x 'y'\n", 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(p); err == nil {
+			t.Fatalf("%s written inside the bed appeared on the host", p)
+		}
 	}
-	if _, err := os.Stat("/etc/config/vpt-probe"); err == nil {
-		t.Fatal("a file written inside the bed appeared on the host")
-	}
+	b.MustSh(t, "cp /etc/config/vpt-probe /etc/config/vpt-probe2")
 	if out := b.MustRun(t, "uci", "show", "vpt-probe"); !strings.Contains(out, "vpt-probe.y=x") {
 		t.Fatalf("real uci inside the bed: %q", out)
 	}

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-const ourInclude = `include "/usr/share/nftables.d/chain-pre/forward/vpn-passthrough.nft"`
+const ourInclude = `include "/usr/share/nftables.d/chain-pre/forward/10-vpn-passthrough.nft"`
 
 // forwardChain returns the statements of fw4's `chain forward` (without its hook line) in an
 // `fw4 print` output.

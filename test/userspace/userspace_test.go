@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vpn-passthrough/vpn-passthrough/src/probe"
 	"github.com/vpn-passthrough/vpn-passthrough/test/lab"
 )
 
@@ -26,10 +27,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// TestUserspaceMode runs on the NFQUEUE fallback (every GRE packet crosses
+// the engine); TestKernelDataPlane and TestAttacks cover the kernel maps.
 func TestUserspaceMode(t *testing.T) {
 	if why := lab.Requirements(); why != "" {
 		t.Skip(why)
 	}
+	t.Setenv(probe.DisableEnv, "nft_map_payload")
 	bin := lab.DaemonBin(t)
 	l := lab.Start(t, lab.Config{Clients: 3})
 	srv, err := l.StartServers()

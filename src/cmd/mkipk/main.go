@@ -6,7 +6,10 @@
 //	    -tree files=/ -file dist/bin/mips_24kc/vpn-passthrough=/usr/bin/vpn-passthrough:0755 \
 //	    -conffile /etc/config/vpn-passthrough -o dist
 //
-// It prints the path of the package it wrote.
+// It prints the path of the package it wrote. With -apk PATH it writes an
+// apk v3 package for OpenWrt 25.12 instead, by laying the package out as
+// OpenWrt's package-pack.mk does and running that apk-tools binary's
+// `apk mkpkg` (under fakeroot when not root, so files are owned by root).
 package main
 
 import (
@@ -54,6 +57,7 @@ func run(args []string) error {
 		prermPkg    = fl.String("prerm-pkg", "", "`file` whose script default_prerm sources before removal")
 		mtime       = fl.Int64("mtime", 0, "modification time of every entry, Unix `seconds` (default $SOURCE_DATE_EPOCH or 0)")
 		outDir      = fl.String("o", ".", "output `dir`")
+		apkTool     = fl.String("apk", "", "write an apk v3 package with this apk-tools `binary` (apk mkpkg)")
 		trees       []string
 		files       []string
 		modes       = map[string]fs.FileMode{}
@@ -159,11 +163,14 @@ func run(args []string) error {
 	}
 	p.ModTime = time.Unix(secs, 0)
 
-	var buf bytes.Buffer
-	if err := p.Write(&buf); err != nil {
+	if err := os.MkdirAll(*outDir, 0o755); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(*outDir, 0o755); err != nil {
+	if *apkTool != "" {
+		return writeAPK(&p, *apkTool, *outDir)
+	}
+	var buf bytes.Buffer
+	if err := p.Write(&buf); err != nil {
 		return err
 	}
 	out := filepath.Join(*outDir, p.FileName())
@@ -173,6 +180,15 @@ func run(args []string) error {
 	}
 	if err := os.Rename(tmp, out); err != nil {
 		return errors.Join(err, os.Remove(tmp))
+	}
+	fmt.Println(out)
+	return nil
+}
+
+func writeAPK(p *ipk.Package, tool, outDir string) error {
+	out, err := p.WriteAPK(tool, outDir)
+	if err != nil {
+		return err
 	}
 	fmt.Println(out)
 	return nil

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"syscall"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/daemon"
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine/statefile"
@@ -35,7 +36,7 @@ commands:
   apply   [--dry-run] [--config FILE]       print (--dry-run) or install the ruleset once
   remove                                    delete the ruleset
   status  [--json] [--socket PATH]          ask the running daemon
-  version
+  version | --version                       print the package version
 `
 
 func main() {
@@ -59,6 +60,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return usageError{"no command"}
 	}
 	cmd, args := args[0], args[1:]
+	if cmd == "--version" || cmd == "version" {
+		// openwrt/packages CI greps the package version out of --version.
+		fmt.Fprintln(stdout, "vpn-passthrough", version)
+		return nil
+	}
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", defaultConfig, "UCI config file")
@@ -82,6 +88,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	switch cmd {
 	case "daemon":
+		// Netlink needs CAP_NET_ADMIN only: drop the rest first (privs.go).
+		if err := dropPrivileges(); errors.Is(err, syscall.ENOTSUP) {
+			log.Warn("running with the capabilities it was given: cannot change them in a cgo build", "err", err)
+		} else if err != nil {
+			return fmt.Errorf("dropping privileges: %w", err)
+		}
 		return daemon.Run(ctx, daemon.Options{ConfigPath: *cfgPath, SocketPath: *sock, StateDir: *stateDir, Root: "/", Version: version, Log: log,
 			Frontends: frontends(*ubusSock, *dbusBus, log)})
 	case "check":
@@ -136,6 +148,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return n.Remove("vpn_passthrough")
 	case "status":
 		s, err := status.Fetch(*sock)
+		if errors.Is(err, os.ErrPermission) {
+			// The socket is root-only by design; "is the daemon running?"
+			// would send the user looking in the wrong place.
+			return fmt.Errorf("status: permission denied on %s: the socket is root-only (mode 0600); run as root", *sock)
+		}
 		if err != nil {
 			return err
 		}
@@ -145,9 +162,6 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return enc.Encode(s)
 		}
 		fmt.Fprint(stdout, s.Text())
-		return nil
-	case "version":
-		fmt.Fprintln(stdout, version)
 		return nil
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -69,7 +71,44 @@ func TestCheckJSONWithWarnings(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &v); err != nil {
 		t.Fatalf("check --json is not JSON (%v): %q (stderr %q)", err, out, serr)
 	}
-	if len(v.ConfigWarnings) != 1 || !strings.Contains(v.ConfigWarnings[0], "colour") {
+	if len(v.ConfigWarnings) != 4 || !strings.Contains(v.ConfigWarnings[0], "colour") || !strings.Contains(v.ConfigWarnings[1], "no pptp section") {
 		t.Errorf("config_warnings = %v", v.ConfigWarnings)
+	}
+}
+
+// TestStatusPermissionDenied: a socket the user may not open is reported as
+// a permission problem, not as "is the daemon running?".
+func TestStatusPermissionDenied(t *testing.T) {
+	if os.Geteuid() == 0 {
+		// root opens any socket; drop to nobody in a child to see EACCES.
+		if _, err := exec.LookPath("setpriv"); err != nil {
+			t.Skip("needs setpriv (util-linux) to run as another user")
+		}
+	}
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "s.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	os.Chmod(sock, 0o600)
+	os.Chmod(dir, 0o755)
+	if os.Geteuid() != 0 {
+		_, _, err := runCLI(t, "", "status", "--socket", sock)
+		if err == nil || !strings.Contains(err.Error(), "permission denied") || strings.Contains(err.Error(), "is the daemon running") {
+			t.Fatalf("status on a root-only socket: %v", err)
+		}
+		return
+	}
+	bin := filepath.Join(dir, "vpt")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v: %s", err, out)
+	}
+	os.Chmod(bin, 0o755)
+	out, _ := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", bin, "status", "--socket", sock).CombinedOutput()
+	if !strings.Contains(string(out), "permission denied") || !strings.Contains(string(out), "root-only") ||
+		strings.Contains(string(out), "is the daemon running") {
+		t.Errorf("status as nobody on a root-only socket: %s", out)
 	}
 }

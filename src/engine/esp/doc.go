@@ -12,28 +12,34 @@
 //
 // # Datapath
 //
-//   - Outbound ESP (LAN to WAN) is untracked in raw prerouting and queued in
-//     the forward hook, after routing: the engine learns (client, server,
-//     outbound SPI), rewrites the source to the outgoing WAN device's
-//     address and marks the packet (plan.Mark), which fw4's include accepts.
-//     The source cannot be rewritten before routing: a packet arriving with
-//     one of the router's own addresses is dropped as a martian.
-//   - Inbound ESP (arriving on the WAN) is queued in raw prerouting, before
-//     conntrack and before routing. The engine looks up (server address,
-//     SPI); if it maps to a client it rewrites the destination to that client
-//     and marks it, and a second raw chain (priority -299) untracks marked
-//     packets, so conntrack never sees them. The kernel then routes the
-//     packet to the client.
-//   - Only inbound ESP whose (server, SPI) maps to a client is forwarded.
-//     ESP from a server LAN clients use, with an SPI no client owns, is
-//     dropped and counted (esp_dropped_unknown_spi). ESP from an address no
-//     LAN client talks to is not ours: it is passed on unmarked and tracked
-//     as usual, so IPsec the router terminates itself keeps working, and it
-//     cannot reach the LAN because it is addressed to the router. A forward
-//     rule in the plan drops (and counts, esp_unsolicited) any ESP from the
-//     WAN to the LAN that the engine did not mark, so no unsolicited ESP
-//     reaches a LAN host even where fw4's default "Allow-IPSec-ESP" rule
-//     would accept it.
+// Where the kernel has the fast path (plan.Caps.MapPayload, probed), the
+// engine is a control plane: only packets of SAs it does not know yet reach
+// its queue. Each complete SA (both SPIs known) is one element in each of
+// two nftables maps of the daemon's table (src/plan userspace_esp.go,
+// kernel.go here):
+//
+//   - esp_in (server . inbound SPI : client): in raw prerouting, inbound ESP
+//     addressed to one of the WAN addresses (esp_wan_addrs) gets the client
+//     as destination, is untracked and marked, without userspace;
+//   - esp_out (client . server . outbound SPI): in forward, outbound ESP
+//     gets the outgoing WAN device's address (esp_wan_src, device index :
+//     address) as source, statelessly and untracked, and the mark.
+//
+// The SPI is keyed as its two 16-bit halves (th sport . th dport): nft
+// lists those; a 32-bit integer in a concatenated key of a map made
+// through netlink makes nft 1.0.6 abort. Half-learned SAs stay out of the
+// maps, so their packets keep reaching the engine as learning evidence.
+// Element counters are the SAs' traffic (status) and keep them from idle
+// expiry; elements of SAs that ended are deleted. The WAN maps follow the
+// WAN devices' addresses through rtnetlink events (and a check every
+// second). The maps live in the kernel: they keep forwarding while the
+// daemon is down, and a new engine reads them back before it binds its
+// queue (adopting what its state file does not have), so established SAs
+// lose nothing across a crash or an upgrade (test/esp measures 0 lost).
+// On kernels without the fast path every ESP packet takes the queue path
+// below; `check` and `status` say which one runs.
+//
+// The queue path (the fallback, and the first packets of each SA):
 //
 // # Learning an inbound SPI
 //
@@ -52,12 +58,24 @@
 //     since. The packet must also be addressed to the WAN address that
 //     client's traffic to S uses. A client that never sent S anything is never
 //     a candidate.
-//  3. Among several candidates, the one whose most recent IKE message with S
-//     (either direction) is the latest wins: a freshly negotiated SA is the
-//     one about to carry traffic. Clients without any IKE seen rank after
-//     those with; then the most recently pending SA wins; then the lower
-//     client address (so the result never depends on map order). Bindings
-//     made among several candidates are counted (esp_learned_ambiguous).
+//  3. Among several candidates the evidence ranks them (issue 8: with real
+//     libreswan, "A up, B up, then A sends first" must go to A, although B's
+//     IKE is the most recent):
+//     a. clients that started sending on a half-learned SA to S within the
+//     reply window (2 s) rank first, as a server answers ESP and rarely
+//     starts it; among them the one that started first wins, as the
+//     server answers the first request first (two clients whose first
+//     packets race: the answers come in the order the packets went);
+//     b. then clients with only a recent child-SA exchange: the most
+//     recent exchange wins (the fresh SA is about to carry traffic);
+//     c. then half-learned SAs unanswered for longer than the reply
+//     window, the most recent first;
+//     d. then the lower client address, so the result never depends on
+//     map order.
+//     A binding made while another candidate had evidence of the same kind
+//     is counted (esp_learned_ambiguous). The lab and unit tests run every
+//     order in which two or three clients negotiate and send their first
+//     packet (src/engine/esp order_test.go, test/esp TestUpUpThenFirstSends).
 //  4. If the server's SPI arrives before the client sent anything, the SA is
 //     created from the inbound side ("learning" the outbound SPI) and the
 //     client's next new outbound SPI to S completes it.
@@ -68,12 +86,19 @@
 //     ipsec.idle_timeout). Every SA expires after ipsec.idle_timeout without
 //     traffic, and so do IKE SPIs and client-server records.
 //
+// "established" in status means both SPIs known and traffic both ways
+// since; until then an SA shows "learning" or "both SPIs, waiting for
+// traffic both ways".
+//
 // Tables are hash maps keyed by (server, inbound SPI), (client, server,
 // outbound SPI), (client, server) and (server, IKE SPI): O(1) per packet.
 // Learning scans only the server's list of pending clients. ipsec.max_sas
 // bounds SAs and client-server records; when full, expired entries are swept
 // and otherwise new SAs are not learned (esp_table_full, one log line per
-// 10 s) while known ones keep working.
+// 10 s) while known ones keep working. Each client may hold at most
+// MaxPerClient SAs (default max_sas/4, at least 16; esp_client_cap), so
+// one client sending ESP with thousands of random SPIs cannot crowd out
+// the others; established SAs are never evicted for new ones.
 //
 // # Two clients at the same moment
 //
@@ -137,9 +162,10 @@
 // # Limits
 //
 // Failing open: the queue rules use the bypass flag, so while the daemon is
-// down outbound ESP leaves untranslated (with its LAN source, dropped by
-// upstream routers) and inbound ESP is left to the kernel, which delivers it
-// to the router, not to the LAN. ICMP errors about ESP packets (such as
+// down SAs in the kernel maps keep flowing, but outbound packets of new SAs
+// (everything on the fallback) would leave untranslated and are dropped
+// by the leak guard, and inbound ESP the maps do not know is left to the
+// kernel, which delivers it to the router, not to the LAN. ICMP errors about ESP packets (such as
 // "fragmentation needed") are not translated for the untracked flows. An
 // attacker who can spoof a server's address and races the server's first
 // inbound packet can bind a bogus SPI to a learning client; that is a denial

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -33,11 +34,16 @@ type Config struct {
 	// Addr returns the IPv4 address outbound ESP leaves with through the
 	// device with this index. Default: the device's first IPv4 address.
 	Addr func(ifindex uint32) (netip.Addr, error)
-	// StatePath is where the tables are saved (at most once a second, when
-	// they changed, and when Run ends) and restored from by New, so a
-	// restarted daemon forwards known SAs at once instead of relearning
-	// them all at the same time. "" keeps nothing.
-	StatePath string
+	// WANDevices are the devices whose IPv4 addresses the kernel maps'
+	// SNAT uses (esp_wan_src, esp_wan_addrs; with Common.Maps).
+	WANDevices []string
+	// Mark under MarkMask goes on every packet the engine forwards (the
+	// plan's globals.mark); 0 means plan.Mark/plan.MarkMask.
+	Mark, MarkMask uint32
+	// Common.StatePath is where the tables are saved (at most once a
+	// second, when they changed, and when Run ends) and restored from by
+	// New, so a restarted daemon forwards known SAs at once instead of
+	// relearning them all at the same time. "" keeps nothing.
 }
 
 // Engine runs a Tracker on an NFQUEUE.
@@ -47,14 +53,26 @@ type Engine struct {
 	epoch time.Time
 	addr  func(uint32) (netip.Addr, error)
 	state string // Config.StatePath
-	boot  string // this boot's id, saved with the state
-	netns string // this network namespace's id, saved with the state
+	// mark under markMask is put on forwarded packets (Config.Mark).
+	mark, markMask uint32
+	boot           string // this boot's id, saved with the state
+	netns          string // this network namespace's id, saved with the state
 
 	mu sync.Mutex // guards tr and wan
 	tr *Tracker
 	// wan caches the address of each outgoing device; the housekeeping
 	// loop refreshes it, so the packet path never resolves addresses.
 	wan map[uint32]netip.Addr
+
+	// Kernel data plane (engine_maps.go); maps is nil on the fallback.
+	maps         engine.Maps
+	wanDevs      []string
+	syncMu       sync.Mutex // one map reconciliation at a time
+	adopted      bool       // the maps were read back once (guarded by syncMu)
+	wanReady     bool       // the WAN maps were programmed once (housekeeping only)
+	mapErrors    uint64     // guarded by mu
+	mapErrLogged time.Time
+	syncCh       chan struct{} // a new SA is complete: program it now
 }
 
 // New binds the queue, so packets can be queued to it as soon as New
@@ -76,6 +94,12 @@ func New(c Config) (*Engine, error) {
 		netns: statefile.NetNS(),
 		tr:    NewTracker(c.Options),
 		wan:   map[uint32]netip.Addr{},
+
+		maps:     c.Maps,
+		wanDevs:  c.WANDevices,
+		syncCh:   make(chan struct{}, 1),
+		mark:     c.Mark,
+		markMask: c.MarkMask,
 	}
 	if c.StatePath != "" {
 		n, err := e.loadState(c.StatePath)
@@ -84,6 +108,13 @@ func New(c Config) (*Engine, error) {
 		} else if n > 0 {
 			c.Log.Info("esp engine: SAs restored from the previous run", "sas", n, "path", c.StatePath)
 		}
+	}
+	if e.maps != nil {
+		// The kernel kept forwarding while no engine ran: what its maps
+		// hold is the truth (after a crash or an upgrade), read back
+		// before any packet is queued to us.
+		e.syncWAN()
+		e.syncMaps()
 	}
 	q, err := nfqueue.Open(nfqueue.Config{Num: c.Queue})
 	if err != nil {
@@ -117,14 +148,44 @@ func (e *Engine) housekeeping(ctx context.Context, done <-chan struct{}) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	saveWarned := false
+	wanCh := make(chan struct{}, 1)
+	if len(e.wanDevs) > 0 {
+		if err := watchAddrs(done, wanCh); err != nil {
+			e.log.Warn("esp engine: no rtnetlink address events; WAN addresses are polled every second", "err", err)
+		}
+	}
+	// Until the plan's maps exist (the daemon applies the plan after New),
+	// try every 20 ms, so the first SAs are not queued for a second: a
+	// packet whose SA element exists but whose WAN address does not yet
+	// would be counted by the kernel and then queued anyway.
+	soon := time.NewTicker(20 * time.Millisecond)
+	defer soon.Stop()
+	var ticks int
+	var lastFree time.Time
 	for {
+		var soonC <-chan time.Time
+		if e.maps != nil && !e.wanReady {
+			soonC = soon.C
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-done:
 			return
+		case <-soonC:
+			if e.syncWAN(); e.wanReady {
+				e.syncMaps()
+			}
+			continue
+		case <-e.syncCh:
+			e.syncMaps()
+			continue
+		case <-wanCh:
+			e.syncWAN()
+			continue
 		case <-tick.C:
 		}
+		e.syncWAN()
 		if err := e.saveState(e.state, false); err != nil && !saveWarned {
 			saveWarned = true
 			e.log.Warn("esp engine: SAs not saved", "path", e.state, "err", err)
@@ -149,7 +210,29 @@ func (e *Engine) housekeeping(ctx context.Context, done <-chan struct{}) {
 			}
 			e.mu.Unlock()
 		}
+		// Big tables are read back every 5 s only: a pass lists every
+		// element (idle expiry needs no finer grain; status reads them
+		// itself), and its garbage is returned to the kernel afterwards,
+		// so the daemon's RSS stays near its live heap on small routers.
+		ticks++
+		if big := e.elements() > bigTable; !big || ticks%5 == 0 {
+			e.syncMaps()
+			if big && time.Since(lastFree) > 10*time.Second {
+				lastFree = time.Now()
+				debug.FreeOSMemory()
+			}
+		}
 	}
+}
+
+// bigTable is the element count above which the periodic read-back slows
+// down (see housekeeping).
+const bigTable = 2000
+
+func (e *Engine) elements() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return int(e.tr.st.Elements)
 }
 
 // HandleBatch decides a batch of queued packets (nfqueue.Handler).
@@ -157,6 +240,15 @@ func (e *Engine) HandleBatch(pkts []nfqueue.Packet) {
 	now := e.now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	learned := e.tr.st.LearnedIn + e.tr.st.LearnedOut
+	defer func() {
+		if e.maps != nil && e.tr.st.LearnedIn+e.tr.st.LearnedOut != learned {
+			select {
+			case e.syncCh <- struct{}{}:
+			default:
+			}
+		}
+	}()
 	for i := range pkts {
 		p := &pkts[i]
 		var dir Dir
@@ -185,9 +277,18 @@ func (e *Engine) HandleBatch(pkts []nfqueue.Packet) {
 			p.Verdict = nfqueue.Accept
 			p.Modified = true
 			p.SetMark = true
-			p.NewMark = p.Mark&^plan.MarkMask | plan.Mark
+			mark, mask := e.markBits()
+			p.NewMark = p.Mark&^mask | mark
 		}
 	}
+}
+
+// markBits is the mark the engine puts on what it forwards.
+func (e *Engine) markBits() (mark, mask uint32) {
+	if e.markMask == 0 {
+		return plan.Mark, plan.MarkMask
+	}
+	return e.mark, e.markMask
 }
 
 // wanAddrLocked returns the cached address of device idx, resolving it on
@@ -235,8 +336,9 @@ func (e *Engine) Update(c Config) error {
 	return nil
 }
 
-// Sessions is a snapshot for status.
+// Sessions is a snapshot for status, with the kernel's counters read now.
 func (e *Engine) Sessions() []status.Session {
+	e.syncMaps()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.tr.Sessions(e.now())
@@ -247,6 +349,7 @@ func (e *Engine) Sessions() []status.Session {
 func (e *Engine) Stats() engine.Stats {
 	e.mu.Lock()
 	ts := e.tr.Stats()
+	mapErrors := e.mapErrors
 	e.mu.Unlock()
 	qs := e.q.Stats()
 	d := ts.Map()
@@ -255,6 +358,10 @@ func (e *Engine) Stats() engine.Stats {
 	return engine.Stats{
 		ForwardedOut: ts.OutForwarded,
 		ForwardedIn:  ts.InForwarded,
+		KernelOut:    ts.KernelOut,
+		KernelIn:     ts.KernelIn,
+		Elements:     ts.Elements,
+		MapErrors:    mapErrors,
 		Learned:      ts.LearnedOut + ts.LearnedIn,
 		Ended:        ts.Expired,
 		Malformed:    ts.Malformed + ts.IKEMalformed,

@@ -101,6 +101,22 @@ func FuzzProcess(f *testing.F) {
 				t.Fatalf("verdict %v but the packet changed", v)
 			}
 		}
+		// No single packet, however malformed or spoofed, changes A's
+		// established SA: its bindings both ways stay, and it stays
+		// programmed in the kernel maps.
+		if s := tr.in[inKey{ip4Of(srvS), 0xa1}]; s == nil || s.pair.client != ip4Of(clientA) || s.out != 0xc1 {
+			t.Fatalf("A's inbound binding changed: %+v", s)
+		}
+		if s := tr.out[outKey{ip4Of(clientA), ip4Of(srvS), 0xc1}]; s == nil || s.in != 0xa1 {
+			t.Fatalf("A's outbound binding changed: %+v", s)
+		}
+		found := false
+		for _, d := range tr.Desired() {
+			found = found || (d.Client == clientA && d.In == 0xa1 && d.Out == 0xc1)
+		}
+		if !found {
+			t.Fatal("A's SA is no longer programmed")
+		}
 		// And the tracker stays consistent.
 		tr.Expire(now + 24*time.Hour)
 		if tr.Len() != 0 || len(tr.in) != 0 || len(tr.out) != 0 || len(tr.pairs) != 0 || len(tr.ikeSPIs) != 0 || len(tr.servers) != 0 {
@@ -207,4 +223,27 @@ func TestFuzzSeedsParse(t *testing.T) {
 	if !netip.MustParseAddr("10.10.1.2").Is4() {
 		t.Fatal()
 	}
+}
+
+// FuzzMapElements: the kernel's map elements, as read back, either parse
+// into what makes the same key again or are refused; nothing panics.
+func FuzzMapElements(f *testing.F) {
+	c := clientA.As4()
+	f.Add(InElemKey(srvS, 0x12345678), c[:])
+	f.Add(OutElemKey(clientA, srvS, 0xdeadbeef), []byte{})
+	f.Add([]byte{1, 2, 3}, []byte{4})
+	f.Fuzz(func(t *testing.T, key, val []byte) {
+		if e, ok := ParseInElem(key, val); ok {
+			if got := InElemKey(e.Server, e.SPI); len(got) != len(key) || !bytes.Equal(got[:4], key[:4]) ||
+				binary.BigEndian.Uint16(got[4:]) != binary.BigEndian.Uint16(key[4:]) ||
+				binary.BigEndian.Uint16(got[8:]) != binary.BigEndian.Uint16(key[8:]) {
+				t.Fatalf("in key % x parsed to %+v, which encodes as % x", key, e, got)
+			}
+		}
+		if e, ok := ParseOutElem(key); ok {
+			if got := OutElemKey(e.Client, e.Server, e.SPI); len(got) != len(key) || !bytes.Equal(got[:8], key[:8]) {
+				t.Fatalf("out key % x parsed to %+v, which encodes as % x", key, e, got)
+			}
+		}
+	})
 }

@@ -11,8 +11,9 @@ import (
 // SA states as status shows them.
 const (
 	StateLearning    = "learning"    // one SPI of the pair is not known yet
-	StateEstablished = "established" // both SPIs known
-	StateRekeyed     = "rekeyed"     // a newer SA replaced it; expires when idle
+	StateEstablished = "established" // both SPIs known, traffic both ways since
+	StateOneWay      = "both SPIs, waiting for traffic both ways"
+	StateRekeyed     = "rekeyed" // a newer SA replaced it; expires when idle
 )
 
 // Sessions returns one "esp" session per SA and one "ike" session per
@@ -27,6 +28,8 @@ func (t *Tracker) Sessions(now time.Duration) []status.Session {
 				state = StateRekeyed
 			case s.in == 0 || s.out == 0:
 				state = StateLearning
+			case !s.established():
+				state = StateOneWay
 			}
 			out = append(out, status.Session{
 				Proto:       "esp",
@@ -36,10 +39,10 @@ func (t *Tracker) Sessions(now time.Duration) []status.Session {
 				TransID:     hexSPI(s.out),
 				PeerID:      hexSPI(s.in),
 				State:       state,
-				PacketsOut:  s.pktsOut,
-				BytesOut:    s.bytesOut,
-				PacketsIn:   s.pktsIn,
-				BytesIn:     s.bytesIn,
+				PacketsOut:  s.pktsOut + s.kPktsOut,
+				BytesOut:    s.bytesOut + s.kBytesOut,
+				PacketsIn:   s.pktsIn + s.kPktsIn,
+				BytesIn:     s.bytesIn + s.kBytesIn,
 				AgeSeconds:  int64((now - s.created) / time.Second),
 				IdleSeconds: int64((now - s.lastUsed()) / time.Second),
 			})

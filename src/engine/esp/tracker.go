@@ -29,6 +29,9 @@ const (
 	// client and server replaced may stay idle before it expires (capped by
 	// the idle timeout).
 	DefaultRekeyGrace = 60 * time.Second
+	// DefaultReplyWindow: a server answers a new SA's first packet within
+	// a round trip; 2 s covers slow links and retransmissions.
+	DefaultReplyWindow = 2 * time.Second
 )
 
 // Options configure a Tracker. Zero values take the defaults above.
@@ -43,6 +46,9 @@ type Options struct {
 	HoldMax      time.Duration
 	LearnWindow  time.Duration
 	RekeyGrace   time.Duration
+	// ReplyWindow is how long after its first packet a half-learned SA
+	// counts as waiting for the server's answer (candidate evidence).
+	ReplyWindow time.Duration
 	// Log gets one line per learning, hold, remap and expiry event, never
 	// one per forwarded packet. nil discards.
 	Log *slog.Logger
@@ -66,6 +72,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.LearnWindow <= 0 {
 		o.LearnWindow = DefaultLearnWindow
+	}
+	if o.ReplyWindow <= 0 {
+		o.ReplyWindow = DefaultReplyWindow
 	}
 	if o.RekeyGrace <= 0 {
 		o.RekeyGrace = DefaultRekeyGrace
@@ -140,6 +149,12 @@ type Stats struct {
 	IKEMalformed    uint64 // UDP 500 payload that is not IKE
 	IKERemapped     uint64 // client IKE flows whose source port 500 the kernel NAT changed
 	IKESPIConflicts uint64 // two clients used the same IKE SPI with one server
+
+	// Kernel data plane (KernelSync): sums over the live elements.
+	KernelOut, KernelIn           uint64
+	KernelBytesOut, KernelBytesIn uint64
+	Elements                      uint64 // esp_in + esp_out elements
+	Adopted                       uint64 // SA halves made from elements a previous run left
 }
 
 // Map returns the counters by the names status shows (prefixed "esp_" by
@@ -166,6 +181,9 @@ func (s Stats) Map() map[string]uint64 {
 		"ike_malformed":          s.IKEMalformed,
 		"ike_remapped":           s.IKERemapped,
 		"ike_spi_conflicts":      s.IKESPIConflicts,
+		"kernel_out":             s.KernelOut,
+		"kernel_in":              s.KernelIn,
+		"adopted_from_kernel":    s.Adopted,
 	}
 }
 
@@ -220,6 +238,17 @@ type sa struct {
 	bytesOut  uint64
 	pktsIn    uint64
 	bytesIn   uint64
+	// Packets forwarded here in each direction after both SPIs were
+	// known: "established" needs both (status promises traffic both ways).
+	inAfter, outAfter uint64
+	// What the kernel forwarded through this SA's map elements (last read).
+	kPktsIn, kBytesIn, kPktsOut, kBytesOut uint64
+	adopted                                bool // made from kernel elements a previous run left
+}
+
+// established: both SPIs known and traffic seen both ways since.
+func (s *sa) established() bool {
+	return s.in != 0 && s.out != 0 && s.inAfter+s.kPktsIn > 0 && s.outAfter+s.kPktsOut > 0
 }
 
 func (s *sa) outOnly() bool { return s.out != 0 && s.in == 0 }
@@ -377,6 +406,9 @@ func (t *Tracker) outESP(ip packet.IPv4, wan netip.Addr, now time.Duration) Verd
 		s.lastOut = now
 		s.pktsOut++
 		s.bytesOut += uint64(len(ip))
+		if s.complete != 0 {
+			s.outAfter++
+		}
 		s.pair.wan = w
 		s.pair.lastSeen = now
 	}
@@ -428,6 +460,9 @@ func (t *Tracker) inESP(ip packet.IPv4, now time.Duration) Verdict {
 	s.lastIn = now
 	s.pktsIn++
 	s.bytesIn += uint64(len(ip))
+	if s.complete != 0 {
+		s.inAfter++
+	}
 	s.pair.lastSeen = now
 	ip.SetDst(s.pair.client.Addr())
 	t.st.InForwarded++
@@ -474,7 +509,7 @@ func (t *Tracker) learnOut(client, srv ip4, spi uint32, w ip4, now time.Duration
 // clients currently learning with that server, not the table size.
 func (t *Tracker) learnIn(sv *server, srv, dst ip4, spi uint32, now time.Duration) *sa {
 	var best *pair
-	n := 0
+	var ranks []int // classes of the candidates, for the ambiguity count
 	kept := sv.pending[:0]
 	for _, p := range sv.pending {
 		if !t.pending(p, now) {
@@ -485,9 +520,20 @@ func (t *Tracker) learnIn(sv *server, srv, dst ip4, spi uint32, now time.Duratio
 		if p.wan != 0 && p.wan != dst {
 			continue
 		}
-		n++
+		c, _ := t.rank(p, now)
+		ranks = append(ranks, c)
 		if best == nil || t.better(p, best, now) {
 			best = p
+		}
+	}
+	// Ambiguous: another candidate had evidence of the same kind.
+	n := 0
+	if best != nil {
+		bc, _ := t.rank(best, now)
+		for _, c := range ranks {
+			if c == bc {
+				n++
+			}
 		}
 	}
 	clear(sv.pending[len(kept):])
@@ -495,6 +541,7 @@ func (t *Tracker) learnIn(sv *server, srv, dst ip4, spi uint32, now time.Duratio
 	if best == nil {
 		return nil
 	}
+	bestClass, _ := t.rank(best, now)
 	p := best
 	var s *sa
 	if s = p.newest((*sa).outOnly); s != nil {
@@ -517,9 +564,17 @@ func (t *Tracker) learnIn(sv *server, srv, dst ip4, spi uint32, now time.Duratio
 	t.dirty = true
 	t.st.LearnedIn++
 	how := "only candidate"
-	if n > 1 {
+	switch bc := bestClass; {
+	case n > 1:
 		t.st.Ambiguous++
-		how = "most recent IKE exchange among candidates"
+		how = "first to send among clients sending on a half-learned SA"
+		if bc != classFresh {
+			how = "most recent IKE exchange among candidates"
+		}
+	case len(ranks) > 1 && bc == classFresh:
+		how = "the only client sending on a half-learned SA"
+	case len(ranks) > 1:
+		how = "the only client with a recent child-SA exchange"
 	}
 	state := "established"
 	if s.out == 0 {
@@ -564,15 +619,49 @@ func (t *Tracker) pendingSince(p *pair, now time.Duration) time.Duration {
 	return at
 }
 
-// better reports whether candidate a wins over b: the most recent IKE
-// message with the server; then the most recent pending SA; then the lower
-// client address, so the choice never depends on map order.
-func (t *Tracker) better(a, b *pair, now time.Duration) bool {
-	if a.lastIKE != b.lastIKE {
-		return a.lastIKE > b.lastIKE
+// Candidate classes, strongest evidence first (doc.go, "Learning an
+// inbound SPI").
+const (
+	classStale = iota // an out-only SA unanswered for longer than ReplyWindow
+	classIKE          // a recent child-SA exchange, no ESP sent yet
+	classFresh        // an out-only SA that started within ReplyWindow
+)
+
+// rank is a candidate's class and, within it, the time that orders it.
+func (t *Tracker) rank(p *pair, now time.Duration) (class int, at time.Duration) {
+	var fresh *sa
+	for _, s := range p.sas {
+		if s.outOnly() && now-s.created < t.opt.ReplyWindow && (fresh == nil || s.created < fresh.created) {
+			fresh = s
+		}
 	}
-	if x, y := t.pendingSince(a, now), t.pendingSince(b, now); x != y {
-		return x > y
+	switch {
+	case fresh != nil:
+		return classFresh, fresh.created
+	case t.ikePending(p, now):
+		return classIKE, p.lastIKE
+	}
+	return classStale, t.pendingSince(p, now)
+}
+
+// better reports whether candidate a wins over b. A client that has just
+// started sending on a half-learned SA beats one that only negotiated (a
+// server answers ESP; it rarely starts it), and among those the one that
+// started first wins (the server answers the first request first). Then a
+// client whose child-SA exchange is the most recent; then an old
+// unanswered SA, the most recent first; then the lower client address, so
+// the choice never depends on map order.
+func (t *Tracker) better(a, b *pair, now time.Duration) bool {
+	ca, ta := t.rank(a, now)
+	cb, tb := t.rank(b, now)
+	if ca != cb {
+		return ca > cb
+	}
+	if ta != tb {
+		if ca == classFresh {
+			return ta < tb
+		}
+		return ta > tb
 	}
 	return a.client < b.client
 }

@@ -16,12 +16,16 @@ func TestOneClientLearnsBothDirections(t *testing.T) {
 		t.Fatalf("after the first outbound packet: session %v state %q, want learning", ok, st)
 	}
 	r.wantIn(srvS, 0xa0000001, clientA)
-	if ok, st := r.session("esp", "10.10.1.2", "0xa0000001"); !ok || st != StateEstablished {
-		t.Fatalf("after the first inbound packet: session %v state %q, want established", ok, st)
+	// Both SPIs known, but "established" promises traffic both ways since.
+	if ok, st := r.session("esp", "10.10.1.2", "0xa0000001"); !ok || st != StateOneWay {
+		t.Fatalf("after the first inbound packet: session %v state %q, want %q", ok, st, StateOneWay)
 	}
 	for i := 0; i < 5; i++ {
 		r.espOut(clientA, srvS, 0xc0000001)
 		r.wantIn(srvS, 0xa0000001, clientA)
+	}
+	if ok, st := r.session("esp", "10.10.1.2", "0xa0000001"); !ok || st != StateEstablished {
+		t.Fatalf("after traffic both ways: session %v state %q, want established", ok, st)
 	}
 	s := r.tr.Sessions(r.now)
 	if len(s) != 1 || s[0].PacketsOut != 6 || s[0].PacketsIn != 6 || s[0].BytesIn != 6*76 {
@@ -102,32 +106,46 @@ func TestSeveralClientsOneServer(t *testing.T) {
 	}
 }
 
-func TestTimingRuleMostRecentIKEWins(t *testing.T) {
+// Among clients sending on half-learned SAs, the first to send gets the
+// first unknown inbound SPI (the server answers the first request first);
+// a client that only negotiated ranks below them, and among those the most
+// recent IKE exchange wins.
+func TestFirstSenderThenMostRecentIKE(t *testing.T) {
 	r := newRig(t, Options{HoldWindow: time.Millisecond}) // no hold: exercise the rule itself
 	r.handshake(clientA, srvS, 0xa1, 0xa2)
 	r.advance(time.Second)
 	r.handshake(clientB, srvS, 0xb1, 0xb2)
 	r.espOut(clientA, srvS, 0xc000000a)
 	r.espOut(clientB, srvS, 0xc000000b)
-	// Both pending: B exchanged IKE most recently.
-	r.wantIn(srvS, 0x11111111, clientB)
-	// A is the only candidate left.
-	r.wantIn(srvS, 0x22222222, clientA)
+	r.wantIn(srvS, 0x11111111, clientA)
+	r.wantIn(srvS, 0x22222222, clientB) // the only candidate left
 	if r.tr.Stats().Ambiguous != 1 {
 		t.Fatalf("stats %+v", r.tr.Stats())
 	}
-	// Without IKE seen at all, the most recent pending SA wins, and that
-	// ranks below any client with IKE.
-	r2 := newRig(t, Options{})
+	// Issue 8 (libreswan): A up, B up, A sends first: A's, though B's
+	// IKE is more recent.
+	r2 := newRig(t, Options{HoldWindow: time.Millisecond})
+	r2.handshake(clientA, srvS, 0xa1, 0xa2)
+	r2.advance(time.Second)
+	r2.handshake(clientB, srvS, 0xb1, 0xb2)
+	r2.advance(time.Second)
 	r2.espOut(clientA, srvS, 0xc000000a)
+	r2.wantIn(srvS, 0x11111111, clientA)
 	r2.espOut(clientB, srvS, 0xc000000b)
-	r2.wantIn(srvS, 0x11111111, clientB)
-	r2.wantIn(srvS, 0x22222222, clientA)
-	r3 := newRig(t, Options{})
+	r2.wantIn(srvS, 0x22222222, clientB)
+	// Only negotiated: the most recent exchange wins.
+	r3 := newRig(t, Options{HoldWindow: time.Millisecond})
 	r3.handshake(clientA, srvS, 0xa1, 0xa2)
-	r3.espOut(clientA, srvS, 0xc000000a)
-	r3.espOut(clientB, srvS, 0xc000000b) // newer, but no IKE seen
-	r3.wantIn(srvS, 0x11111111, clientA)
+	r3.advance(time.Second)
+	r3.handshake(clientB, srvS, 0xb1, 0xb2)
+	r3.wantIn(srvS, 0x11111111, clientB)
+	// An SA unanswered for longer than the reply window ranks below a
+	// fresh exchange.
+	r4 := newRig(t, Options{HoldWindow: time.Millisecond})
+	r4.espOut(clientA, srvS, 0xc000000a)
+	r4.advance(DefaultReplyWindow + time.Second)
+	r4.handshake(clientB, srvS, 0xb1, 0xb2)
+	r4.wantIn(srvS, 0x11111111, clientB)
 }
 
 func TestTieGoesToLowerAddress(t *testing.T) {
@@ -156,6 +174,7 @@ func TestServerSendsFirst(t *testing.T) {
 		t.Fatalf("in-only SA: found %v state %q", ok, st)
 	}
 	r.espOut(clientA, srvS, 0xc000000a)
+	r.wantIn(srvS, 0xa000000a, clientA)
 	if ok, st := r.session("esp", "10.10.1.2", hexSPI(0xc000000a)); !ok || st != StateEstablished {
 		t.Fatalf("after outbound: found %v state %q", ok, st)
 	}

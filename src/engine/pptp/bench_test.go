@@ -1,6 +1,7 @@
 package pptp
 
 import (
+	"github.com/vpn-passthrough/vpn-passthrough/src/engine"
 	"testing"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/nfqueue"
@@ -11,7 +12,7 @@ import (
 // never reaches the engine). 64-byte payloads, as in `make bench`.
 
 func benchEngine(b *testing.B, calls int) (*harness, []uint16) {
-	h := newHarness(b, Config{MaxCalls: 4096, MaxPerClient: 4096})
+	h := newHarness(b, Config{Common: engine.Common{MaxSessions: 4096, MaxPerClient: 4096}})
 	var trans []uint16
 	for i := 0; i < calls; i++ {
 		f := h.flow(1+i%200, uint16(40000+i))

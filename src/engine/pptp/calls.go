@@ -100,10 +100,10 @@ func (sc *segCtx) rollback() {
 func (sc *segCtx) admit() bool {
 	e, c := sc.e, sc.c
 	switch {
-	case e.nCalls >= e.cfg.MaxCalls:
+	case e.nCalls >= e.cfg.MaxSessions:
 		e.cnt.callsRefused++
 		e.limitLogLocked(c.key.client, sc.now, "pptp call refused: limit reached",
-			"limit", "max_calls", "value", e.cfg.MaxCalls, "server", c.server.Addr().String())
+			"limit", "max_calls", "value", e.cfg.MaxSessions, "server", c.server.Addr().String())
 		return false
 	case e.perClient[c.key.client] >= e.cfg.MaxPerClient:
 		e.cnt.callsRefused++
@@ -255,6 +255,7 @@ func (sc *segCtx) translate(d int, kind fieldKind, orig uint16, newHi int16) (ui
 			sc.actions = append(sc.actions, action{kind: actRemove, cl: old, why: "Call ID reused by the client"})
 		}
 		cl := e.addCallLocked(sc.c, orig, id, sc.now)
+		e.programLocked(cl)
 		sc.added = append(sc.added, cl)
 		return id, true
 	case fieldOwn:

@@ -1,5 +1,10 @@
 // Package pptp is the userspace PPTP passthrough engine: Call-ID NAT for
-// kernels without nf_conntrack_pptp/nf_nat_pptp, fed by NFQUEUE.
+// kernels without nf_conntrack_pptp/nf_nat_pptp. It is a control plane: it
+// follows the control connections (TCP 1723, through NFQUEUE), decides each
+// call's translation and, where the kernel has the fast path, programs
+// nftables maps from which the kernel itself demultiplexes the calls' GRE
+// (see "Kernel data plane" below; the NFQUEUE path described first is the
+// fallback of kernels without it).
 //
 // Without the kernel helper, GRE is tracked by address pair only, so only one
 // LAN client can use a given PPTP server. This engine makes every call
@@ -51,16 +56,104 @@
 //     counts from these entries (with net.netfilter.nf_conntrack_acct=1,
 //     OpenWrt's default).
 //
+// # Kernel data plane
+//
+// With Caps.MapPayload (nft payload statements that take map lookups), the
+// plan replaces the GRE queue rule by a rule in raw prerouting that
+// demultiplexes inbound GRE from three maps the engine programs when it
+// translates a call (kernel.go), and a rule that drops the rest:
+//
+//	... ip daddr . ip saddr . @th,48,16 @pptp_gre_calls
+//	    ip daddr set ip saddr . @th,48,16 map @pptp_gre_dst
+//	    @th,48,16 set ip saddr . @th,48,16 map @pptp_gre_key notrack meta mark set ... accept
+//	... ip daddr @pptp_wan_addrs counter name "pptp_gre_unknown_call" drop
+//
+// The guard set pptp_gre_calls is keyed by the router's address the
+// control connection uses, the server and the translated Call ID, so GRE
+// reaches a call's client only when it was sent to that address, and its
+// per-element counters are the call's inbound traffic (read back every
+// second for the session table and for the idle timeout). The header check
+// in front (key present, no checksum or routing, protocol PPP) keeps
+// malformed enhanced GRE out of the rewrite; lengths are not checked (as by
+// the kernel helper): such a packet goes to its own call's client, whose GRE
+// stack drops it. GRE to a router address in pptp_wan_addrs whose Call ID
+// no call holds is dropped without an ICMP error: fw4's input would reject
+// it, and a real pptpd tears a call down on that ICMP error. No GRE crosses
+// to userspace; a new call's first GRE packet is forwarded by the kernel
+// like the rest, because the elements exist from the Outgoing-Call-Request
+// on, before the server can send GRE. The elements outlive the daemon: an
+// established call loses no GRE while the daemon is killed and restarted
+// (the lab measures 0 of 150 packets over a 1 s outage, against about 52 on
+// the NFQUEUE fallback), and the restarted engine reads them back, adopting
+// its restored calls' elements without adding them again and keeping
+// elements no state file knows until they are idle. Outbound GRE keeps the
+// kernel's masquerade on both paths. The fast path needs the conntrack view
+// (ctnetlink) for the router's address of each call; without it a call's
+// elements cannot be keyed and the engine says so.
+//
+// On the fallback the NFQUEUE rule's bypass lets GRE through unhandled while
+// no engine runs; the plan drops GRE the engine did not mark when it is sent
+// to an address in pptp_wan_addrs (which the engine fills on both paths),
+// again without an ICMP error, so the call survives the restart.
+//
+// Figures (make bench, test/bench/pptp, this 2-core machine): see the
+// README's performance table.
+//
 // # Lifecycle and limits
 //
 // A call is added by Outgoing-Call-Request (or Incoming-Call-Reply) and
 // removed by Call-Clear-Request, Call-Disconnect-Notify, a failed
-// Outgoing-Call-Reply, Stop-Control-Connection-Request, the close of its
-// control connection (FIN both ways, or RST), a new SYN on the same tuple,
-// or IdleTimeout without GRE or control traffic. MaxCalls and MaxPerClient
-// bound the table; the segment that would exceed a limit is dropped (the
-// client's TCP retries; nothing untranslated leaks) and a rate-limited
-// warning says which limit, its value and the client.
+// Outgoing-Call-Reply, Stop-Control-Connection-Request, the real end of its
+// control connection, or IdleTimeout without GRE or control traffic.
+// MaxCalls and MaxPerClient bound the table; the segment that would exceed
+// a limit is dropped (the client's TCP retries; nothing untranslated leaks)
+// and a rate-limited warning says which limit, its value and the client.
+//
+// # Control connections follow conntrack, not whoever sends a segment
+//
+// With ctnetlink (nf_conntrack_netlink), the engine asks conntrack about a
+// control connection at the few moments that decide its state, and the
+// plan drops the segments conntrack finds invalid before the queue rule
+// (counter invalid_pptp_control). So spoofed segments change nothing:
+//
+//   - Handshakes create no state. A connection is followed from its first
+//     client segment whose conntrack entry is established and assured (a
+//     handshake conntrack confirmed), so SYNs from spoofed LAN sources
+//     cannot fill the table (control_unconfirmed counts data held back).
+//   - RSTs are judged in raw prerouting, before conntrack (the plan queues
+//     TCP 1723 there too): only one with exactly the sequence number the
+//     sender's stream is at passes (what the receiving TCP accepts without
+//     a challenge ACK, RFC 5961). Any other would at best be ignored by the
+//     endpoint, but conntrack would take an in-window one into its record
+//     of the stream, after which the sender's real segments look stale to
+//     it, are invalid, and never reach the client: the connection dies
+//     although both endpoints still hold it (measured: the lab's sweep of
+//     65,536 RSTs did exactly that). RSTs from the WAN are matched by the
+//     server's address and port and the NAT port (learned from conntrack's
+//     reply tuple), and only when sent to the router's WAN address. Just
+//     after a restart, until the sender's next control message says where
+//     its stream is, every RST of a restored connection is dropped: a real
+//     reset then ends the call at its idle timeout. Dropped RSTs are
+//     counted (control_rst_ignored).
+//   - A call ends with its control connection only when conntrack says so:
+//     an RST after which the entry is closed or gone, or FINs both ways.
+//   - A client SYN on a followed connection ends it only when conntrack no
+//     longer has the old entry (it replaced a closed one); a SYN it ignored
+//     (the entry is still established: another host spoofs the client's
+//     address and port) is dropped (control_syn_ignored).
+//   - A segment starting more than 64 KiB away from the stream is dropped
+//     (control_out_of_window), never counted as a gap that could
+//     resynchronise the stream to forged messages.
+//   - Inbound GRE is demultiplexed only when sent to the router's address
+//     the control connection uses (conntrack's reply tuple): GRE with a
+//     call's key sent to a LAN host or the router's LAN address is left
+//     alone (gre_in_not_to_wan), as the kernel helper would.
+//   - Malformed enhanced GRE (version 1 that does not parse) is dropped and
+//     counted (gre_malformed).
+//
+// Without ctnetlink the engine follows control connections by its own
+// stream tracking alone (a SYN or an RST near the stream ends a
+// connection), says so once at start, and cannot check GRE destinations.
 //
 // # Surviving SIGKILL
 //

@@ -4,7 +4,6 @@ import (
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine/statefile"
 
 	"context"
-	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -19,33 +18,36 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/ct"
+	"github.com/vpn-passthrough/vpn-passthrough/src/engine"
 	"github.com/vpn-passthrough/vpn-passthrough/src/nfqueue"
 	"github.com/vpn-passthrough/vpn-passthrough/src/packet"
 	"github.com/vpn-passthrough/vpn-passthrough/src/status"
 )
 
-// Config is what the engine needs from the daemon's config and plan.
+// Config is what the engine needs from the daemon's config and plan. In
+// Common: Queue (plan.Queue.Num), MaxSessions (calls in all, max_calls),
+// MaxPerClient (calls per LAN client), IdleTimeout (a call without GRE or
+// control traffic this long is removed), StatePath (where the call table is
+// kept across a crash, "" = not kept; see doc.go) and Log.
 type Config struct {
-	Queue        uint16        // NFQUEUE number (plan.Queue.Num)
-	MaxCalls     int           // calls in all
-	MaxPerClient int           // calls per LAN client
-	IdleTimeout  time.Duration // a call without GRE or control traffic for this long is removed
+	engine.Common
 	// Mark and MarkMask: inbound GRE the engine translated gets
 	// mark&^MarkMask|Mark, so the plan's notrack rule and the fw4 forward
 	// include recognise it (plan.Mark, plan.MarkMask).
 	Mark, MarkMask uint32
+	// WANAddrsOnly: Maps holds only plan.MapPPTPWANAddrs (the NFQUEUE
+	// fallback, where the engine demultiplexes GRE itself): the engine
+	// adds the router addresses its control connections use, nothing else.
+	WANAddrsOnly bool
 	// ClearKernelHelper removes a kernel conntrack helper from every
 	// control connection the engine handles (the kernel has nf_conntrack_pptp
 	// and fw4 may assign it; see doc.go).
 	ClearKernelHelper bool
-	// StatePath is where the call table is kept across a crash ("" = not
-	// kept). See doc.go.
-	StatePath string
 }
 
 func (c *Config) defaults() {
-	if c.MaxCalls <= 0 {
-		c.MaxCalls = 1024
+	if c.MaxSessions <= 0 {
+		c.MaxSessions = 1024
 	}
 	if c.MaxPerClient <= 0 {
 		c.MaxPerClient = 16
@@ -63,7 +65,7 @@ type Queue interface {
 }
 
 // HelperClearer removes the conntrack helper of a TCP connection given by its
-// original tuple (*nfqueue.Conntrack).
+// original tuple (*ct.Conn).
 type HelperClearer interface {
 	ClearHelper(src, dst netip.AddrPort) error
 }
@@ -84,6 +86,19 @@ type Options struct {
 	// Helper removes kernel helpers; nil means a ctnetlink socket, opened
 	// when first needed.
 	Helper HelperClearer
+	// Conntrack looks control connections up in conntrack (the engine's
+	// view of them, see tcpViewLocked). nil means a ctnetlink socket when
+	// the queue is bound and the kernel speaks ctnetlink; without one the
+	// engine follows control connections by its own stream tracking only.
+	Conntrack Conntrack
+}
+
+// Conntrack is the part of *ct.Conn the engine's view of control
+// connections uses.
+type Conntrack interface {
+	// Get looks an entry up by its original tuple; the error wraps
+	// unix.ENOENT when there is none.
+	Get(t ct.Tuple) (ct.Flow, error)
 }
 
 // Netfilter hook numbers (uapi linux/netfilter.h) as NFQUEUE reports them.
@@ -119,6 +134,11 @@ type call struct {
 	lastSeen time.Time
 
 	pktsIn, bytesIn uint64 // inbound GRE the engine demultiplexed
+
+	// Kernel data plane (kernel.go): the elements exist, for wan.
+	programmed          bool
+	wan                 netip.Addr
+	kernPkts, kernBytes uint64 // what the kernel forwarded (element counters)
 }
 
 // ctrlConn is one PPTP control connection (TCP 1723).
@@ -132,6 +152,11 @@ type ctrlConn struct {
 	lastSeen    time.Time
 	helperDone  bool
 	helperTries uint8
+	natPort     uint16 // the masqueraded source port the server sees (view mode; 0 while unknown)
+	// wan is the router's address the server talks to (the reply
+	// tuple's destination in conntrack): inbound GRE of the connection's
+	// calls must be addressed to it. Invalid while unknown.
+	wan netip.Addr
 }
 
 // counters are the engine's event counts (guarded by Engine.mu).
@@ -140,6 +165,8 @@ type counters struct {
 	ctrlSegments, ctrlRewrites, ctrlBad, ctrlLostSync, ctrlOutOfOrder   uint64
 	ctrlUnsynced, ctrlRetransmits, callsRefused, connsRefused, badPkts  uint64
 	helperCleared, helperErrors, callsOpened, callsClosed, callsExpired uint64
+	greMalformed, greNotToWAN, ctrlSynIgnored, ctrlRSTIgnored           uint64
+	ctrlUnconfirmed, ctrlOutOfWindow, mapErrors                         uint64
 }
 
 // Engine is the userspace PPTP Call-ID NAT.
@@ -157,7 +184,8 @@ type Engine struct {
 	cfg       Config
 	conns     map[connKey]*ctrlConn
 	byTrans   map[transKey]*call
-	blocks    map[transKey]int // calls per (server, high byte << 8)
+	byNAT     map[natKey]*ctrlConn // view mode: connections by the server's view, for RSTs from the WAN
+	blocks    map[transKey]int     // calls per (server, high byte << 8)
 	perClient map[uint32]int
 	nCalls    int
 	cnt       counters
@@ -165,18 +193,32 @@ type Engine struct {
 	dirty     bool
 	lastSweep time.Time
 	helperOff bool // ctnetlink is unavailable: stop trying
+	ctView    bool // ctq is set: follow control connections with conntrack's view
+	ctq       Conntrack
+	ctConn    *ct.Conn // the engine's own ctnetlink socket, closed by Run
+	maps      engine.Maps
+	orphans   map[string]*orphan // kernel.go
+	lastSync  time.Time
 	seg       segCtx
 }
 
 // New builds the engine, restores the call table from cfg.StatePath if a
 // previous run left one, and binds the queue (unless o.NoQueue), so that it
 // listens before the daemon installs the queue rules.
-func New(cfg Config, o Options) (*Engine, error) {
+func New(cfg Config, opts ...Options) (*Engine, error) {
 	cfg.defaults()
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	if o.Log == nil {
+		o.Log = cfg.Log
+	}
 	e := &Engine{
 		log: o.Log, now: o.Now, rand: o.Rand, flows: o.Flows, helper: o.Helper, cfg: cfg, statePath: cfg.StatePath,
-		conns: map[connKey]*ctrlConn{}, byTrans: map[transKey]*call{},
+		conns: map[connKey]*ctrlConn{}, byTrans: map[transKey]*call{}, byNAT: map[natKey]*ctrlConn{},
 		blocks: map[transKey]int{}, perClient: map[uint32]int{}, limitLog: map[uint32]time.Time{},
+		ctq: o.Conntrack, ctView: o.Conntrack != nil, maps: cfg.Maps, orphans: map[string]*orphan{},
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -198,6 +240,9 @@ func New(cfg Config, o Options) (*Engine, error) {
 			e.log.Info("pptp calls restored after a restart", "calls", n, "path", cfg.StatePath)
 		}
 	}
+	e.mu.Lock()
+	e.adoptKernelLocked(e.now())
+	e.mu.Unlock()
 	if !o.NoQueue {
 		open := o.OpenQueue
 		if open == nil {
@@ -212,24 +257,54 @@ func New(cfg Config, o Options) (*Engine, error) {
 			return nil, fmt.Errorf("pptp engine: %w", err)
 		}
 		e.q = q
+		if e.ctq == nil {
+			c, why := openConntrack()
+			if c != nil {
+				e.ctq, e.ctView = c, true
+				e.ctConn = c
+			} else {
+				e.log.Warn("pptp: no conntrack view of control connections (needs nf_conntrack_netlink, kmod-nf-conntrack-netlink): "+
+					"spoofed RST, SYN and control segments are judged by the engine's own stream tracking only, "+
+					"and inbound GRE is not checked against the router's WAN address", "err", why)
+			}
+		}
 	}
 	return e, nil
 }
 
+// openConntrack opens ctnetlink if the kernel speaks it.
+func openConntrack() (*ct.Conn, error) {
+	c, err := ct.Open()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Available(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// cryptoRand16 reads the kernel's CSPRNG directly, as crypto/rand does on
+// Linux; crypto/rand itself would add ~170 KiB of FIPS code to the binary.
 func cryptoRand16() uint16 {
 	var b [2]byte
-	_, _ = rand.Read(b[:])
+	_, _ = unix.Getrandom(b[:], 0)
 	return binary.BigEndian.Uint16(b[:])
 }
 
 // Update applies a new config without losing calls. The queue number is
 // fixed for an engine's life (the daemon starts a new engine for another).
-func (e *Engine) Update(cfg Config) {
+func (e *Engine) Update(cfg Config) error {
 	cfg.defaults()
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	// Fixed for the engine's life: its queue, state file and data plane
+	// (the daemon starts a new engine for another).
 	cfg.Queue, cfg.StatePath = e.cfg.Queue, e.statePath
+	cfg.Maps, cfg.WANAddrsOnly = e.cfg.Maps, e.cfg.WANAddrsOnly
 	e.cfg = cfg
+	return nil
 }
 
 // Run handles the queue until ctx ends, then closes it. On a clean stop it
@@ -240,6 +315,9 @@ func (e *Engine) Run(ctx context.Context) error {
 		return errors.New("pptp engine: no queue")
 	}
 	defer e.q.Close()
+	if e.ctConn != nil {
+		defer e.ctConn.Close()
+	}
 	for ctx.Err() == nil {
 		if _, err := e.q.Step(e); err != nil {
 			return err
@@ -255,6 +333,10 @@ func (e *Engine) Run(ctx context.Context) error {
 // housekeeping expires idle calls and saves the call table when it changed.
 func (e *Engine) housekeeping() {
 	now := e.now()
+	if e.maps != nil && now.Sub(e.lastSync) >= time.Second {
+		e.lastSync = now
+		e.syncKernel(now)
+	}
 	e.mu.Lock()
 	if now.Sub(e.lastSweep) >= time.Second {
 		e.sweepLocked(now)
@@ -295,6 +377,10 @@ func (e *Engine) handleLocked(p *nfqueue.Packet, now time.Time) {
 			e.greInLocked(p, ip, now)
 		}
 	case packet.ProtoTCP:
+		if p.Hook == hookPrerouting {
+			e.rstRawLocked(p, ip)
+			return
+		}
 		e.tcpLocked(p, ip, now)
 	}
 }
@@ -315,13 +401,31 @@ func (e *Engine) greInLocked(p *nfqueue.Packet, ip packet.IPv4, now time.Time) {
 		return
 	}
 	g, err := packet.ParseGRE(ip.Payload())
-	if err != nil || g.Version() != 1 {
+	if err != nil {
+		if pl := ip.Payload(); len(pl) >= 2 && pl[1]&7 == 1 {
+			// Enhanced GRE (version 1) that does not parse is of no
+			// use to anyone: counted and dropped.
+			e.cnt.greMalformed++
+			p.Verdict = nfqueue.Drop
+			return
+		}
+		e.cnt.greOther++
+		return
+	}
+	if g.Version() != 1 {
 		e.cnt.greOther++
 		return
 	}
 	c := e.byTrans[transKey{u32(ip.Src()), g.CallID()}]
 	if c == nil {
 		e.cnt.greInUnknown++
+		return
+	}
+	if w := c.conn.wan; w.IsValid() && ip.Dst() != w {
+		// The call's key, but not sent to the router's address the
+		// control connection uses: the kernel helper would not deliver
+		// it either. Left alone (fw4 forwards nothing unsolicited).
+		e.cnt.greNotToWAN++
 		return
 	}
 	ip.SetDst(c.client)
@@ -358,10 +462,175 @@ func (e *Engine) tcpLocked(p *nfqueue.Packet, ip packet.IPv4, now time.Time) {
 	default:
 		return
 	}
+	c := e.conns[key]
+	if e.ctView {
+		e.tcpViewLocked(p, ip, tcp, d, key, c, now)
+		return
+	}
+	e.tcpOwnLocked(p, ip, tcp, d, key, c, now)
+}
+
+// tcpViewLocked follows a control connection with conntrack's view of it
+// (ctnetlink; conntrack ran before the forward hook, so its entry already
+// reflects the segment). State follows what conntrack and the endpoints
+// accept:
+//
+//   - segments conntrack finds invalid (outside both windows: most spoofed
+//     RSTs, forged messages) never get here: the plan drops them before the
+//     queue rule (plan.CounterPPTPInvalid);
+//   - RSTs are judged before conntrack sees them (rstRawLocked): an
+//     in-window spoofed RST would otherwise push conntrack's record of the
+//     sender's stream forward, so that the sender's real segments look
+//     stale to it (invalid: never translated back, lost), and the control
+//     connection dies although both endpoints still hold it;
+//   - handshakes create no state, so spoofed SYNs cannot fill the table: a
+//     connection is followed from its first client segment whose entry is
+//     established and assured (a handshake conntrack confirmed), from the
+//     next message boundary;
+//   - an RST ends the connection only if conntrack closed it (exactly the
+//     next sequence number) or dropped it; any other RST is dropped: the
+//     endpoint would not accept it either (RFC 5961);
+//   - a client SYN on a followed connection ends it only if conntrack
+//     no longer has the old entry (it replaced a closed one with a new,
+//     still unconfirmed, entry); a SYN it ignored (the entry is still
+//     established: someone spoofs the client's address and port) is dropped.
+//
+// A lookup costs one ctnetlink round trip; it happens for RSTs, SYNs and
+// the first segment of a connection, never for GRE or ordinary segments.
+func (e *Engine) tcpViewLocked(p *nfqueue.Packet, ip packet.IPv4, tcp packet.TCP, d int, key connKey, c *ctrlConn, now time.Time) {
+	flags := tcp.Flags()
+	if flags&packet.TCPFlagSYN != 0 {
+		if c == nil || d != dirOut || flags&packet.TCPFlagACK != 0 {
+			return
+		}
+		_, err := e.ctGetLocked(c.client, c.server)
+		switch {
+		case errors.Is(err, unix.ENOENT):
+			e.closeConnLocked(c, "control connection reopened")
+		case err != nil:
+			// Unknown: keep the call, let the SYN through (the client's
+			// TCP and the server decide).
+		default:
+			e.cnt.ctrlSynIgnored++
+			p.Verdict = nfqueue.Drop
+		}
+		return
+	}
+	if c == nil {
+		if d == dirIn {
+			return
+		}
+		client := netip.AddrPortFrom(ip.Src(), tcp.SrcPort())
+		server := netip.AddrPortFrom(ip.Dst(), tcp.DstPort())
+		f, err := e.ctGetLocked(client, server)
+		if err != nil || f.TCPState != ct.TCPEstablished || f.Status&ct.StatusAssured == 0 {
+			if len(tcp.Payload()) > 0 {
+				// Nothing untranslated leaks; a real client's TCP
+				// sends it again.
+				e.cnt.ctrlUnconfirmed++
+				p.Verdict = nfqueue.Drop
+			}
+			return
+		}
+		if c = e.newConnLocked(key, ip, tcp, d, now); c == nil {
+			if len(tcp.Payload()) > 0 {
+				p.Verdict = nfqueue.Drop
+			}
+			return
+		}
+		if w := f.Reply.Dst; w.Is4() {
+			c.wan = w
+		}
+		e.setNATPortLocked(c, f.Reply.DstPort)
+	}
+	c.lastSeen = now
+	e.clearHelperLocked(c)
+	if flags&packet.TCPFlagRST != 0 {
+		f, err := e.ctGetLocked(c.client, c.server)
+		if errors.Is(err, unix.ENOENT) || (err == nil && f.TCPState == ct.TCPClose) {
+			e.closeConnLocked(c, "control connection reset")
+		} else {
+			e.cnt.ctrlRSTIgnored++
+			p.Verdict = nfqueue.Drop
+		}
+		return
+	}
+	e.ctrlDataLocked(p, c, d, tcp, now)
+}
+
+// natKey is a control connection as the server addresses it: its address
+// and port, and the router's masqueraded port.
+type natKey struct {
+	server        uint32
+	sport, natPrt uint16
+}
+
+func (e *Engine) setNATPortLocked(c *ctrlConn, port uint16) {
+	if port == 0 || c.natPort == port {
+		return
+	}
+	if c.natPort != 0 && e.byNAT[natKey{c.key.server, c.key.sport, c.natPort}] == c {
+		delete(e.byNAT, natKey{c.key.server, c.key.sport, c.natPort})
+	}
+	c.natPort = port
+	e.byNAT[natKey{c.key.server, c.key.sport, port}] = c
+	e.dirty = true
+}
+
+// rstRawLocked judges a control connection's RST in raw prerouting, before
+// conntrack (view mode; plan.userspacePPTP queues TCP 1723 there too). An
+// RST of a followed connection passes only with exactly the sequence number
+// the sender's stream is at (RFC 5961 3.2: what the receiver would accept
+// without a challenge ACK). Anything else is dropped before conntrack sees
+// it: an in-window one would move conntrack's record of the stream (see
+// tcpViewLocked). While a direction is not synchronised (just after a
+// restart, until the sender's next control message) the engine cannot tell,
+// so it drops every RST of it: a real reset then ends the call at its idle
+// timeout instead. RSTs of other connections, and all other segments, pass
+// untouched.
+func (e *Engine) rstRawLocked(p *nfqueue.Packet, ip packet.IPv4) {
+	if !e.ctView || ip.IsFragment() {
+		return
+	}
+	tcp, err := packet.ParseTCP(ip.Payload())
+	if err != nil || tcp.Flags()&packet.TCPFlagRST == 0 {
+		return
+	}
+	var c *ctrlConn
+	var d int
+	switch {
+	case tcp.DstPort() == packet.PortPPTP:
+		d = dirOut
+		c = e.conns[connKey{u32(ip.Src()), u32(ip.Dst()), tcp.SrcPort(), tcp.DstPort()}]
+	case tcp.SrcPort() == packet.PortPPTP:
+		d = dirIn
+		c = e.byNAT[natKey{u32(ip.Src()), tcp.SrcPort(), tcp.DstPort()}]
+		if c != nil && c.wan.IsValid() && ip.Dst() != c.wan {
+			c = nil
+		}
+	}
+	if c == nil {
+		return
+	}
+	if st := &c.dirs[d]; st.synced && tcp.Seq() == st.next {
+		return
+	}
+	e.cnt.ctrlRSTIgnored++
+	p.Verdict = nfqueue.Drop
+}
+
+// ctGetLocked asks conntrack for a control connection's entry.
+func (e *Engine) ctGetLocked(client, server netip.AddrPort) (ct.Flow, error) {
+	return e.ctq.Get(ct.Tuple{Src: client.Addr(), Dst: server.Addr(), Proto: packet.ProtoTCP,
+		SrcPort: client.Port(), DstPort: server.Port()})
+}
+
+// tcpOwnLocked follows a control connection by the engine's own stream
+// tracking alone (no conntrack view: the kernel lacks ctnetlink).
+func (e *Engine) tcpOwnLocked(p *nfqueue.Packet, ip packet.IPv4, tcp packet.TCP, d int, key connKey, c *ctrlConn, now time.Time) {
 	flags := tcp.Flags()
 	seq := tcp.Seq()
 	payload := tcp.Payload()
-	c := e.conns[key]
 
 	if flags&packet.TCPFlagSYN != 0 {
 		if d == dirOut && flags&packet.TCPFlagACK == 0 {
@@ -417,20 +686,35 @@ func (e *Engine) tcpLocked(p *nfqueue.Packet, ip packet.IPv4, now time.Time) {
 		}
 		return
 	}
+	e.ctrlDataLocked(p, c, d, tcp, now)
+}
+
+// ctrlDataLocked handles a control segment's payload and FIN. It returns
+// false when the connection is gone or the segment is dropped.
+func (e *Engine) ctrlDataLocked(p *nfqueue.Packet, c *ctrlConn, d int, tcp packet.TCP, now time.Time) bool {
+	st := &c.dirs[d]
+	seq, payload := tcp.Seq(), tcp.Payload()
 	if len(payload) > 0 {
 		e.cnt.ctrlSegments++
 		if !e.segmentLocked(p, c, d, tcp, seq, payload, now) {
 			p.Verdict = nfqueue.Drop
-			return
+			return false
 		}
 	}
-	if flags&packet.TCPFlagFIN != 0 && st.synced && seq+uint32(len(payload)) == st.next {
+	if tcp.Flags()&packet.TCPFlagFIN != 0 && st.synced && seq+uint32(len(payload)) == st.next {
 		st.fin = true
 		if c.dirs[dirOut].fin && c.dirs[dirIn].fin {
 			e.closeConnLocked(c, "control connection closed")
+			return false
 		}
 	}
+	return true
 }
+
+// ctrlWindow bounds how far from the next expected byte a control segment
+// may start (view mode): far more than the control messages in flight on a
+// connection (each at most 220 bytes), far less than the sequence space.
+const ctrlWindow = 1 << 16
 
 // inWindow accepts an RST whose sequence number is at or up to 64 KiB past
 // the next expected byte (RFC 5961 would want exactly next; the kernel
@@ -441,10 +725,10 @@ func inWindow(seq, next uint32) bool {
 }
 
 func (e *Engine) newConnLocked(key connKey, ip packet.IPv4, tcp packet.TCP, d int, now time.Time) *ctrlConn {
-	if len(e.conns) >= 2*e.cfg.MaxCalls+16 {
+	if len(e.conns) >= 2*e.cfg.MaxSessions+16 {
 		e.cnt.connsRefused++
 		e.limitLogLocked(key.client, now, "pptp control connection refused: limit reached",
-			"limit", "max_calls", "value", e.cfg.MaxCalls, "connections", len(e.conns))
+			"limit", "max_calls", "value", e.cfg.MaxSessions, "connections", len(e.conns))
 		return nil
 	}
 	// One client must not use up the table for the others: it gets the
@@ -486,7 +770,7 @@ func (e *Engine) clearHelperLocked(c *ctrlConn) {
 		return
 	}
 	if e.helper == nil {
-		h, err := nfqueue.OpenConntrack()
+		h, err := ct.Open()
 		if err != nil {
 			e.helperUnavailableLocked(err)
 			return
@@ -530,6 +814,14 @@ func (e *Engine) segmentLocked(p *nfqueue.Packet, c *ctrlConn, d int, tcp packet
 	}
 	off := tcp.HeaderLen()
 	rel := int32(seq - st.next)
+	if e.ctView && (rel > ctrlWindow || rel < -ctrlWindow) {
+		// Far outside the stream: conntrack's window tracking is liberal
+		// for this connection (tcpViewLocked), so the engine drops such
+		// segments itself. No endpoint would accept one, and counting it
+		// as a gap would let forged segments resynchronise the stream.
+		e.cnt.ctrlOutOfWindow++
+		return false
+	}
 	if rel > 0 {
 		// A gap: an earlier segment has not come through us yet. Drop
 		// this one; TCP sends both again in order. A gap that persists
@@ -613,6 +905,7 @@ func (e *Engine) removeCallLocked(cl *call, why string) {
 
 // dropCallLocked unregisters a call.
 func (e *Engine) dropCallLocked(cl *call) {
+	e.unprogramLocked(cl)
 	c := cl.conn
 	for i, x := range c.calls {
 		if x == cl {
@@ -644,8 +937,16 @@ func (e *Engine) closeConnLocked(c *ctrlConn, why string) {
 	for len(c.calls) > 0 {
 		e.removeCallLocked(c.calls[len(c.calls)-1], why)
 	}
+	e.forgetConnLocked(c)
+}
+
+// forgetConnLocked removes a connection from the tables.
+func (e *Engine) forgetConnLocked(c *ctrlConn) {
 	if e.conns[c.key] == c {
 		delete(e.conns, c.key)
+	}
+	if nk := (natKey{c.key.server, c.key.sport, c.natPort}); c.natPort != 0 && e.byNAT[nk] == c {
+		delete(e.byNAT, nk)
 	}
 }
 
@@ -665,7 +966,7 @@ func (e *Engine) sweepLocked(now time.Time) {
 		// A connection that never carried a call is kept only briefly: a
 		// real client sends its Outgoing-Call-Request within seconds.
 		if len(c.calls) == 0 && (now.Sub(c.lastSeen) > idle || now.Sub(c.created) > callSetupGrace) {
-			delete(e.conns, c.key)
+			e.forgetConnLocked(c)
 		}
 	}
 	for k, t := range e.limitLog {
@@ -703,7 +1004,7 @@ func (e *Engine) Sessions() []status.Session {
 			s := status.Session{
 				Proto: "pptp", Client: cl.client.String(), Server: cl.server.String(),
 				OrigID: strconv.Itoa(int(cl.orig)), TransID: strconv.Itoa(int(cl.trans)), State: cl.state,
-				PacketsIn: cl.pktsIn, BytesIn: cl.bytesIn,
+				PacketsIn: cl.pktsIn + cl.kernPkts, BytesIn: cl.bytesIn + cl.kernBytes,
 				AgeSeconds: int64(now.Sub(cl.created) / time.Second), IdleSeconds: int64(now.Sub(cl.lastSeen) / time.Second),
 			}
 			if cl.havePeer {
@@ -724,11 +1025,13 @@ func (e *Engine) Sessions() []status.Session {
 	return ss
 }
 
-// Counters are the engine's and its queue's counters for status.
-func (e *Engine) Counters() map[string]uint64 {
+// Stats are the engine's counters in the engines' one counter set
+// (engine.Stats). Detail keeps every PPTP-specific count under the names
+// status has always shown (gre_in, control_rst_ignored, ...).
+func (e *Engine) Stats() engine.Stats {
 	e.mu.Lock()
 	c := e.cnt
-	m := map[string]uint64{
+	d := map[string]uint64{
 		"calls": uint64(e.nCalls), "control_connections": uint64(len(e.conns)),
 		"gre_in": c.greIn, "gre_in_unknown_call": c.greInUnknown, "gre_other": c.greOther,
 		"control_segments": c.ctrlSegments, "control_bytes_rewritten": c.ctrlRewrites,
@@ -738,12 +1041,46 @@ func (e *Engine) Counters() map[string]uint64 {
 		"connections_refused": c.connsRefused, "bad_packets": c.badPkts,
 		"kernel_helper_removed": c.helperCleared, "kernel_helper_errors": c.helperErrors,
 		"calls_opened": c.callsOpened, "calls_closed": c.callsClosed, "calls_expired": c.callsExpired,
+		"gre_malformed": c.greMalformed, "gre_in_not_to_wan": c.greNotToWAN,
+		"control_syn_ignored": c.ctrlSynIgnored, "control_rst_ignored": c.ctrlRSTIgnored,
+		"control_unconfirmed": c.ctrlUnconfirmed, "control_out_of_window": c.ctrlOutOfWindow,
+	}
+	var kin uint64
+	var elems uint64
+	for _, cn := range e.conns {
+		for _, cl := range cn.calls {
+			if cl.programmed {
+				kin += cl.kernPkts
+				elems += 3
+			}
+		}
+	}
+	elems += 3 * uint64(len(e.orphans))
+	d["map_orphans"] = uint64(len(e.orphans))
+	st := engine.Stats{
+		KernelIn:    kin,
+		Elements:    elems,
+		MapErrors:   c.mapErrors,
+		ForwardedIn: c.greIn,
+		Learned:     c.callsOpened,
+		Ended:       c.callsClosed,
+		Malformed:   c.greMalformed + c.badPkts + c.ctrlBad,
+		Unknown:     c.greInUnknown,
+		Refused:     c.callsRefused + c.connsRefused,
+		Detail:      d,
 	}
 	e.mu.Unlock()
 	if e.q != nil {
 		s := e.q.Stats()
-		m["queue_packets"], m["queue_batches"], m["queue_enobufs"] = s.Packets, s.Batches, s.ENOBUFS
-		m["queue_netlink_errors"], m["queue_send_errors"] = s.NLErrors, s.SendErrs
+		st.QueueRecv, st.QueueLost = s.Packets, s.ENOBUFS+s.SendErrs
+		d["queue_batches"], d["queue_enobufs"] = s.Batches, s.ENOBUFS
+		d["queue_netlink_errors"], d["queue_send_errors"] = s.NLErrors, s.SendErrs
 	}
-	return m
+	return st
 }
+
+// Counters flattens Stats for status.
+func (e *Engine) Counters() map[string]uint64 { return e.Stats().Map() }
+
+// The engines' contract (src/engine).
+var _ engine.Engine[Config] = (*Engine)(nil)

@@ -3,6 +3,7 @@ package pptp
 import (
 	"bytes"
 	"fmt"
+	"github.com/vpn-passthrough/vpn-passthrough/src/engine"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -388,7 +389,7 @@ func TestLifecycle(t *testing.T) {
 		}
 	})
 	t.Run("idle timeout", func(t *testing.T) {
-		h := newHarness(t, Config{IdleTimeout: time.Minute})
+		h := newHarness(t, Config{Common: engine.Common{IdleTimeout: time.Minute}})
 		f := h.flow(1, 41006)
 		tr, _ := setupCall(t, f, 5, 0x7005)
 		h.now = h.now.Add(50 * time.Second)
@@ -467,7 +468,7 @@ func TestIncomingCall(t *testing.T) {
 }
 
 func TestLimits(t *testing.T) {
-	h := newHarness(t, Config{MaxCalls: 3, MaxPerClient: 2})
+	h := newHarness(t, Config{Common: engine.Common{MaxSessions: 3, MaxPerClient: 2}})
 	f1 := h.flow(1, 43000)
 	f1.open()
 	for _, id := range []uint16{1, 2} {
@@ -525,7 +526,7 @@ func TestKernelHelperCleared(t *testing.T) {
 // its next message, so later messages are still translated.
 func TestRestore(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "pptp.json")
-	h := newHarness(t, Config{StatePath: path})
+	h := newHarness(t, Config{Common: engine.Common{StatePath: path}})
 	f := h.flow(1, 45000)
 	tr, _ := setupCall(t, f, 0x0102, 0x7777)
 	h.e.housekeeping()
@@ -537,7 +538,7 @@ func TestRestore(t *testing.T) {
 		t.Errorf("state file: %s", data)
 	}
 	// "SIGKILL": a new engine on the same file.
-	h2 := newHarness(t, Config{StatePath: path})
+	h2 := newHarness(t, Config{Common: engine.Common{StatePath: path}})
 	ss := h2.e.Sessions()
 	if len(ss) != 1 || ss[0].State != "restored" || ss[0].TransID != strconv.Itoa(int(tr)) || ss[0].PeerID != strconv.Itoa(0x7777) {
 		t.Fatalf("restored sessions %+v", ss)
@@ -566,15 +567,15 @@ func TestRestore(t *testing.T) {
 	}
 	// A file from another boot is ignored.
 	os.WriteFile(path, []byte(`{"version":1,"boot_id":"not-this-boot","calls":[{"client":"10.10.1.2:1","server":"198.51.100.2:1723","call_id":1,"translated":2}]}`), 0o600)
-	if h3 := newHarness(t, Config{StatePath: path}); len(h3.e.Sessions()) != 0 {
+	if h3 := newHarness(t, Config{Common: engine.Common{StatePath: path}}); len(h3.e.Sessions()) != 0 {
 		t.Errorf("calls restored from another boot")
 	}
 }
 
 func TestUpdateKeepsCalls(t *testing.T) {
-	h := newHarness(t, Config{MaxCalls: 10})
+	h := newHarness(t, Config{Common: engine.Common{MaxSessions: 10}})
 	setupCall(t, h.flow(1, 46000), 1, 2)
-	h.e.Update(Config{MaxCalls: 1, MaxPerClient: 1, IdleTimeout: time.Hour})
+	h.e.Update(Config{Common: engine.Common{MaxSessions: 1, MaxPerClient: 1, IdleTimeout: time.Hour}})
 	if len(h.e.Sessions()) != 1 {
 		t.Errorf("update lost calls")
 	}

@@ -1,6 +1,7 @@
 package pptp
 
 import (
+	"github.com/vpn-passthrough/vpn-passthrough/src/engine"
 	"testing"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/nfqueue"
@@ -28,7 +29,7 @@ func FuzzControlStream(f *testing.F) {
 	f.Add(seg(0, []byte{0x10, 0, 0, 1, 0x1a, 0x2b, 0x3c, 0x4d, 0, 5, 0, 0}))
 	f.Add(append(seg(0, pptpMsg(packet.PPTPStopCtrlConnRequest, nil)), seg(0x80, cdn(1))...))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		h := newHarness(t, Config{MaxCalls: 8, MaxPerClient: 4})
+		h := newHarness(t, Config{Common: engine.Common{MaxSessions: 8, MaxPerClient: 4}})
 		fl := h.flow(1, 40000)
 		fl.open()
 		var last [2][]byte

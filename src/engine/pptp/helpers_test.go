@@ -154,12 +154,15 @@ type harness struct {
 	flows  []ct.Flow // what the fake conntrack dump returns
 }
 
-func newHarness(t testing.TB, cfg Config) *harness {
+func newHarness(t testing.TB, cfg Config) *harness { return newHarnessWith(t, cfg, nil) }
+
+// newHarnessWith lets a test change the engine's options (opt may be nil).
+func newHarnessWith(t testing.TB, cfg Config, opt func(*Options)) *harness {
 	h := &harness{t: t, now: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC), log: &bytes.Buffer{}, helper: &fakeHelper{}}
 	if cfg.Mark == 0 {
 		cfg.Mark, cfg.MarkMask = testMark, testMask
 	}
-	e, err := New(cfg, Options{
+	o := Options{
 		Log: slog.New(slog.NewTextHandler(h.log, nil)),
 		Now: func() time.Time { return h.now },
 		Rand: func() uint16 {
@@ -172,7 +175,11 @@ func newHarness(t testing.TB, cfg Config) *harness {
 		Flows:   func() ([]ct.Flow, error) { return h.flows, nil },
 		NoQueue: true,
 		Helper:  h.helper,
-	})
+	}
+	if opt != nil {
+		opt(&o)
+	}
+	e, err := New(cfg, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package pptp
 
 import (
+	"github.com/vpn-passthrough/vpn-passthrough/src/engine"
 	"net/netip"
 	"testing"
 
@@ -11,7 +12,7 @@ import (
 // Outgoing-Call-Request right after the Call ID's high byte must still meet
 // max_calls.
 func TestSplitCallIDKeepsLimits(t *testing.T) {
-	h := newHarness(t, Config{MaxCalls: 4, MaxPerClient: 2})
+	h := newHarness(t, Config{Common: engine.Common{MaxSessions: 4, MaxPerClient: 2}})
 	var flows []*flow
 	for i := 0; i < 6; i++ {
 		f := h.flow(1+i%3, uint16(40000+i))

@@ -2,6 +2,7 @@ package pptp
 
 import (
 	"context"
+	"github.com/vpn-passthrough/vpn-passthrough/src/engine"
 	"os"
 	"path/filepath"
 	"sync"
@@ -49,7 +50,7 @@ func (q *fakeQueue) Close() error {
 // the calls and is removed on a clean stop.
 func TestRun(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.json")
-	h := newHarness(t, Config{StatePath: path})
+	h := newHarness(t, Config{Common: engine.Common{StatePath: path}})
 	// The call is set up before Run; then Run carries its GRE.
 	tr, _ := setupCall(t, h.flow(1, 48000), 1, 0x7001)
 	q := &fakeQueue{}
@@ -69,7 +70,7 @@ func TestRun(t *testing.T) {
 			for j := 0; j < 50; j++ {
 				h.e.Sessions()
 				h.e.Counters()
-				h.e.Update(Config{MaxCalls: 10 + j})
+				h.e.Update(Config{Common: engine.Common{MaxSessions: 10 + j}})
 			}
 		}()
 	}

@@ -26,8 +26,10 @@ type stateFile struct {
 }
 
 type stateCall struct {
-	Client  string    `json:"client"` // LAN address:port of the control connection
-	Server  string    `json:"server"` // server address:port
+	Client  string    `json:"client"`             // LAN address:port of the control connection
+	Server  string    `json:"server"`             // server address:port
+	WAN     string    `json:"wan,omitempty"`      // the router's address the server talks to
+	NATPort uint16    `json:"nat_port,omitempty"` // and the masqueraded port
 	Orig    uint16    `json:"call_id"`
 	Trans   uint16    `json:"translated"`
 	Peer    *uint16   `json:"server_call_id,omitempty"`
@@ -41,6 +43,10 @@ func (e *Engine) snapshotLocked() []byte {
 		for _, cl := range c.calls {
 			sc := stateCall{Client: c.client.String(), Server: c.server.String(), Orig: cl.orig, Trans: cl.trans,
 				Created: cl.created.UTC()}
+			if c.wan.IsValid() {
+				sc.WAN = c.wan.String()
+			}
+			sc.NATPort = c.natPort
 			if cl.havePeer {
 				p := cl.peer
 				sc.Peer = &p
@@ -82,6 +88,10 @@ func (e *Engine) loadState(path string) (int, error) {
 		c := e.conns[key]
 		if c == nil {
 			c = &ctrlConn{key: key, client: client, server: server, created: now, lastSeen: now, helperDone: true}
+			if w, err := netip.ParseAddr(s.WAN); err == nil && w.Is4() {
+				c.wan = w
+			}
+			e.setNATPortLocked(c, s.NATPort)
 			c.dirs[0].resetMsg()
 			c.dirs[1].resetMsg()
 			e.conns[key] = c

@@ -6,10 +6,19 @@
 //	(b) kernel:    the daemon in mode kernel, a call set up through the
 //	               kernel pptp helper, its GRE tracked by Call ID and NATed
 //	               by the kernel;
-//	(c) userspace: the daemon in mode userspace, the call set up through the
-//	               userspace engine; inbound GRE demultiplexed by the engine
-//	               (one NFQUEUE round trip per packet, untracked), outbound
-//	               GRE masqueraded by the kernel (src/engine/pptp doc.go).
+//	(c) maps:      the daemon in mode userspace on the kernel data plane: the
+//	               engine translates the call on the control connection and
+//	               programs nftables maps; inbound GRE is demultiplexed by the
+//	               kernel from them (untracked), outbound GRE masqueraded by
+//	               the kernel (src/engine/pptp doc.go);
+//	(d) fallback:  the same without the fast path (VPNPT_DISABLE_CAPS=
+//	               nft_map_payload, as on kernels without it): inbound GRE
+//	               demultiplexed by the engine, one NFQUEUE round trip per
+//	               packet.
+//
+// Also the learning latency: from the first inbound GRE packet of a newly
+// set-up call until it is counted at the client, against the same
+// measurement of plain forwarding (both include starting the sender).
 //
 // Every packet is the same: enhanced GRE (RFC 2637, key and sequence number)
 // carrying PPP, IPv4 and UDP with a 64-byte payload: 124 bytes of IP. Both
@@ -41,6 +50,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vpn-passthrough/vpn-passthrough/src/probe"
 	"github.com/vpn-passthrough/vpn-passthrough/test/lab"
 )
 
@@ -65,7 +75,7 @@ type call struct {
 func run() error {
 	runs := flag.Int("runs", 5, "runs per mode (the median is printed)")
 	secs := flag.Float64("seconds", 2, "seconds per measurement")
-	only := flag.String("modes", "plain,kernel,userspace", "modes to measure, comma-separated")
+	only := flag.String("modes", "plain,kernel,maps,fallback", "modes to measure, comma-separated")
 	flag.Parse()
 	if why := lab.Requirements(); why != "" {
 		fmt.Println("bench-pptp: skipped:", why)
@@ -101,7 +111,7 @@ func run() error {
 	}
 	modes := strings.Split(*only, ",")
 	for _, m := range modes {
-		if m != "plain" && m != "kernel" && m != "userspace" {
+		if m != "plain" && m != "kernel" && m != "maps" && m != "fallback" {
 			return fmt.Errorf("-modes: unknown mode %q", m)
 		}
 	}
@@ -109,12 +119,13 @@ func run() error {
 	var engine string
 	for r := 0; r < *runs; r++ {
 		for _, m := range modes {
-			out, in, st, err := b.mode(m)
+			out, in, lat, st, err := b.mode(m)
 			if err != nil {
 				return fmt.Errorf("run %d, %s: %w", r+1, m, err)
 			}
 			res[m+" out"] = append(res[m+" out"], out)
 			res[m+" in"] = append(res[m+" in"], in)
+			res[m+" latency"] = append(res[m+" latency"], lat)
 			if st != "" {
 				engine = st
 			}
@@ -127,14 +138,22 @@ func run() error {
 	}
 	fmt.Printf("PPTP GRE forwarding through the lab router: enhanced GRE carrying PPP/IPv4/UDP with a 64-byte payload\n")
 	fmt.Printf("(124-byte IP packets); median packets/s at the receiver of %d runs of %v; sender: sendmmsg, 64 per call\n", *runs, b.dur)
-	label := map[string]string{"plain": "(a) plain forwarding", "kernel": "(b) kernel helper", "userspace": "(c) userspace engine"}
+	label := map[string]string{"plain": "(a) plain forwarding", "kernel": "(b) kernel helper",
+		"maps": "(c) engine, kernel maps", "fallback": "(d) engine, NFQUEUE"}
 	for _, m := range modes {
 		if len(res[m+" out"]) == 0 {
 			continue
 		}
-		fmt.Printf("  %-22s out %9.0f pps  in %9.0f pps   runs out %s  in %s\n", label[m],
+		fmt.Printf("  %-24s out %9.0f pps  in %9.0f pps   runs out %s  in %s\n", label[m],
 			med[m+" out"], med[m+" in"], benchutil.List(res[m+" out"]), benchutil.List(res[m+" in"]))
 	}
+	fmt.Printf("  first inbound GRE of a new call until counted at the client (median ms):")
+	for _, m := range modes {
+		if len(res[m+" latency"]) > 0 {
+			fmt.Printf("  %s %.1f", m, med[m+" latency"])
+		}
+	}
+	fmt.Println()
 	ratio := func(x, y string) string {
 		var parts []string
 		for _, dir := range []string{"out", "in"} {
@@ -146,8 +165,9 @@ func run() error {
 		both := (med[x+" out"] + med[x+" in"]) / (med[y+" out"] + med[y+" in"])
 		return strings.Join(parts, ", ") + fmt.Sprintf(", both %.2f", both)
 	}
-	fmt.Printf("  c/a (userspace/plain): %s\n", ratio("userspace", "plain"))
-	fmt.Printf("  b/a (kernel/plain):    %s\n", ratio("kernel", "plain"))
+	fmt.Printf("  c/a (kernel maps/plain): %s\n", ratio("maps", "plain"))
+	fmt.Printf("  d/a (NFQUEUE/plain):     %s\n", ratio("fallback", "plain"))
+	fmt.Printf("  b/a (kernel helper/plain): %s\n", ratio("kernel", "plain"))
 	if engine != "" {
 		fmt.Printf("  %s\n", engine)
 	}
@@ -166,7 +186,7 @@ const counterRules = `table inet bench {
 `
 
 // mode sets the router up for m, measures both directions and tears down.
-func (b *bench) mode(m string) (out, in float64, engine string, err error) {
+func (b *bench) mode(m string) (out, in, lat float64, engine string, err error) {
 	l := b.l
 	client, server := l.Client(1), l.Server
 	var c *call
@@ -174,7 +194,7 @@ func (b *bench) mode(m string) (out, in float64, engine string, err error) {
 	case "plain":
 		b.stopDaemon()
 		if err := l.ConntrackFlush(); err != nil {
-			return 0, 0, "", err
+			return 0, 0, 0, "", err
 		}
 		// Without a helper the kernel tracks GRE by addresses, and a
 		// version 1 tuple also holds the key (nf_conntrack_proto_gre): key
@@ -182,37 +202,78 @@ func (b *bench) mode(m string) (out, in float64, engine string, err error) {
 		// out first, so the reply direction is NATed back to the client.
 		c = &call{serverID: 0, wireID: 0}
 		if _, err := l.Exec(client.NS, b.self, "flood", "--dst", server.Addr.String(), "--key", "0", "--count", "1"); err != nil {
-			return 0, 0, "", err
+			return 0, 0, 0, "", err
 		}
-	case "kernel", "userspace":
+	case "kernel", "maps", "fallback":
 		if err := b.startDaemon(m); err != nil {
-			return 0, 0, "", err
+			return 0, 0, 0, "", err
 		}
 		if err := l.ConntrackFlush(); err != nil {
-			return 0, 0, "", err
+			return 0, 0, 0, "", err
 		}
 		if c, err = b.holdCall(); err != nil {
-			return 0, 0, "", err
+			return 0, 0, 0, "", err
 		}
 		defer c.p.Kill()
 	}
+	// The first inbound packet of the call, right after it was set up.
+	if lat, err = b.firstPacket(server.NS, client.NS, l.WANAddr.String(), c.wireID); err != nil {
+		return 0, 0, 0, "", fmt.Errorf("latency: %w", err)
+	}
 	out, err = b.measure(client.NS, server.NS, server.Addr.String(), c.serverID)
 	if err != nil {
-		return 0, 0, "", fmt.Errorf("out: %w", err)
+		return 0, 0, 0, "", fmt.Errorf("out: %w", err)
 	}
 	in, err = b.measure(server.NS, client.NS, l.WANAddr.String(), c.wireID)
 	if err != nil {
-		return 0, 0, "", fmt.Errorf("in: %w", err)
+		return 0, 0, 0, "", fmt.Errorf("in: %w", err)
 	}
-	if m == "userspace" {
-		engine = b.engineLine()
+	if m == "maps" || m == "fallback" {
+		engine = m + ": " + b.engineLine()
 	}
-	return out, in, engine, nil
+	return out, in, lat, engine, nil
+}
+
+// firstPacket sends one GRE packet and returns the milliseconds until the
+// receiver's counter shows it (polled every 0.2 ms, at most 2 s).
+func (b *bench) firstPacket(from, at, dst string, key int) (float64, error) {
+	before, err := benchutil.ReadCounter(b.l, at, "gre_in")
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	if _, err := b.l.Exec(from, b.self, "flood", "--dst", dst, "--key", strconv.Itoa(key), "--count", "1"); err != nil {
+		return 0, err
+	}
+	for time.Since(start) < 2*time.Second {
+		n, err := benchutil.ReadCounter(b.l, at, "gre_in")
+		if err != nil {
+			return 0, err
+		}
+		if n > before {
+			return float64(time.Since(start).Microseconds()) / 1000, nil
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	return 0, errors.New("the first packet never arrived")
 }
 
 func (b *bench) startDaemon(mode string) error {
 	u := b.l.KernelUCI()
 	u.Mode = mode
+	disable := ""
+	if mode == "maps" || mode == "fallback" {
+		u.Mode = "userspace"
+		if mode == "fallback" {
+			disable = "nft_map_payload"
+		}
+		// The probe reads the variable at start: a daemon of the other
+		// datapath must go.
+		if b.d != nil && os.Getenv(probe.DisableEnv) != disable {
+			b.stopDaemon()
+		}
+		os.Setenv(probe.DisableEnv, disable)
+	}
 	u.IPsec, u.L2TP = false, false // only PPTP in the table
 	if b.d != nil {
 		return b.d.Apply(u.String())
@@ -283,8 +344,8 @@ func (b *bench) engineLine() string {
 		return ""
 	}
 	c := s.Counters
-	return fmt.Sprintf("userspace engine (last run): inbound GRE demultiplexed %d; queue batches %d for %d packets; socket overflows %d",
-		c["pptp_gre_in"].Packets, c["pptp_queue_batches"].Packets, c["pptp_queue_packets"].Packets, c["pptp_queue_enobufs"].Packets)
+	return fmt.Sprintf("engine (last run): inbound GRE demultiplexed by the engine %d, by the kernel maps %d; queue batches %d for %d packets; socket overflows %d",
+		c["pptp_gre_in"].Packets, c["pptp_kernel_in"].Packets, c["pptp_queue_batches"].Packets, c["pptp_queue_packets"].Packets, c["pptp_queue_enobufs"].Packets)
 }
 
 // measure floods GRE keyed with key from one namespace and counts it at

@@ -13,6 +13,7 @@
 //	peer esp-client   --server IP --spi N [--count N];   ah-client likewise
 //	peer udp-server                    IKE on 500, NAT-T on 4500, L2TP on 1701
 //	peer udp-client   --server IP --proto ike|natt|l2tp [--sport N] [--count N]
+//	peer spoof        --proto tcp|gre --src IP|--src-net P --dst IP [--flags R --seq N --seq-step N | --key N] [--count N]
 package main
 
 import (
@@ -43,6 +44,7 @@ func commands() map[string]command {
 		"ah-client":   {rawClientFunc("ah"), "raw AH sender"},
 		"udp-server":  {runUDPServer, "IKE (500), NAT-T (4500) and L2TP (1701) echo"},
 		"udp-client":  {runUDPClient, "IKE, NAT-T or L2TP sender"},
+		"spoof":       {runSpoof, "hand-built TCP or GRE packets with any source (attack scenarios)"},
 	}
 }
 

@@ -9,7 +9,7 @@
 //	ipsecpeer server  [--duration D] [--spi-base N]
 //	ipsecpeer client  --server IP [--spi N] [--sport 500] [--count N] [--interval D]
 //	                  [--esp-delay D] [--rekey] [--linger D] [--start-at UNIXMS] [--min-received N]
-//	ipsecpeer inject  --from IP --to IP --spi N [--count N] [--marker M]
+//	ipsecpeer inject  --from IP --to IP --spi N [--count N] [--marker M] [--gap D] [--spi-step N]
 //
 // Every subcommand prints one JSON object per line: servers an event per
 // message and a "summary", clients and inject one "result". Clients exit 1
@@ -593,13 +593,15 @@ func runInject(ctx context.Context, o *out, args []string) error {
 	spiFlag := fs.String("spi", "", "SPI to use")
 	count := fs.Int("count", 5, "packets")
 	marker := fs.String("marker", "inject", "payload marker")
+	gap := fs.Duration("gap", 10*time.Millisecond, "between packets")
+	step := fs.Uint("spi-step", 0, "add this to the SPI for every packet (a flood of new SPIs)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	src, dst := net.ParseIP(*from).To4(), net.ParseIP(*to).To4()
 	spi, err := parseUint(*spiFlag)
-	if src == nil || dst == nil || err != nil || spi == 0 || *count < 1 || *count > 1000 {
-		return errors.New("need --from, --to, --spi and 1 <= --count <= 1000")
+	if src == nil || dst == nil || err != nil || spi == 0 || *count < 1 || *count > 10000 {
+		return errors.New("need --from, --to, --spi and 1 <= --count <= 10000")
 	}
 	c, err := net.ListenIP("ip4:50", &net.IPAddr{IP: src})
 	if err != nil {
@@ -608,11 +610,13 @@ func runInject(ctx context.Context, o *out, args []string) error {
 	defer c.Close()
 	sent := 0
 	for i := 1; i <= *count && ctx.Err() == nil; i++ {
-		if _, err := c.WriteTo(espPacket(spi, uint32(i), *marker), &net.IPAddr{IP: dst}); err != nil {
+		if _, err := c.WriteTo(espPacket(spi+uint32(i-1)*uint32(*step), uint32(i), *marker), &net.IPAddr{IP: dst}); err != nil {
 			return err
 		}
 		sent++
-		sleepCtx(ctx, 10*time.Millisecond)
+		if *gap > 0 {
+			sleepCtx(ctx, *gap)
+		}
 	}
 	o.emit(map[string]any{"event": "result", "ok": true, "sent": sent})
 	return nil

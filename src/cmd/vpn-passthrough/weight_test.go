@@ -1,0 +1,60 @@
+package main
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestNoHeavyStdlib keeps out of the router binary the standard packages
+// that cost a lot for what a few lines do here (mipsel figures, Go 1.26):
+// crypto/* (crypto/rand links the FIPS module, ~130 KB; unix.Getrandom is
+// the same kernel CSPRNG), regexp (~120 KB), and the usual suspects that
+// pull in more still. `make size` prints what each dependency costs.
+func TestNoHeavyStdlib(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	// D-Bus (godbus: crypto/rand, crypto/sha1, math/big) is allowed its own
+	// weight; it may sit behind a build tag. make size reports its cost.
+	viaDBus := map[string]bool{}
+	if strings.Contains(string(out), "github.com/godbus/dbus/v5\n") {
+		dout, err := exec.Command("go", "list", "-deps", "github.com/godbus/dbus/v5").CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list godbus: %v\n%s", err, dout)
+		}
+		for _, d := range strings.Fields(string(dout)) {
+			viaDBus[d] = true
+		}
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if viaDBus[dep] {
+			continue
+		}
+		for _, heavy := range []string{"crypto/", "regexp", "net/http", "text/template", "html/template", "encoding/xml", "math/big"} {
+			if dep == strings.TrimSuffix(heavy, "/") || (strings.HasSuffix(heavy, "/") && strings.HasPrefix(dep, heavy)) {
+				t.Errorf("the daemon links %s", dep)
+			}
+		}
+	}
+}
+
+// TestNoResolver: net.Dial and net.Listen resolve addresses and so link the
+// DNS resolver (260 KB on mipsel); the daemon only needs unix sockets
+// (net.DialUnix, net.ListenUnix).
+func TestNoResolver(t *testing.T) {
+	bin := t.TempDir() + "/vpn-passthrough"
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Env = append(build.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command("go", "tool", "nm", bin).Output()
+	if err != nil {
+		t.Fatalf("go tool nm: %v", err)
+	}
+	if strings.Contains(string(out), "net.(*Resolver).lookupIPAddr") {
+		t.Error("the daemon links net's DNS resolver: use net.DialUnix/net.ListenUnix, not net.Dial/net.Listen")
+	}
+}

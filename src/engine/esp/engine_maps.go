@@ -1,0 +1,263 @@
+package esp
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"runtime"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vpn-passthrough/vpn-passthrough/src/engine"
+	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
+)
+
+// The Engine's netlink side of the kernel data plane (kernel.go has the
+// pure part): it keeps the plan's maps equal to the tracker's complete SAs,
+// reads the element counters back, adopts what a previous run left, and
+// keeps the WAN maps (esp_wan_src, esp_wan_addrs) equal to the WAN
+// devices' addresses, following rtnetlink address and link events.
+
+// syncMaps reconciles esp_in and esp_out with the tracker. The first
+// successful pass adopts elements the tracker does not know; later passes
+// delete them (SAs that ended).
+func (e *Engine) syncMaps() {
+	if e.maps == nil {
+		return
+	}
+	e.syncMu.Lock()
+	defer e.syncMu.Unlock()
+	inEl, err1 := e.maps.List(plan.MapESPIn)
+	if len(inEl) > bigTable {
+		// Collect the first listing's garbage before the second one:
+		// it halves the peak RSS of a pass over a big table.
+		runtime.GC()
+	}
+	outEl, err2 := e.maps.List(plan.MapESPOut)
+	if err1 != nil || err2 != nil {
+		// Before the first apply the maps do not exist yet: retried on
+		// the next pass (not an error then).
+		if e.adopted {
+			e.mapErr(err1, err2)
+		}
+		return
+	}
+	ins := make([]KernelIn, 0, len(inEl))
+	inHave := make(map[string]netip.Addr, len(inEl))
+	for _, el := range inEl {
+		if k, ok := ParseInElem(el.Key, el.Val); ok {
+			k.Packets, k.Bytes = el.Packets, el.Bytes
+			ins = append(ins, k)
+			inHave[string(el.Key)] = k.Client
+		}
+	}
+	outs := make([]KernelOut, 0, len(outEl))
+	outHave := make(map[string]bool, len(outEl))
+	for _, el := range outEl {
+		if k, ok := ParseOutElem(el.Key); ok {
+			k.Packets, k.Bytes = el.Packets, el.Bytes
+			outs = append(outs, k)
+			outHave[string(el.Key)] = true
+		}
+	}
+	e.mu.Lock()
+	adopt := !e.adopted
+	staleIn, staleOut := e.tr.KernelSync(ins, outs, adopt, e.primaryWANLocked(), e.now())
+	want := e.tr.Desired()
+	e.mu.Unlock()
+	if adopt {
+		e.adopted = true
+		e.log.Info("esp engine: kernel maps read back", "esp_in", len(ins), "esp_out", len(outs),
+			"not adopted", len(staleIn)+len(staleOut))
+	}
+	var delIn, delOut [][]byte
+	for _, s := range staleIn {
+		delIn = append(delIn, InElemKey(s.Server, s.SPI))
+	}
+	for _, s := range staleOut {
+		delOut = append(delOut, OutElemKey(s.Client, s.Server, s.SPI))
+	}
+	var addIn, addOut []engine.Element
+	for _, w := range want {
+		k := InElemKey(w.Server, w.In)
+		if c, ok := inHave[string(k)]; !ok || c != w.Client {
+			c4 := w.Client.As4()
+			addIn = append(addIn, engine.Element{Key: k, Val: c4[:]})
+		}
+		if k := OutElemKey(w.Client, w.Server, w.Out); !outHave[string(k)] {
+			addOut = append(addOut, engine.Element{Key: k})
+		}
+	}
+	e.mapErr(e.maps.Delete(plan.MapESPIn, delIn), e.maps.Delete(plan.MapESPOut, delOut))
+	e.mapErr(e.maps.Add(plan.MapESPIn, addIn), e.maps.Add(plan.MapESPOut, addOut))
+}
+
+func (e *Engine) mapErr(errs ...error) {
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		e.mu.Lock()
+		e.mapErrors++
+		e.mu.Unlock()
+		if time.Since(e.mapErrLogged) > 10*time.Second {
+			e.mapErrLogged = time.Now()
+			e.log.Warn("esp engine: kernel map update failed (retried every second)", "err", err)
+		}
+	}
+}
+
+// primaryWANLocked is the address adopted SAs are taken to use: the first
+// WAN device's.
+func (e *Engine) primaryWANLocked() netip.Addr {
+	for _, name := range e.wanDevs {
+		if ifi, err := net.InterfaceByName(name); err == nil {
+			if a, ok := e.wan[uint32(ifi.Index)]; ok && a.Is4() {
+				return a
+			}
+		}
+	}
+	return netip.Addr{}
+}
+
+// syncWAN makes esp_wan_src (device index : address) and esp_wan_addrs
+// hold the WAN devices' current IPv4 addresses, and refreshes the packet
+// path's address cache. It returns whether anything changed.
+func (e *Engine) syncWAN() bool {
+	want := map[uint32]netip.Addr{}
+	for _, name := range e.wanDevs {
+		ifi, err := net.InterfaceByName(name)
+		if err != nil {
+			continue
+		}
+		if a, err := e.addr(uint32(ifi.Index)); err == nil && a.Is4() {
+			want[uint32(ifi.Index)] = a
+		}
+	}
+	e.mu.Lock()
+	changed := false
+	for i, a := range want {
+		if e.wan[i] != a {
+			e.wan[i] = a
+			changed = true
+		}
+	}
+	for i := range e.wan {
+		if _, ok := want[i]; !ok && e.wan[i].IsValid() && e.isWANLocked(i) {
+			e.wan[i] = netip.Addr{}
+			changed = true
+		}
+	}
+	e.mu.Unlock()
+	if e.maps == nil {
+		return changed
+	}
+	src, err1 := e.maps.List(plan.MapESPWANSrc)
+	addrs, err2 := e.maps.List(plan.MapESPWANAddrs)
+	if err1 != nil || err2 != nil {
+		if e.wanReady {
+			e.mapErr(err1, err2)
+		}
+		return changed
+	}
+	e.wanReady = true
+	wantAddr := map[netip.Addr]bool{}
+	for _, a := range want {
+		wantAddr[a] = true
+	}
+	var delSrc, delAddr [][]byte
+	haveSrc := map[uint32]netip.Addr{}
+	for _, el := range src {
+		if len(el.Key) != 4 || len(el.Val) != 4 {
+			continue
+		}
+		i := binary.NativeEndian.Uint32(el.Key)
+		a := netip.AddrFrom4([4]byte(el.Val))
+		if want[i] != a {
+			delSrc = append(delSrc, el.Key)
+			continue
+		}
+		haveSrc[i] = a
+	}
+	haveAddr := map[netip.Addr]bool{}
+	for _, el := range addrs {
+		if len(el.Key) != 4 {
+			continue
+		}
+		a := netip.AddrFrom4([4]byte(el.Key))
+		if !wantAddr[a] {
+			delAddr = append(delAddr, el.Key)
+			continue
+		}
+		haveAddr[a] = true
+	}
+	var addSrc, addAddr []engine.Element
+	for i, a := range want {
+		if haveSrc[i] != a {
+			k := make([]byte, 4)
+			binary.NativeEndian.PutUint32(k, i) // meta oif is host byte order
+			v := a.As4()
+			addSrc = append(addSrc, engine.Element{Key: k, Val: v[:]})
+		}
+		if !haveAddr[a] {
+			v := a.As4()
+			addAddr = append(addAddr, engine.Element{Key: v[:]})
+		}
+	}
+	if len(delSrc)+len(delAddr)+len(addSrc)+len(addAddr) > 0 {
+		changed = true
+		e.log.Info("esp engine: WAN addresses in the kernel maps", "addresses", len(want))
+	}
+	// Add before delete: a new address is usable before the old one goes.
+	e.mapErr(e.maps.Add(plan.MapESPWANSrc, addSrc), e.maps.Add(plan.MapESPWANAddrs, addAddr))
+	e.mapErr(e.maps.Delete(plan.MapESPWANSrc, delSrc), e.maps.Delete(plan.MapESPWANAddrs, delAddr))
+	return changed
+}
+
+func (e *Engine) isWANLocked(idx uint32) bool {
+	for _, name := range e.wanDevs {
+		if ifi, err := net.InterfaceByName(name); err == nil && uint32(ifi.Index) == idx {
+			return true
+		}
+	}
+	return false
+}
+
+// watchAddrs signals on ch whenever rtnetlink reports an IPv4 address or
+// link change, until done is closed. It returns at once (no signals) if
+// the socket cannot be opened; the once-a-second refresh still runs.
+func watchAddrs(done <-chan struct{}, ch chan<- struct{}) error {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	if err != nil {
+		return err
+	}
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK,
+		Groups: unix.RTMGRP_IPV4_IFADDR | unix.RTMGRP_LINK}); err != nil {
+		unix.Close(fd)
+		return err
+	}
+	// A timeout lets the loop see done without a second descriptor.
+	tv := unix.Timeval{Sec: 0, Usec: 200000}
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	go func() {
+		defer unix.Close(fd)
+		buf := make([]byte, 16384)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			n, _, err := unix.Recvfrom(fd, buf, 0)
+			if err != unix.ENOBUFS && (err != nil || n <= 0) {
+				continue // timeout (ENOBUFS: events were lost, refresh)
+			}
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return nil
+}

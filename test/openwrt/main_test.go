@@ -1,0 +1,25 @@
+package openwrt
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestMain removes what the run built once (binary, packages) and prints how long the bed took.
+func TestMain(m *testing.M) {
+	t0 := time.Now()
+	code := m.Run()
+	if binPath != "" && os.Getenv("VPNPT_BIN") == "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	if ipkDir != "" {
+		os.RemoveAll(ipkDir)
+	}
+	if buildRoot != "" {
+		println("openwrt test bed: userland build/cache check", BuildTime().Round(time.Millisecond).String(),
+			"of", time.Since(t0).Round(time.Millisecond).String(), "in all; root", buildRoot)
+	}
+	os.Exit(code)
+}

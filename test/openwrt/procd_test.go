@@ -1,0 +1,307 @@
+package openwrt
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vpn-passthrough/vpn-passthrough/test/lab"
+)
+
+// bedConfig is /etc/config/vpn-passthrough for a bed inside the lab router: explicit devices, so
+// that the checks do not depend on the network config.
+func bedConfig(l *lab.Lab) string {
+	var b strings.Builder
+	b.WriteString("config globals 'globals'\n\toption enabled '1'\n\toption mode 'kernel'\n")
+	for _, d := range l.LANDevs {
+		fmt.Fprintf(&b, "\tlist lan_device '%s'\n", d)
+	}
+	fmt.Fprintf(&b, "\tlist wan_device '%s'\n", l.WANDev)
+	b.WriteString("\nconfig pptp 'pptp'\n\toption enabled '1'\n\nconfig l2tp 'l2tp'\n\toption enabled '1'\n\nconfig ipsec 'ipsec'\n\toption enabled '1'\n\toption esp_mux 'off'\n")
+	return b.String()
+}
+
+// routerBed is a lab with a bed inside its router: ubusd, netifd stand-in (lab interfaces),
+// procd, our files installed.
+type routerBed struct {
+	*Bed
+	lab *lab.Lab
+}
+
+func startRouterBed(t *testing.T, withRpcd bool) *routerBed {
+	t.Helper()
+	Require(t)
+	l := lab.Start(t, lab.Config{})
+	b := Start(t, Options{NetNS: l.Router})
+	b.StartUbusd(t)
+	b.InstallFiles(t)
+	if withRpcd {
+		b.StartRpcd(t)
+	}
+	if err := b.WriteFile("/tmp/lab-ifaces.json", LabInterfaceDump(l), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.StartNetifd(t, "/tmp/lab-ifaces.json", true)
+	b.StartProcd(t)
+	if err := b.WriteFile("/etc/config/vpn-passthrough", bedConfig(l), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &routerBed{Bed: b, lab: l}
+}
+
+// instance is what procd says about our service.
+type instance struct {
+	Running bool `json:"running"`
+	Pid     int  `json:"pid"`
+}
+
+func (r *routerBed) instance() (instance, error) {
+	out, err := r.Run("", "ubus", "call", "service", "list", `{"name":"vpn-passthrough"}`)
+	if err != nil {
+		return instance{}, err
+	}
+	var v map[string]struct {
+		Instances map[string]instance `json:"instances"`
+	}
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		return instance{}, fmt.Errorf("service list: %v: %q", err, out)
+	}
+	for _, in := range v["vpn-passthrough"].Instances {
+		return in, nil
+	}
+	return instance{}, nil
+}
+
+// offProtocols reads which protocols our running table blocks ("pptp off" comments).
+func (r *routerBed) offProtocols() ([]string, error) {
+	out, err := r.Run("", "nft", "list", "table", "inet", "vpn_passthrough")
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for _, p := range []string{"pptp", "l2tp", "ipsec"} {
+		if strings.Contains(out, "vpn-passthrough: "+p+" off") {
+			seen[p] = true
+		}
+	}
+	var off []string
+	for p := range seen {
+		off = append(off, p)
+	}
+	sort.Strings(off)
+	return off, nil
+}
+
+// waitOff waits until the running table blocks exactly want (sorted).
+func (r *routerBed) waitOff(t *testing.T, what string, want ...string) {
+	t.Helper()
+	sort.Strings(want)
+	t0 := time.Now()
+	var got []string
+	err := WaitFor(20*time.Second, func() error {
+		var err error
+		got, err = r.offProtocols()
+		if err != nil {
+			return err
+		}
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			return fmt.Errorf("blocked %v, want %v", got, want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%s: the config is not in force: %v", what, err)
+	}
+	in, _ := r.instance()
+	t.Logf("%s: in force after %v: blocked %v, daemon pid %d", what, time.Since(t0).Round(time.Millisecond), got, in.Pid)
+}
+
+func (r *routerBed) pid(t *testing.T) int {
+	t.Helper()
+	in, err := r.instance()
+	if err != nil || !in.Running || in.Pid == 0 {
+		t.Fatalf("procd has no running instance: %+v %v", in, err)
+	}
+	return in.Pid
+}
+
+// Real procd starts our init script; every reload path ends with the config in force:
+// config.change through rpcd (LuCI's Save & Apply), `reload`, `resync`, fw4's script include,
+// and an interface event; `reload` after a `resync` back to the registered file content (the
+// md5 case); respawn after SIGKILL; enabled=0 stops the daemon and removes its table.
+func TestProcdReloadPaths(t *testing.T) {
+	r := startRouterBed(t, true)
+	// Real fw4 with our script include registered, for the fw4 path below.
+	r.configureFW4(t)
+	r.MustSh(t, "sh /etc/uci-defaults/vpn-passthrough")
+	r.MustRun(t, "fw4", "-q", "restart")
+	r.MustRun(t, "/etc/init.d/vpn-passthrough", "start")
+	if err := WaitFor(20*time.Second, func() error {
+		in, err := r.instance()
+		if err == nil && !in.Running {
+			err = fmt.Errorf("not running: %+v", in)
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("procd did not start the daemon: %v", err)
+	}
+	r.waitOff(t, "start")
+	first := r.pid(t)
+
+	uciCLI := func(set string) {
+		t.Helper()
+		r.MustSh(t, "uci set vpn-passthrough."+set+" && uci commit vpn-passthrough")
+	}
+
+	t.Run("config.change via rpcd uci commit", func(t *testing.T) {
+		out := r.MustRun(t, "ubus", "call", "session", "login", `{"username":"root","password":"test"}`)
+		var s struct {
+			Session string `json:"ubus_rpc_session"`
+		}
+		if err := json.Unmarshal([]byte(out), &s); err != nil {
+			t.Fatal(err)
+		}
+		r.MustRun(t, "ubus", "call", "uci", "set", `{"config":"vpn-passthrough","section":"pptp","values":{"enabled":"0"},"ubus_rpc_session":"`+s.Session+`"}`)
+		r.MustRun(t, "ubus", "call", "uci", "commit", `{"config":"vpn-passthrough","ubus_rpc_session":"`+s.Session+`"}`)
+		r.waitOff(t, "config.change", "pptp")
+	})
+	t.Run("reload", func(t *testing.T) {
+		uciCLI("pptp.enabled=1")
+		r.MustRun(t, "/etc/init.d/vpn-passthrough", "reload")
+		r.waitOff(t, "reload")
+	})
+	t.Run("reload after resync (md5 unchanged since registration)", func(t *testing.T) {
+		// uci's first rewrite of a hand-written file changes its layout: write it in uci's
+		// form, then register it with procd.
+		uciCLI("l2tp.enabled=0")
+		uciCLI("l2tp.enabled=1")
+		r.MustRun(t, "/etc/init.d/vpn-passthrough", "reload")
+		r.waitOff(t, "reload (registers the file)")
+		registered := r.MustRun(t, "md5sum", "/etc/config/vpn-passthrough")
+		uciCLI("l2tp.enabled=0")
+		r.MustRun(t, "/etc/init.d/vpn-passthrough", "resync")
+		r.waitOff(t, "resync", "l2tp")
+		uciCLI("l2tp.enabled=1")
+		if now := r.MustRun(t, "md5sum", "/etc/config/vpn-passthrough"); now != registered {
+			t.Fatalf("the file's md5 is not back at the registered one (%s vs %s): not the md5 case", now, registered)
+		}
+		t.Logf("config file md5 back at the one procd registered: %s", strings.Fields(registered)[0])
+		r.MustRun(t, "/etc/init.d/vpn-passthrough", "reload")
+		r.waitOff(t, "reload back to the registered file")
+	})
+	t.Run("fw4 reload runs our script include", func(t *testing.T) {
+		uciCLI("ipsec.enabled=0")
+		r.MustRun(t, "fw4", "-q", "reload")
+		r.waitOff(t, "fw4 reload (script include)", "ipsec")
+		uciCLI("ipsec.enabled=1")
+		r.MustRun(t, "fw4", "-q", "reload")
+		r.waitOff(t, "fw4 reload (script include)")
+	})
+	t.Run("interface event", func(t *testing.T) {
+		uciCLI("l2tp.enabled=0")
+		r.MustRun(t, "ubus", "call", "service", "event", `{"type":"interface.update","data":{"interface":"wan"}}`)
+		r.waitOff(t, "interface.update wan", "l2tp")
+		uciCLI("l2tp.enabled=1")
+		r.MustRun(t, "ubus", "call", "service", "event", `{"type":"interface.update","data":{"interface":"wan"}}`)
+		r.waitOff(t, "interface.update wan")
+	})
+	if p := r.pid(t); p != first {
+		t.Fatalf("the reloads restarted the daemon: pid %d, then %d", first, p)
+	}
+	t.Run("respawn after SIGKILL", func(t *testing.T) {
+		uciCLI("pptp.enabled=0")
+		if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		var in instance
+		if err := WaitFor(30*time.Second, func() error {
+			var err error
+			if in, err = r.instance(); err == nil && (!in.Running || in.Pid == first) {
+				err = fmt.Errorf("not respawned yet: %+v", in)
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("respawned: pid %d -> %d", first, in.Pid)
+		r.waitOff(t, "respawn", "pptp")
+	})
+	t.Run("enabled=0 stops", func(t *testing.T) {
+		pid := r.pid(t)
+		uciCLI("globals.enabled=0")
+		r.MustRun(t, "/etc/init.d/vpn-passthrough", "reload")
+		if err := WaitFor(20*time.Second, func() error {
+			if in, err := r.instance(); err != nil || in.Running {
+				return fmt.Errorf("still running: %+v %v", in, err)
+			}
+			if syscall.Kill(pid, 0) == nil {
+				return fmt.Errorf("pid %d still alive", pid)
+			}
+			if _, err := r.Run("", "nft", "list", "table", "inet", "vpn_passthrough"); err == nil {
+				return fmt.Errorf("our table is still there")
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("enabled=0: pid %d gone, table inet vpn_passthrough removed", pid)
+	})
+}
+
+// LabInterfaceDump is `network.interface dump` for the lab router: lan = the first LAN port,
+// lan2 = the second, wan = the WAN port (one l3_device per interface, as netifd reports).
+func LabInterfaceDump(l *lab.Lab) string {
+	type addr struct {
+		Address string `json:"address"`
+		Mask    int    `json:"mask"`
+	}
+	type iface struct {
+		Interface string   `json:"interface"`
+		Up        bool     `json:"up"`
+		Available bool     `json:"available"`
+		Proto     string   `json:"proto"`
+		Device    string   `json:"device"`
+		L3Device  string   `json:"l3_device"`
+		IPv4      []addr   `json:"ipv4-address"`
+		Data      struct{} `json:"data"`
+	}
+	var ifs []iface
+	for i, d := range l.LANDevs {
+		name := "lan"
+		if i > 0 {
+			name = "lan" + strconv.Itoa(i+1)
+		}
+		ifs = append(ifs, iface{Interface: name, Up: true, Available: true, Proto: "static", Device: d, L3Device: d,
+			IPv4: []addr{{fmt.Sprintf("10.10.%d.1", i+1), 24}}})
+	}
+	ifs = append(ifs, iface{Interface: "wan", Up: true, Available: true, Proto: "static", Device: l.WANDev, L3Device: l.WANDev,
+		IPv4: []addr{{l.WANAddr.String(), 24}}})
+	out, _ := json.MarshalIndent(map[string]any{"interface": ifs}, "", "\t")
+	return string(out)
+}
+
+// configureFW4 points the bed's fw4 config at the lab: network config with the lab's devices,
+// the second LAN network in zone lan. Real fw4 then renders for the lab router.
+func (r *routerBed) configureFW4(t *testing.T) {
+	t.Helper()
+	var b strings.Builder
+	for i, d := range r.lab.LANDevs {
+		name := "lan"
+		if i > 0 {
+			name = "lan" + strconv.Itoa(i+1)
+		}
+		fmt.Fprintf(&b, "config interface '%s'\n\toption device '%s'\n\toption proto 'static'\n\toption ipaddr '10.10.%d.1'\n\toption netmask '255.255.255.0'\n\n", name, d, i+1)
+	}
+	fmt.Fprintf(&b, "config interface 'wan'\n\toption device '%s'\n\toption proto 'static'\n\n", r.lab.WANDev)
+	if err := r.WriteFile("/etc/config/network", b.String(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < len(r.lab.LANDevs); i++ {
+		r.MustSh(t, fmt.Sprintf("uci add_list firewall.@zone[0].network=lan%d && uci commit firewall", i+1))
+	}
+}
