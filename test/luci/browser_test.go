@@ -242,7 +242,8 @@ func waitText(ctx context.Context, sel string, timeout time.Duration, ok func(st
 // call from its row removes the row and stops that client's traffic while
 // client 1's carries on; switching PPTP off with Save & Apply (procd turns
 // LuCI's config.change into the daemon's reload) blocks it, and on again
-// passes it. Screenshots of each step go to test/luci/screenshots.
+// passes it; with the daemon stopped the page says so. Screenshots of each
+// step go to test/luci/screenshots.
 func TestLuCIPage(t *testing.T) {
 	r := startRig(t, rigOptions{procd: true})
 	r.startLuCI()
@@ -356,6 +357,18 @@ func TestLuCIPage(t *testing.T) {
 		}
 		r.shot(ctx, step.shot)
 	}
+
+	// The daemon stops: the page says so in words, not as empty tables.
+	if out, err := r.b.Run("", "/etc/init.d/vpn-passthrough", "stop"); err != nil {
+		t.Fatalf("init script stop: %v %s", err, out)
+	}
+	if s, err := waitText(ctx, "#vpnpt-banners", 30*time.Second, func(s string) bool {
+		return strings.Contains(s, "The vpn-passthrough daemon is not running")
+	}); err != nil {
+		r.shot(ctx, "error-daemon-down")
+		t.Errorf("banner with the daemon stopped: %q: %v", s, err)
+	}
+	r.shot(ctx, "5-daemon-down")
 }
 
 // datapath is what the daemon says carries proto.

@@ -270,16 +270,14 @@ return view.extend({
 		o.default = 'auto';
 
 		o = s.taboption('general', widgets.ZoneSelect, 'lan_zone', _('LAN zones'),
-			_('The firewall zones whose clients may use VPNs.'));
+			_('The firewall zones whose clients may use VPNs (none chosen: lan).'));
 		o.multiple = true;
 		o.nocreate = true;
-		o.default = 'lan';
 
 		o = s.taboption('general', widgets.ZoneSelect, 'wan_zone', _('WAN zones'),
-			_('The firewall zones the VPN servers are reached through.'));
+			_('The firewall zones the VPN servers are reached through (none chosen: wan).'));
 		o.multiple = true;
 		o.nocreate = true;
-		o.default = 'wan';
 
 		o = s.taboption('general', form.Flag, 'log_blocked', _('Log blocked attempts'),
 			_('Write a (rate-limited) log line for each VPN packet a switched-off protocol blocks.'));
