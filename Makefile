@@ -16,8 +16,9 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # Debian packages the lab and tests need; installed only when missing.
 APT_PKGS := nftables conntrack iptables iproute2 qemu-user-static busybox-static
 GO123 := go1.23.12
-# issue 11: src/dbus's tests run a private dbus-daemon and call it with dbus-send.
-APT_PKGS += dbus-daemon dbus-bin
+# issue 11: src/dbus and test/luci run a private dbus-daemon (called with dbus-send) and
+# headless Chromium for the LuCI page.
+APT_PKGS += dbus-daemon dbus-bin chromium
 
 .PHONY: all build build-dbus deps test unit lint go123 lab demo cross ipk size bench fuzz qemu-test clean
 
