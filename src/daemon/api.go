@@ -36,7 +36,8 @@ var _ status.API = api{}
 
 // serveAPI starts the session watcher and the front-ends until ctx ends.
 func (d *Daemon) serveAPI(ctx context.Context) {
-	go status.WatchSessions(ctx, func() []status.SessionInfo { return d.Status().Sessions }, 2*time.Second, &d.hub)
+	// Every 5 s, as LuCI polls: each look reads conntrack in kernel mode.
+	go status.WatchSessions(ctx, func() []status.SessionInfo { return d.Status().Sessions }, 5*time.Second, &d.hub)
 	for _, f := range d.opts.Frontends {
 		go func() {
 			if err := f(ctx, api{d}); err != nil && ctx.Err() == nil {
