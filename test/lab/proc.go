@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -212,6 +214,7 @@ func (b *lineBuf) len() int {
 }
 
 func (b *lineBuf) wait(what string, since int, timeout time.Duration, match func(string) bool) (string, error) {
+	timeout = Scale(timeout)
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
@@ -249,4 +252,14 @@ func Contains(subs ...string) func(string) bool {
 		}
 		return true
 	}
+}
+
+// Scale stretches a functional time bound by $VPNPT_TIME_SCALE (default 1):
+// the QEMU architecture guests run under TCG emulation, several times slower
+// than this host, and set it (test/qemu/guest/labguest.sh).
+func Scale(d time.Duration) time.Duration {
+	if f, err := strconv.ParseFloat(os.Getenv("VPNPT_TIME_SCALE"), 64); err == nil && f >= 1 && f <= 20 {
+		return time.Duration(float64(d) * f)
+	}
+	return d
 }

@@ -7,6 +7,9 @@ export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 # in these guests, and without CI=true the lab falls back to fw4's rendered
 # default ruleset (../shared/openwrt-samples) with its emulated includes.
 # A skipped test still fails the scenario (below).
+# TCG emulation is several times slower than the host: functional time
+# bounds in the lab (lab.Scale) stretch by this factor.
+export VPNPT_TIME_SCALE=4
 export VPNPT_BIN=/vpt/vpn-passthrough VPNPT_PEER=/vpt/peer VPNPT_SHARED=/vpt/shared HOME=/tmp TMPDIR=/tmp
 # s390x: crc32c_generic before libcrc32c and nf_tables (libcrc32c finds no
 # crc32c otherwise), then the rest autoloads through /sbin/modprobe.
