@@ -59,7 +59,7 @@ var (
 	// Each -ft scenario next to the same one without flow offloading, so the
 	// engines' control-message counters can be compared in one boot.
 	flowScenarios = []string{
-		"pptp-kernel-ft",
+		"pptp-kernel-ft", "pptp-auto-ft",
 		"pptp-userspace", "pptp-userspace-ft",
 		"ikev2-kernel-ft",
 		"ikev2-userspace", "ikev2-userspace-ft",

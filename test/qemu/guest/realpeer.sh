@@ -224,8 +224,14 @@ scen_pptp() { # MODE ENABLED
 		return
 	fi
 	if [ $up != 2 ]; then
-		dstatus
+		dstatus | tee $T/status.txt
 		tail -n 5 $T/pppd-lan1.log $T/pppd-lan2.log 2>/dev/null | sed "s/^/VPT-INFO $CUR /"
+		if [ $FT = 1 ] && [ $1 = userspace ] && grep -q 'warning: pptp: .*flow offloading is on' $T/status.txt; then
+			# The engine cannot see the control connection once fw4
+			# offloads it; the daemon must say so (issue 10 item 3).
+			pass "flow offloading: $up/2 userspace-PPTP tunnels (the engine misses the offloaded control connection), and status warns about it (known limitation)"
+			return
+		fi
 		fail "$up/2 PPTP tunnels up"; return
 	fi
 	pings_all 192.168.90.1 5 lan1 lan2
@@ -581,13 +587,17 @@ run() {
 	echo "VPT-SCENARIO $CUR"
 	local proto mode rest ruleset=$V/fw4.nft en=1 kill=
 	IFS=- read -r proto mode rest <<<"$1"
-	case "-$rest-" in *-ft-*) ruleset=$V/fw4-ft.nft ;; esac
+	FT=0
+	case "-$rest-" in *-ft-*) ruleset=$V/fw4-ft.nft FT=1 ;; esac
 	case "-$rest-" in *-kill-*) kill=kill ;; esac
 	if [ $mode = off ]; then en=0; mode=auto; fi
 	local t0=$SECONDS
 	topo $ruleset || { fail "topology"; return; }
 	: >$T/daemon.log
 	rm -rf $T/state
+	# fw4's setting, where the daemon reads OpenWrt's firewall config (next
+	# to its own): the planner warns about offloading from it.
+	[ $FT = 1 ] && printf "config defaults\n\toption flow_offloading '1'\n" >$T/firewall
 	[ $ruleset = $V/fw4-ft.nft ] && info "flowtable: $(ip netns exec r nft list flowtables 2>/dev/null | grep -c 'flowtable ft') (flow offload @ft in forward: $(ip netns exec r nft list chain inet fw4 forward | grep -c 'flow add @ft\|flow offload @ft'))"
 	case $proto in
 	pptp) scen_pptp $mode $en $kill ;;
