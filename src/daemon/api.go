@@ -147,6 +147,8 @@ func flowOf(f ct.Flow, s *status.SessionInfo) bool {
 func (d *Daemon) Status() status.Status {
 	d.fwMu.Lock()
 	cs, cerr := d.k.Firewall.Counters(tableName)
+	// The guard's drops count too: whichever table drops a packet first.
+	gs, gerr := d.k.Firewall.Counters(plan.GuardTable)
 	dropsOnly := d.dropsOnly
 	d.fwMu.Unlock()
 	d.mu.Lock()
@@ -163,6 +165,12 @@ func (d *Daemon) Status() status.Status {
 		in.Counters = map[string]status.Counter{}
 		for k, v := range cs {
 			in.Counters[k] = status.Counter{Packets: v.Packets, Bytes: v.Bytes}
+		}
+		if gerr == nil {
+			for k, v := range gs {
+				c := in.Counters[k]
+				in.Counters[k] = status.Counter{Packets: c.Packets + v.Packets, Bytes: c.Bytes + v.Bytes}
+			}
 		}
 	}
 	d.mu.Lock()
