@@ -152,9 +152,20 @@ func (r *rig) browser() (context.Context, context.CancelFunc) {
 		}
 		r.t.Skip("chromium missing")
 	}
+	// Chromium may write its profile for a moment after it is told to
+	// quit: removing it is retried, and a failure is not the test's.
+	profile, err := os.MkdirTemp("", "vpnpt-chromium-")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(func() {
+		for i := 0; i < 50 && os.RemoveAll(profile) != nil; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.UserDataDir(r.t.TempDir()), chromedp.WindowSize(1280, 1600), chromedp.CombinedOutput(os.Stderr))
+		chromedp.UserDataDir(profile), chromedp.WindowSize(1280, 1600), chromedp.CombinedOutput(os.Stderr))
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	// chromedp v0.12's protocol tables predate some events of today's
 	// Chromium: those are logged and skipped, and only that noise is muted.

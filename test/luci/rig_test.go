@@ -58,6 +58,7 @@ type rig struct {
 	b      *openwrt.Bed
 	daemon *lab.Proc // the daemon (nil when procd runs it)
 	procd  *lab.Proc
+	ubusd  *lab.Proc
 	www    string // uhttpd's document root inside the bed
 }
 
@@ -109,11 +110,11 @@ func startRig(t *testing.T, o rigOptions) *rig {
 		t.Fatal(err)
 	}
 	b := openwrt.Start(t, openwrt.Options{NetNS: l.Router})
-	b.StartUbusd(t)
+	ubusd := b.StartUbusd(t)
 	if err := b.WriteFile("/etc/config/rpcd", rpcdConfig, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{t: t, l: l, srv: srv, b: b}
+	r := &rig{t: t, l: l, srv: srv, b: b, ubusd: ubusd}
 	// OpenWrt's rpcd package ships this ACL (package/system/rpcd/files);
 	// the rpcd sources do not. LuCI needs session access for every login.
 	if err := b.WriteFile("/usr/share/rpcd/acl.d/unauthenticated.json", unauthenticatedACL, 0o644); err != nil {

@@ -30,6 +30,10 @@ func (e *Engine) DropSession(kind, client, server, orig string) bool {
 		return false
 	}
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.tr.DropSA(client, server, orig)
+	ok := e.tr.DropSA(client, server, orig)
+	e.mu.Unlock()
+	if ok {
+		e.syncMaps() // the kernel's elements of the SA go now, not at the next pass
+	}
+	return ok
 }
