@@ -58,6 +58,21 @@ func TestProcdPrivileges(t *testing.T) {
 	r.MustSh(t, "uci set vpn-passthrough.globals.memory_limit=lots && uci set vpn-passthrough.globals.gogc=-3 && uci commit vpn-passthrough")
 	r.MustRun(t, "/etc/init.d/vpn-passthrough", "restart")
 	check("bad values", "20MiB", "50")
+	r.MustSh(t, "uci set vpn-passthrough.globals.memory_limit=32MiB && uci set vpn-passthrough.globals.gogc=off && uci commit vpn-passthrough")
+	// enabled takes every UCI boolean spelling.
+	r.MustSh(t, "uci set vpn-passthrough.globals.enabled=off && uci commit vpn-passthrough")
+	r.MustRun(t, "/etc/init.d/vpn-passthrough", "restart")
+	if err := WaitFor(20*time.Second, func() error {
+		if in, err := r.instance(); err != nil || in.Running {
+			return fmt.Errorf("still running (%+v, %v)", in, err)
+		}
+		return nil
+	}); err != nil {
+		t.Errorf("enabled=off: %v", err)
+	}
+	r.MustSh(t, "uci set vpn-passthrough.globals.enabled=yes && uci commit vpn-passthrough")
+	r.MustRun(t, "/etc/init.d/vpn-passthrough", "restart")
+	check("enabled=yes", "32MiB", "off")
 }
 
 func procEnv(pid int) map[string]string {

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # openwrt/packages CI: $1 is the package, $2 its version.
 case "$1" in
 vpn-passthrough)
