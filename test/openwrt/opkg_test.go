@@ -112,6 +112,9 @@ func TestOpkgLiveRoot(t *testing.T) {
 		if err == nil && !in.Running {
 			err = fmt.Errorf("daemon not running after install: %+v", in)
 		}
+		if err == nil { // running, and its table applied
+			_, err = r.Run("", "nft", "list", "table", "inet", "vpn_passthrough")
+		}
 		return err
 	}); err != nil {
 		t.Fatal(err)
