@@ -556,7 +556,8 @@ func TestAPKInstall(t *testing.T) {
 	if !strings.Contains(out, "Executing vpn-passthrough-"+next.Control.Version+".pre-deinstall") {
 		t.Errorf("pre-deinstall did not run")
 	}
-	for _, f := range []string{"usr/bin/vpn-passthrough", "etc/init.d/vpn-passthrough", "etc/rc.d/S25vpn-passthrough", "lib/apk/packages/vpn-passthrough.list"} {
+	for _, f := range []string{"usr/bin/vpn-passthrough", "etc/init.d/vpn-passthrough", "etc/rc.d/S25vpn-passthrough", "lib/apk/packages/vpn-passthrough.list",
+		"etc/capabilities/vpn-passthrough.json", "usr/share/nftables.d/chain-pre/forward/10-vpn-passthrough.nft"} {
 		if _, err := os.Lstat(at(f)); !os.IsNotExist(err) {
 			t.Errorf("%s still there after apk del (%v)", f, err)
 		}
