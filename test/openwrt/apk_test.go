@@ -42,13 +42,13 @@ func TestAPKLiveRoot(t *testing.T) {
 	stage := "/tmp/apk-stage"
 	r.MustSh(t, "mkdir -p "+stage+" && cp -a /usr/share/vpn-passthrough "+stage+"/ && "+
 		"mkdir -p "+stage+"/root/usr/share "+stage+"/root/etc/config "+stage+"/root/etc/init.d "+stage+"/root/etc/uci-defaults "+
-		stage+"/root/etc/capabilities "+stage+"/root/usr/bin "+stage+"/root/usr/share/nftables.d/chain-pre/forward "+stage+"/root/usr/libexec/rpcd "+stage+"/root/lib/apk/packages && "+
+		stage+"/root/etc/capabilities "+stage+"/root/usr/bin "+stage+"/root/usr/share/nftables.d/chain-pre/forward "+stage+"/root/lib/apk/packages && "+
 		"cd "+stage+"/root && mv ../vpn-passthrough usr/share/ && "+
 		"mv /etc/config/vpn-passthrough etc/config/ && mv /etc/init.d/vpn-passthrough etc/init.d/ && "+
 		"mv /etc/uci-defaults/vpn-passthrough etc/uci-defaults/ && mv /etc/capabilities/vpn-passthrough.json etc/capabilities/ && mv /usr/bin/vpn-passthrough usr/bin/ && "+
 		"mv /usr/share/nftables.d/chain-pre/forward/10-vpn-passthrough.nft usr/share/nftables.d/chain-pre/forward/ && "+
-		"mv /usr/libexec/rpcd/luci.vpn-passthrough usr/libexec/rpcd/ && rm -rf /usr/share/vpn-passthrough && "+
-		"rm -rf /usr/share/luci/menu.d/luci-app-vpn-passthrough.json /usr/share/rpcd/acl.d/luci-app-vpn-passthrough.json /www/luci-static/resources/view/vpn-passthrough && "+
+		"rm -rf /usr/share/vpn-passthrough && "+
+		"rm -rf /usr/share/luci/menu.d/luci-app-vpn-passthrough.json /usr/share/rpcd/acl.d/luci-app-vpn-passthrough.json /www/luci-static/resources/view/vpn-passthrough /www/luci-static/resources/view/status/include/70_vpn-passthrough.js && "+
 		"find . ! -type d | sed 's,^\\.,,' | sort > lib/apk/packages/vpn-passthrough.list && "+
 		"echo /etc/config/vpn-passthrough > lib/apk/packages/vpn-passthrough.conffiles")
 	r.WriteFile(stage+"/post-install", apkPostInstall, 0o755)
