@@ -44,7 +44,7 @@ const (
 // segCtx is the translator for one segment of one control connection. It
 // is reused (Engine.seg) so the control path does not allocate for it.
 type segCtx struct {
-	e       *Engine
+	e       *tracker
 	c       *ctrlConn
 	now     time.Time
 	added   []*call

@@ -40,7 +40,7 @@ func callKeys(wan, server netip.Addr, trans uint16) (guard, byServer []byte) {
 
 // programLocked adds a call's elements. Calls whose control connection's
 // WAN address is unknown (no conntrack view) cannot be keyed: counted.
-func (e *Engine) programLocked(cl *call) {
+func (e *tracker) programLocked(cl *call) {
 	if e.maps == nil || cl.programmed {
 		return
 	}
@@ -81,7 +81,7 @@ func (e *Engine) programLocked(cl *call) {
 }
 
 // unprogramLocked removes a call's elements (the guard first).
-func (e *Engine) unprogramLocked(cl *call) {
+func (e *tracker) unprogramLocked(cl *call) {
 	if e.maps == nil || !cl.programmed {
 		return
 	}
@@ -112,7 +112,7 @@ type orphan struct {
 // without them are programmed again, and elements no restored call holds
 // are kept as orphans. A map that does not exist yet (first start: the plan
 // is applied after the engine binds its queue) holds nothing to adopt.
-func (e *Engine) adoptKernelLocked(now time.Time) {
+func (e *tracker) adoptKernelLocked(now time.Time) {
 	if e.maps == nil || e.cfg.WANAddrsOnly {
 		return
 	}
@@ -156,7 +156,7 @@ func (e *Engine) adoptKernelLocked(now time.Time) {
 // syncKernel reads the per-call counters back: traffic the kernel forwarded
 // for the session table, and what keeps such a call from expiring. Orphans
 // idle for IdleTimeout lose their elements.
-func (e *Engine) syncKernel(now time.Time) {
+func (e *tracker) syncKernel(now time.Time) {
 	if e.maps == nil {
 		return
 	}
@@ -217,7 +217,7 @@ func (e *Engine) syncKernel(now time.Time) {
 
 // syncWANAddrs puts the WAN addresses of the calls back into
 // pptp_wan_addrs (fallback): a repaired table comes back with empty maps.
-func (e *Engine) syncWANAddrs() {
+func (e *tracker) syncWANAddrs() {
 	e.mu.Lock()
 	seen := map[netip.Addr]bool{}
 	var els []engine.Element
