@@ -16,8 +16,9 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # Debian packages the lab and tests need; installed only when missing.
 APT_PKGS := nftables conntrack iptables iproute2 qemu-user-static busybox-static
 GO123 := go1.23.12
-# issue 11: src/dbus's tests run a private dbus-daemon and call it with dbus-send.
-APT_PKGS += dbus-daemon dbus-bin
+# issue 11: src/dbus and test/luci run a private dbus-daemon (called with dbus-send) and
+# headless Chromium for the LuCI page.
+APT_PKGS += dbus-daemon dbus-bin chromium
 
 .PHONY: all build build-dbus deps test unit lint go123 lab demo cross ipk size bench fuzz qemu-test clean
 
@@ -55,7 +56,7 @@ unit:
 lab: build
 	VPNPT_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -p 1 -timeout 15m ./test/...
 
-test: deps lint go123 build unit lab test-pkg qemu-quick
+test: deps lint go123 build unit openwrt-userland lab test-pkg qemu-quick openwrt-luci
 
 demo: deps build
 	VPNPT_BIN=$(CURDIR)/$(BIN) $(GO) run ./test/cmd/demo
@@ -206,8 +207,9 @@ size: ipk apk
 
 # ---- QEMU guests (test/qemu, issue 10) ----
 # Images come from Debian packages only (test/qemu/build.sh), cached under
-# QEMU_BUILD (default build/qemu: debs, kernels, initramfs images, the
-# real-peer debootstrap root); a repeat run downloads nothing.
+# QEMU_BUILD (default /var/cache/vpn-passthrough/qemu, outside the clone on
+# purpose: debs, kernels, initramfs images, the real-peer debootstrap root);
+# a repeat run downloads nothing.
 QEMU_APT_PKGS := qemu-system-x86 qemu-system-mips qemu-system-arm qemu-system-misc debootstrap busybox-static cpio kmod
 QEMU_GUESTS := realpeer flowtable mipsel armhf arm64 s390x
 QEMU_QUICK := realpeer-quick armhf-quick
@@ -221,7 +223,7 @@ qemu-deps:
 # make test's share: the x86_64 real-peer guest (PPTP, IKEv2, raw ESP with two
 # clients, kernel and userspace mode) and one 32-bit guest (armhf).
 qemu-quick: qemu-deps
-	nice -n 5 $(GO) run ./test/qemu $(QEMU_QUICK)
+	nice -n 5 $(GO) run ./test/qemu -parallel $(QEMU_QUICK)
 
 # Every guest: all real-peer scenarios, flow offloading, the routers' architectures.
 qemu-guests: qemu-deps
@@ -265,3 +267,29 @@ SOAK_DURATION ?= 2m
 .PHONY: soak
 soak: build
 	VPNPT_BIN=$(CURDIR)/$(BIN) $(GO) run ./test/cmd/soak -duration $(SOAK_DURATION)
+
+# ---- OpenWrt's real userland test bed (test/openwrt, issue 9) ----
+# test/openwrt/build.sh builds fw4, ubus, rpcd, procd, uhttpd + LuCI, opkg and apk-tools from the
+# sources pinned in test/openwrt/sources.lock ($$OPENWRT_USERLAND_SRC, else ../shared, else a
+# hash-checked git download) into a cache reused while sources and recipe are unchanged.
+# `make lab` runs the bed's Go tests (./test/openwrt) with the rest of ./test/...; the LuCI
+# browser test is a module of its own (chromedp needs a newer Go than go 1.23).
+OPENWRT_APT_PKGS := cmake pkg-config gcc make git curl libjson-c-dev libbsd-dev meson ninja-build \
+	libssl-dev zlib1g-dev libzstd-dev busybox-static nftables chromium
+APT_PKGS += $(OPENWRT_APT_PKGS)
+.PHONY: openwrt-userland openwrt-luci openwrt-test
+
+openwrt-userland:
+	@t0=$$(date +%s.%N); root=$$(nice -n 10 test/openwrt/build.sh) || exit 1; \
+	awk -v t0=$$t0 -v t1=$$(date +%s.%N) -v r="$$root" 'BEGIN { printf "openwrt userland: %s (%.1f s, cached when unchanged)\n", r, t1-t0 }'
+
+openwrt-luci: build openwrt-userland
+	cd test/openwrt/luci && $(GO) vet . && VPNPT_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -timeout 10m .
+
+# Everything of the bed: builder, download path, fw4, procd, ubus/rpcd ACL, opkg, apk, LuCI; and
+# how long it took.
+openwrt-test: deps build openwrt-userland
+	@t0=$$(date +%s); \
+	VPNPT_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -p 1 -v -timeout 15m ./test/openwrt/ && \
+	$(MAKE) --no-print-directory openwrt-luci && \
+	echo "openwrt-test: the test bed took $$(( $$(date +%s) - t0 )) s"

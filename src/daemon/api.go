@@ -36,7 +36,8 @@ var _ status.API = api{}
 
 // serveAPI starts the session watcher and the front-ends until ctx ends.
 func (d *Daemon) serveAPI(ctx context.Context) {
-	go status.WatchSessions(ctx, func() []status.SessionInfo { return d.Status().Sessions }, 2*time.Second, &d.hub)
+	// Every 5 s, as LuCI polls: each look reads conntrack in kernel mode.
+	go status.WatchSessions(ctx, func() []status.SessionInfo { return d.Status().Sessions }, 5*time.Second, &d.hub)
 	for _, f := range d.opts.Frontends {
 		go func() {
 			if err := f(ctx, api{d}); err != nil && ctx.Err() == nil {
@@ -146,6 +147,8 @@ func flowOf(f ct.Flow, s *status.SessionInfo) bool {
 func (d *Daemon) Status() status.Status {
 	d.fwMu.Lock()
 	cs, cerr := d.k.Firewall.Counters(tableName)
+	// The guard's drops count too: whichever table drops a packet first.
+	gs, gerr := d.k.Firewall.Counters(plan.GuardTable)
 	dropsOnly := d.dropsOnly
 	d.fwMu.Unlock()
 	d.mu.Lock()
@@ -162,6 +165,12 @@ func (d *Daemon) Status() status.Status {
 		in.Counters = map[string]status.Counter{}
 		for k, v := range cs {
 			in.Counters[k] = status.Counter{Packets: v.Packets, Bytes: v.Bytes}
+		}
+		if gerr == nil {
+			for k, v := range gs {
+				c := in.Counters[k]
+				in.Counters[k] = status.Counter{Packets: c.Packets + v.Packets, Bytes: c.Bytes + v.Bytes}
+			}
 		}
 	}
 	d.mu.Lock()

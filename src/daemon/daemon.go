@@ -12,6 +12,7 @@ import (
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/loader"
 	"github.com/vpn-passthrough/vpn-passthrough/src/nft"
+	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
 	"github.com/vpn-passthrough/vpn-passthrough/src/probe"
 	"github.com/vpn-passthrough/vpn-passthrough/src/status"
 )
@@ -183,6 +184,9 @@ func (d *Daemon) Shutdown() error {
 	d.fwMu.Lock()
 	defer d.fwMu.Unlock()
 	err := d.k.Firewall.Remove(tableName)
+	if gerr := d.k.Firewall.Remove(plan.GuardTable); err == nil {
+		err = gerr
+	}
 	d.stopEngines()
 	if err != nil {
 		d.opts.Log.Error("remove failed", "err", err)

@@ -58,7 +58,8 @@ func newESPEngine(q plan.Queue, l *loader.Loaded, env EngineEnv) (Engine, error)
 
 // Update takes a reloaded config without dropping the SA tables.
 func (e *espEngine) Update(l *loader.Loaded) error {
-	return e.Engine.Update(esp.Config{Common: engine.Common{Log: e.log}, Options: espOptions(l, e.log)})
+	return e.Engine.Update(esp.Config{Common: engine.Common{Log: e.log}, Options: espOptions(l, e.log),
+		WANDevices: l.Plan.Topology.WAN})
 }
 
 // Counters are the engine's Stats for status.

@@ -40,12 +40,14 @@ func (j *journal) entries() []string {
 	return slices.Clone(j.log)
 }
 
-// fakeFirewall keeps "the table" as the last plan applied; nil is absent.
-// A refused Apply changes nothing, as the kernel's transactions promise.
+// fakeFirewall keeps "the table" (our main table) as the last plan applied;
+// nil is absent. guard is the guard table likewise. A refused Apply changes
+// nothing, as the kernel's transactions promise.
 type fakeFirewall struct {
 	mu       sync.Mutex
 	j        *journal
 	table    *plan.Plan
+	guard    *plan.Plan
 	applies  int
 	failNext int                      // refuse this many of the next Applies
 	failIf   func(p *plan.Plan) error // refuse plans this returns an error for
@@ -71,6 +73,16 @@ func (f *fakeFirewall) Apply(p *plan.Plan) error {
 			f.j.add("apply refused")
 			return err
 		}
+	}
+	if p.Table == plan.GuardTable {
+		f.guard = nil
+		if !p.Empty() {
+			f.guard = clonePlan(p)
+		}
+		f.mu.Unlock()
+		f.j.add("apply guard")
+		f.changed()
+		return nil
 	}
 	f.applies++
 	f.table = clonePlan(p)
@@ -102,11 +114,25 @@ func (f *fakeFirewall) FW4AcceptMark() (uint32, uint32, bool, error) {
 func (f *fakeFirewall) Intact(p *plan.Plan) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.table != nil && reflect.DeepEqual(f.table, p)
+	t := f.table
+	if p.Table == plan.GuardTable {
+		t = f.guard
+		if p.Empty() {
+			return t == nil
+		}
+	}
+	return t != nil && reflect.DeepEqual(t, p)
 }
 
-func (f *fakeFirewall) Remove(string) error {
+func (f *fakeFirewall) Remove(name string) error {
 	f.mu.Lock()
+	if name == plan.GuardTable {
+		f.guard = nil
+		f.mu.Unlock()
+		f.j.add("remove guard")
+		f.changed()
+		return nil
+	}
 	f.table = nil
 	f.removed++
 	f.mu.Unlock()
@@ -115,10 +141,10 @@ func (f *fakeFirewall) Remove(string) error {
 	return nil
 }
 
-func (f *fakeFirewall) Counters(string) (map[string]nft.Counter, error) {
+func (f *fakeFirewall) Counters(name string) (map[string]nft.Counter, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.table == nil {
+	if f.table == nil || name == plan.GuardTable {
 		return map[string]nft.Counter{}, nil
 	}
 	return f.counters, nil
@@ -138,6 +164,22 @@ func (f *fakeFirewall) changed() {
 	if f.onChange != nil {
 		f.onChange()
 	}
+}
+
+// damageGuard changes the guard table from outside.
+func (f *fakeFirewall) damageGuard(fn func(t *plan.Plan) *plan.Plan) {
+	f.mu.Lock()
+	if f.guard != nil {
+		f.guard = fn(f.guard)
+	}
+	f.mu.Unlock()
+	f.changed()
+}
+
+func (f *fakeFirewall) currentGuard() *plan.Plan {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.guard
 }
 
 func (f *fakeFirewall) current() *plan.Plan {

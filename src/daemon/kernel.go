@@ -61,7 +61,7 @@ func realKernel(o Options, conn *nft.Conn) Kernel {
 		Load:      func() (*loader.Loaded, error) { return loader.Load(o.ConfigPath, o.Root, conn) },
 		NewEngine: newEngine,
 		Watch: func(ctx context.Context, changed chan<- struct{}, onErr func(error)) {
-			nft.Watch(ctx, []string{plan.TableName, fw4Table}, changed, onErr)
+			nft.Watch(ctx, []string{plan.TableName, plan.GuardTable, fw4Table}, changed, onErr)
 		},
 	}
 }

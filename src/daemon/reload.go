@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"fmt"
 	"reflect"
 	"slices"
 	"time"
@@ -35,7 +36,7 @@ func (d *Daemon) Reload(why string) error {
 	prev := d.applied
 	d.mu.Unlock()
 	d.checkFW4()
-	if prev != nil && reflect.DeepEqual(prev.Plan, l.Plan) && d.differs(l.Plan) == "" {
+	if prev != nil && reflect.DeepEqual(prev.Plan, l.Plan) && d.differs(l.Plan) == "" && d.differs(l.Plan.Guard()) == "" {
 		// A HUP with nothing new (WAN events, fw4 reloads): rebuilding the
 		// table would only drop packets waiting in our queues.
 		if err := updateEngines(d.engines, l); err != nil {
@@ -99,6 +100,7 @@ func (d *Daemon) applyWithEngines(l *loader.Loaded) error {
 		}
 		return err
 	}
+	d.applyGuard(l.Plan)
 	all := map[string]*running{}
 	for k, r := range keep {
 		all[k] = r
@@ -163,5 +165,20 @@ func (d *Daemon) verifyApplied(l *loader.Loaded) {
 	if diff := d.k.Firewall.Diff(l.Plan); diff != "" && d.k.Firewall.Intact(l.Plan) {
 		d.coarse = true
 		d.opts.Log.Warn("cannot compare our table rule by rule on this kernel; watching names and counts only", "detail", diff)
+	}
+}
+
+// applyGuard installs the plan's guard table (plan.Guard: a second copy of
+// its drops). If the kernel refuses it, the old guard goes too: stale drops
+// must not block a protocol just switched on. The main table still holds
+// every drop.
+func (d *Daemon) applyGuard(p *plan.Plan) {
+	g := p.Guard()
+	if err := d.k.Firewall.Apply(g); err != nil {
+		d.opts.Log.Error("guard table refused; the main table alone holds the blocks", "table", "inet "+g.Table, "err", err)
+		d.setErr(fmt.Errorf("guard table: %w", err))
+		if rerr := d.k.Firewall.Remove(g.Table); rerr != nil {
+			d.opts.Log.Error("removing the stale guard table failed", "err", rerr)
+		}
 	}
 }

@@ -52,6 +52,17 @@ func (d *Daemon) Repair() time.Duration {
 	}
 	d.fwMu.Lock()
 	defer d.fwMu.Unlock()
+	// The guard first: it is small, and while it stands the blocks hold
+	// whatever state the main table is in. It is bounded by the event
+	// rate alone; its applies cannot loop (it is compared with itself).
+	if g := l.Plan.Guard(); d.differs(g) != "" {
+		if err := d.k.Firewall.Apply(g); err != nil {
+			d.opts.Log.Error("guard table repair failed", "err", err)
+			d.setErr(fmt.Errorf("guard table: %w", err))
+		} else {
+			d.opts.Log.Info("guard table was changed from under us, restored", "table", "inet "+g.Table)
+		}
+	}
 	diff := d.differs(l.Plan)
 	if diff == "" {
 		if d.dropsOnly {

@@ -265,3 +265,44 @@ func TestBackoffKeepsTheDrops(t *testing.T) {
 		t.Errorf("%d applies in 100 ms with nothing damaged", m-n)
 	}
 }
+
+// TestGuardHoldsTheBlocks: the guard table keeps the drops while the main
+// table is damaged (before any repair), is itself repaired, and goes at
+// shutdown before the engines stop.
+func TestGuardHoldsTheBlocks(t *testing.T) {
+	c := userspaceConfig()
+	c.PPTP.Enabled = false
+	r := newRig(t, c)
+	if err := r.d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if m := blocksHeld(r.fw.currentGuard(), plan.PPTP); m != "" {
+		t.Fatalf("guard after start: %s", m)
+	}
+	for _, dm := range damages {
+		r.fw.damage(dm.fn) // no Loop runs: nothing repairs
+		if m := blocksHeld(r.fw.currentGuard(), plan.PPTP); m != "" {
+			t.Errorf("after %s of the main table the guard lost the blocks: %s", dm.name, m)
+		}
+	}
+	if g := r.fw.currentGuard(); len(g.Queues) != 0 || len(g.Maps) != 0 || len(g.Helpers) != 0 {
+		t.Errorf("the guard holds more than drops: %+v", g)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.d.Loop(ctx, make(chan os.Signal)) }()
+	r.fw.damageGuard(func(*plan.Plan) *plan.Plan { return nil })
+	deadline := time.Now().Add(2 * time.Second)
+	for blocksHeld(r.fw.currentGuard(), plan.PPTP) != "" || blocksHeld(r.fw.current(), plan.PPTP) != "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("guard %q, main %q 2 s after the guard was deleted", blocksHeld(r.fw.currentGuard(), plan.PPTP), blocksHeld(r.fw.current(), plan.PPTP))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	log := r.j.entries()
+	if g, stop := slices.Index(log, "remove guard"), slices.Index(log, "stop esp"); r.fw.currentGuard() != nil || g < 0 || stop < g {
+		t.Errorf("shutdown: guard left %v, journal %q", r.fw.currentGuard() != nil, log)
+	}
+}

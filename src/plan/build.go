@@ -134,6 +134,7 @@ func Build(in Input) (*Plan, error) {
 		p.Chains = append(p.Chains, pre)
 	}
 	p.Chains = append(p.Chains, fwd)
+	routerPPTP(p)
 	setMark(p, c.Mark, c.MarkMask)
 	return p, nil
 }

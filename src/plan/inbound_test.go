@@ -68,3 +68,37 @@ func TestInboundRules(t *testing.T) {
 		}
 	}
 }
+
+func TestGuardIsTheDropsOneStepLater(t *testing.T) {
+	for _, tc := range Cases() {
+		p, err := Build(tc.In)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := p.Guard()
+		if p.Empty() != g.Empty() || g.Table != GuardTable || len(g.Queues)+len(g.Maps)+len(g.Helpers) != 0 {
+			t.Errorf("%s: guard %+v", tc.Name, g)
+			continue
+		}
+		main := map[string]int32{}
+		for _, c := range p.Chains {
+			main[c.Name] = c.Priority
+		}
+		n := 0
+		for _, c := range g.Chains {
+			if c.Priority != main[c.Name]+1 {
+				t.Errorf("%s: guard chain %s at %d, main at %d", tc.Name, c.Name, c.Priority, main[c.Name])
+			}
+			for _, r := range c.Rules {
+				if r.Verdict != VerdictDrop {
+					t.Errorf("%s: guard rule that does not drop: %s", tc.Name, r)
+				}
+				n++
+			}
+		}
+		want := len(rulesWith(p, func(r Rule) bool { return r.Verdict == VerdictDrop && r.KeyMatch == nil && r.MapSet == nil }))
+		if n != want {
+			t.Errorf("%s: guard has %d drops, want %d", tc.Name, n, want)
+		}
+	}
+}

@@ -137,9 +137,15 @@ func TestPPTPKernelHelper(t *testing.T) {
 	if len(p.Helpers) != 1 || p.Helpers[0].Type != "pptp" || p.Helpers[0].L4 != ProtoTCP {
 		t.Fatalf("helpers = %+v", p.Helpers)
 	}
-	r := rulesWith(p, func(r Rule) bool { return r.CtHelper == "pptp" })
+	r := rulesWith(p, func(r Rule) bool { return r.CtHelper == "pptp" && r.IIFSet != "" })
 	if len(r) != 1 || r[0].DPort != 1723 || r[0].IIFSet != SetLAN || !r[0].IPv4Only {
 		t.Fatalf("helper rule = %+v", r)
+	}
+	// And the router's own PPTP control connections, in output.
+	out := chainNamed(p, ChainRouterOutput)
+	if out == nil || out.Hook != HookOutput || len(out.Rules) != 1 || out.Rules[0].OIFSet != SetWAN ||
+		out.Rules[0].DPort != 1723 || out.Rules[0].CtHelper != "pptp" {
+		t.Fatalf("router output chain = %+v", out)
 	}
 	if d := p.Decision(PPTP); d.Datapath != PathKernel || d.Degraded != "" {
 		t.Errorf("decision = %+v", d)

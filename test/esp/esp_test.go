@@ -120,6 +120,28 @@ func TestRekey(t *testing.T) {
 		states[s.State]++
 	}
 	t.Logf("right after the rekeys: %v", states)
+	// Each complete SA is in the kernel maps (on this kernel), and the
+	// elements go when their SA expires.
+	elems := func() (int, int) {
+		in, _ := e.l.RouterExec("nft", "-j", "list", "map", lab.TableFamily, lab.Table, "esp_in")
+		out, _ := e.l.RouterExec("nft", "-j", "list", "set", lab.TableFamily, lab.Table, "esp_out")
+		return strings.Count(in, `{"elem": {`), strings.Count(out, `{"elem": {`)
+	}
+	waitElems := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(8 * time.Second)
+		for time.Now().Before(deadline) {
+			if i, o := elems(); i == want && o == want {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		i, o := elems()
+		t.Errorf("kernel maps hold %d esp_in and %d esp_out elements, want %d each", i, o, want)
+	}
+	if i, o := elems(); i != 4 || o != 4 {
+		t.Errorf("right after the rekeys the maps hold %d esp_in and %d esp_out elements, want 4 each (2 SAs, 2 rekeyed)", i, o)
+	}
 	if states["established"] != 2 {
 		t.Errorf("esp session states %v, want 2 established", states)
 	}
@@ -131,6 +153,7 @@ func TestRekey(t *testing.T) {
 	if s := e.sessions("esp"); len(s) > 2 {
 		t.Fatalf("old SAs still there: %+v", s)
 	}
+
 	// Nothing is left after idle expiry of the new ones either; an old SPI
 	// from the server is then not forwarded.
 	before := e.counter("esp_dropped_unknown_spi") + e.counter("esp_in_not_ours")
@@ -142,6 +165,7 @@ func TestRekey(t *testing.T) {
 	if after := e.counter("esp_dropped_unknown_spi") + e.counter("esp_in_not_ours"); after < before+3 {
 		t.Errorf("old SPI %s: dropped/not-ours counters %d -> %d", old, before, after)
 	}
+	waitElems(0) // every SA expired: no element left behind
 }
 
 // inject sends 5 raw ESP packets with spi from address from (on the WAN
@@ -668,4 +692,40 @@ func TestSPIFloodsDoNotHurtOthers(t *testing.T) {
 	// A client that starts now still gets its SA.
 	rs := e.clients(map[int][]string{3: {"--count", "10", "--interval", "20ms"}})
 	requireOK(t, rs, 1)
+}
+
+// Someone deletes our table (fw4 flush, `nft flush ruleset`) while a
+// client's SA runs: the daemon puts the table back, and the engine programs
+// its SA into the new, empty maps again, so the kernel carries it on.
+func TestTableDeletedMapsReprogrammed(t *testing.T) {
+	e := start(t, 1, nil)
+	p := e.client(1, "--start-at", fmt.Sprint(time.Now().Add(200*time.Millisecond).UnixMilli()),
+		"--count", "200", "--interval", "20ms", "--min-received", "150")
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if s := e.sessions("esp"); len(s) == 1 && s[0].State == "established" {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	took := e.l.DeleteOurTableAndWait(t, 10*time.Second)
+	var back time.Duration
+	for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(20 * time.Millisecond) {
+		in, _ := e.l.RouterExec("nft", "-j", "list", "map", lab.TableFamily, lab.Table, "esp_in")
+		src, _ := e.l.RouterExec("nft", "-j", "list", "map", lab.TableFamily, lab.Table, "esp_wan_src")
+		if strings.Count(in, `{"elem": {`) == 1 && strings.Contains(src, e.l.WANAddr.String()) {
+			back = time.Since(start)
+			break
+		}
+	}
+	if back == 0 {
+		t.Fatal("the SA and the WAN address did not come back into the maps within 10 s")
+	}
+	t.Logf("table back %v after the delete, the SA in its maps %v later", took.Round(time.Millisecond), back.Round(time.Millisecond))
+	if r := wait(t, p); !r.OK || r.Foreign != 0 {
+		t.Errorf("client across the table deletion: %+v", r)
+	}
+	if c := e.counter("esp_learned_in_spi"); c != 1 {
+		t.Errorf("%d inbound SPIs learned: the engine should have reprogrammed its SA, not relearned it", c)
+	}
 }

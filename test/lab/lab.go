@@ -75,6 +75,8 @@ const (
 	DefaultTimeout = 30 * time.Second
 )
 
+var reModule = regexp.MustCompile(`(?m)^module github\.com/vpn-passthrough/vpn-passthrough\s*$`)
+
 // RepoRoot finds the repository root: the nearest directory upwards from
 // the working directory whose go.mod declares our module.
 func RepoRoot() (string, error) {
@@ -84,7 +86,8 @@ func RepoRoot() (string, error) {
 	}
 	for {
 		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && bytes.Contains(b, []byte("module github.com/vpn-passthrough/vpn-passthrough")) {
+		// The exact module line: test/openwrt/luci is a module of its own below it.
+		if err == nil && reModule.Match(b) {
 			return dir, nil
 		}
 		parent := filepath.Dir(dir)

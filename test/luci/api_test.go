@@ -64,9 +64,9 @@ func TestUbusAndDBusWithTunnels(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond) // let it register before the first event
 
-	// Two clients, same Call ID, GRE for about 40 s each.
+	// Two clients, same Call ID, GRE for about 25 s each.
 	started := time.Now()
-	calls := []*lab.Proc{r.call(1, 400, 100*time.Millisecond), r.call(2, 400, 100*time.Millisecond)}
+	calls := []*lab.Proc{r.call(1, 250, 100*time.Millisecond), r.call(2, 250, 100*time.Millisecond)}
 	var gre map[string]map[string]any
 	if err := openwrt.WaitFor(30*time.Second, func() error {
 		gre = r.greSessions()
@@ -177,10 +177,10 @@ func TestUbusAndDBusWithTunnels(t *testing.T) {
 	if err1 != nil || !res1.OK {
 		t.Errorf("client 1 suffered from client 2's drop: %v %+v", err1, res1)
 	}
-	// Client 2 sent 400 GRE packets over 40 s from about when its call was
+	// Client 2 sends 250 GRE packets over 25 s from about when its call was
 	// up; after the drop, none may come back.
 	// (5 packets of slack for those in flight).
-	left := int(started.Add(40*time.Second).Sub(dropped) / (100 * time.Millisecond))
+	left := int(started.Add(25*time.Second).Sub(dropped) / (100 * time.Millisecond))
 	if len(res2.Calls) != 1 || res2.Calls[0].Received > res2.Calls[0].Sent-left+5 {
 		t.Errorf("client 2's traffic did not stop after the drop (about %d packets were sent after it): %+v", left, res2)
 	}

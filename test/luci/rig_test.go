@@ -36,6 +36,18 @@ config login
 	list read 'unauthenticated'
 `
 
+const unauthenticatedACL = `{
+	"unauthenticated": {
+		"description": "Access controls for unauthenticated requests",
+		"read": {
+			"ubus": {
+				"session": [ "access", "login" ]
+			}
+		}
+	}
+}
+`
+
 // rig is the lab (two LAN clients, fw4 router, WAN servers) with OpenWrt's
 // real userland in the router's namespace: ubusd, rpcd, the daemon serving
 // its ubus object, and the LuCI app installed.
@@ -44,11 +56,17 @@ type rig struct {
 	l      *lab.Lab
 	srv    *lab.Servers
 	b      *openwrt.Bed
-	daemon *lab.Proc
+	daemon *lab.Proc // the daemon (nil when procd runs it)
+	procd  *lab.Proc
+	www    string // uhttpd's document root inside the bed
 }
 
 type rigOptions struct {
 	dbus string // a bus address for the daemon's D-Bus service ("" none)
+	// procd runs the daemon the way a router does: procd as the service
+	// manager and the package's init script, so LuCI's Save & Apply
+	// (config.change) reaches it as a reload.
+	procd bool
 }
 
 var (
@@ -96,6 +114,11 @@ func startRig(t *testing.T, o rigOptions) *rig {
 		t.Fatal(err)
 	}
 	r := &rig{t: t, l: l, srv: srv, b: b}
+	// OpenWrt's rpcd package ships this ACL (package/system/rpcd/files);
+	// the rpcd sources do not. LuCI needs session access for every login.
+	if err := b.WriteFile("/usr/share/rpcd/acl.d/unauthenticated.json", unauthenticatedACL, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	r.installApp()
 	b.StartRpcd(t)
 	b.InstallFiles(t)
@@ -109,29 +132,62 @@ func startRig(t *testing.T, o rigOptions) *rig {
 	if err := b.WriteFile("/etc/config/vpn-passthrough", l.KernelUCI().String(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	argv := []string{"/usr/bin/vpn-passthrough", "daemon", "--config", "/etc/config/vpn-passthrough", "--state-dir", "/tmp/vpnpt"}
-	if o.dbus != "" {
-		argv = append(argv, "--dbus", o.dbus)
-	}
-	r.daemon, err = b.Spawn("vpn-passthrough daemon", argv...)
-	if err != nil {
-		t.Fatal(err)
+	if o.procd {
+		r.procd, err = b.Spawn("procd", "/usr/sbin/procd", "-s", openwrt.UbusSock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := openwrt.WaitFor(20*time.Second, func() error {
+			_, err := r.ubus("list", "service")
+			return err
+		}); err != nil {
+			t.Fatalf("procd: %v %s", err, r.procd.Stderr())
+		}
+		if out, err := b.Run("", "/etc/init.d/vpn-passthrough", "start"); err != nil {
+			t.Fatalf("init script start: %v %s", err, out)
+		}
+	} else {
+		argv := []string{"/usr/bin/vpn-passthrough", "daemon", "--config", "/etc/config/vpn-passthrough", "--state-dir", "/tmp/vpnpt"}
+		if o.dbus != "" {
+			argv = append(argv, "--dbus", o.dbus)
+		}
+		r.daemon, err = b.Spawn("vpn-passthrough daemon", argv...)
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := openwrt.WaitFor(30*time.Second, func() error {
-		if done, err := r.daemon.Exited(); done {
-			return fmt.Errorf("daemon exited: %v", err)
+		if r.daemon != nil {
+			if done, err := r.daemon.Exited(); done {
+				return fmt.Errorf("daemon exited: %v", err)
+			}
 		}
 		_, err := r.ubus("call", "vpn-passthrough", "status")
 		return err
 	}); err != nil {
-		t.Fatalf("the daemon's ubus object: %v\n%s", err, strings.Join(r.daemon.Stderr(), "\n"))
+		var logs []string
+		if r.daemon != nil {
+			logs = r.daemon.Stderr()
+		} else if r.procd != nil {
+			logs = r.procd.Stderr()
+		}
+		t.Fatalf("the daemon's ubus object: %v\n%s", err, strings.Join(logs, "\n"))
 	}
 	return r
 }
 
-// installApp puts luci-app's files where the package puts them.
+// installApp puts luci-app's files where the package puts them. The web
+// root is the bed's /www if the bed overlays one, else a copy of the
+// userland's www in the bed's /tmp (never the host's /www).
 func (r *rig) installApp() {
-	for _, m := range []struct{ src, dst string }{{"htdocs", "/www"}, {"root", "/"}} {
+	r.www = "/www"
+	if _, err := r.b.Sh("mountpoint -q /www"); err != nil {
+		r.www = "/tmp/www"
+		if out, err := r.b.Sh("mkdir -p /tmp/www && cp -a " + r.b.Root + "/www/. /tmp/www/"); err != nil {
+			r.t.Fatalf("web root: %v %s", err, out)
+		}
+	}
+	for _, m := range []struct{ src, dst string }{{"htdocs", r.www}, {"root", "/"}} {
 		src := filepath.Join(app, m.src)
 		err := filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {
 			if err != nil || fi.IsDir() {
@@ -150,8 +206,6 @@ func (r *rig) installApp() {
 	}
 }
 
-// ubus runs the real ubus CLI in the bed; on failure the text holds its
-// stdout (the reply's {"error": ...}) and its stderr (the status).
 func (r *rig) ubus(args ...string) (string, error) {
 	out, err := r.b.Run("", append([]string{"ubus", "-t", "30"}, args...)...)
 	if err != nil {

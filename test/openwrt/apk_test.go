@@ -3,76 +3,77 @@ package openwrt
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
 
-// apkScripts are the maintainer scripts OpenWrt 25.12's apk packages carry for a package like
-// ours (package-pack.mk: default_postinst / our prerm then default_prerm).
-const apkPostInstall = `#!/bin/sh
-[ "${IPKG_NO_SCRIPT}" = "1" ] && exit 0
-[ -s "${IPKG_INSTROOT}/lib/functions.sh" ] || exit 0
-. ${IPKG_INSTROOT}/lib/functions.sh
-export root="${IPKG_INSTROOT}"
-export pkgname=vpn-passthrough
-default_postinst
-`
+var (
+	apkOnce sync.Once
+	apkDir  string
+	apkErr  error
+)
 
-const apkPreDeinstall = `#!/bin/sh
-[ -s "${IPKG_INSTROOT}/lib/functions.sh" ] || exit 0
-. ${IPKG_INSTROOT}/lib/functions.sh
-export root="${IPKG_INSTROOT}"
-export pkgname=vpn-passthrough
-[ -n "${IPKG_INSTROOT}" ] || . /usr/share/vpn-passthrough/uninstall.sh
-default_prerm
-`
+// apkPackages builds our two v3 packages for x86_64 with the Makefile's own `make apk` (apk-tools'
+// mkpkg, scripts from the packaging), once per run.
+func apkPackages(t *testing.T) (daemon, luci string) {
+	t.Helper()
+	apkOnce.Do(func() {
+		apkDir, apkErr = os.MkdirTemp("", "vpt-openwrt-apk-")
+		if apkErr != nil {
+			return
+		}
+		cmd := exec.Command("make", "-s", "apk", "CROSS_ARCHES=x86_64", "DIST="+apkDir)
+		cmd.Dir = repoPath(t, ".")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			apkErr = fmt.Errorf("make apk: %v: %s", err, out)
+		}
+	})
+	if apkErr != nil {
+		t.Fatal(apkErr)
+	}
+	glob := func(p string) string {
+		m, _ := filepath.Glob(filepath.Join(apkDir, p))
+		if len(m) != 1 {
+			t.Fatalf("want one %s in %s, got %v", p, apkDir, m)
+		}
+		return m[0]
+	}
+	return glob("apk/x86_64/vpn-passthrough-*.apk"), glob("apk/noarch/luci-app-vpn-passthrough-*.apk")
+}
 
-// apk-tools v3 on a live root in the bed: a v3 package of the daemon (written with real
-// `apk mkpkg` from files/ and the binary, since `make apk` is another branch's), proven by
-// `apk adbdump`; `apk add --allow-untrusted` runs post-install (uci-defaults, fw4 reload, procd
-// starts the daemon); `apk del` leaves nothing of ours in uci, the ruleset or the file system.
+// apk-tools v3 on a live root in the bed (lab router, real fw4 and procd): our two packages from
+// `make apk`, proven v3 by the ADB magic and real `apk adbdump`; `apk add --allow-untrusted` runs
+// their post-install (uci-defaults, fw4 reload with our include, procd starts the daemon); `apk
+// del` leaves nothing of ours in uci, the ruleset or the file system.
 func TestAPKLiveRoot(t *testing.T) {
+	pd, pl := apkPackages(t)
 	r := startRouterBed(t, false)
+	r.UninstallFiles(t)
 	r.configureFW4(t)
 	r.MustRun(t, "fw4", "-q", "restart")
-
-	// The package tree, staged inside the bed; the installed copies InstallFiles made go away.
 	stage := "/tmp/apk-stage"
-	r.MustSh(t, "mkdir -p "+stage+" && cp -a /usr/share/vpn-passthrough "+stage+"/ && "+
-		"mkdir -p "+stage+"/root/usr/share "+stage+"/root/etc/config "+stage+"/root/etc/init.d "+stage+"/root/etc/uci-defaults "+
-		stage+"/root/etc/capabilities "+stage+"/root/usr/bin "+stage+"/root/usr/share/nftables.d/chain-pre/forward "+stage+"/root/lib/apk/packages && "+
-		"cd "+stage+"/root && mv ../vpn-passthrough usr/share/ && "+
-		"mv /etc/config/vpn-passthrough etc/config/ && mv /etc/init.d/vpn-passthrough etc/init.d/ && "+
-		"mv /etc/uci-defaults/vpn-passthrough etc/uci-defaults/ && mv /etc/capabilities/vpn-passthrough.json etc/capabilities/ && mv /usr/bin/vpn-passthrough usr/bin/ && "+
-		"mv /usr/share/nftables.d/chain-pre/forward/10-vpn-passthrough.nft usr/share/nftables.d/chain-pre/forward/ && "+
-		"rm -rf /usr/share/vpn-passthrough && "+
-		"rm -rf /usr/share/luci/menu.d/luci-app-vpn-passthrough.json /usr/share/rpcd/acl.d/luci-app-vpn-passthrough.json /www/luci-static/resources/view/vpn-passthrough /www/luci-static/resources/view/status/include/70_vpn-passthrough.js && "+
-		"find . ! -type d | sed 's,^\\.,,' | sort > lib/apk/packages/vpn-passthrough.list && "+
-		"echo /etc/config/vpn-passthrough > lib/apk/packages/vpn-passthrough.conffiles")
-	r.WriteFile(stage+"/post-install", apkPostInstall, 0o755)
-	r.WriteFile(stage+"/pre-deinstall", apkPreDeinstall, 0o755)
+	var pkgs []string
+	for _, f := range []string{pd, pl} {
+		p := stage + "/" + filepath.Base(f)
+		r.WriteFile(p, mustRead(t, f), 0o644)
+		pkgs = append(pkgs, p)
+	}
 	r.WriteFile("/etc/apk/arch", "x86_64\n", 0o644)
 
-	mk := func(name, arch, deps, extra string) string {
-		out := fmt.Sprintf("%s/%s.apk", stage, name)
-		cmd := fmt.Sprintf("apk mkpkg --info name:%s --info version:1.0.0-r1 --info arch:%s --info 'description:%s' %s --output %s",
-			name, arch, name, extra, out)
-		if deps != "" {
-			cmd += " --info 'depends:" + deps + "'"
-		}
-		r.MustSh(t, cmd)
-		return out
-	}
-	deps := []string{"kmod-nft-core", "kmod-nft-queue", "kmod-nf-conntrack-netlink"}
+	// What our packages depend on, as empty stand-in packages (the kernel modules are built in
+	// here; luci-base is the bed's real LuCI).
 	var stubs []string
-	for _, d := range deps {
-		stubs = append(stubs, mk(d, "x86_64", "", ""))
+	for _, d := range [][2]string{{"kmod-nft-core", "x86_64"}, {"kmod-nft-queue", "x86_64"}, {"kmod-nf-conntrack-netlink", "x86_64"}, {"luci-base", "noarch"}} {
+		out := fmt.Sprintf("%s/%s.apk", stage, d[0])
+		r.MustSh(t, fmt.Sprintf("apk mkpkg --info name:%s --info version:1.0.0-r1 --info arch:%s --info 'description:stand-in for %s' --output %s",
+			d[0], d[1], d[0], out))
+		stubs = append(stubs, out)
 	}
-	pkg := mk("vpn-passthrough", "x86_64", strings.Join(deps, " "),
-		"--files "+stage+"/root --script post-install:"+stage+"/post-install --script pre-deinstall:"+stage+"/pre-deinstall")
-
+	pkg := pkgs[0]
 	dump := r.MustRun(t, "apk", "adbdump", pkg)
 	raw, err := os.ReadFile(r.Path(pkg))
 	if err != nil {
@@ -81,7 +82,7 @@ func TestAPKLiveRoot(t *testing.T) {
 	if string(raw[:3]) != "ADB" {
 		t.Fatalf("%s does not start with apk v3's ADB magic: %q", pkg, raw[:8])
 	}
-	for _, want := range []string{"name: vpn-passthrough", "post-install:", "pre-deinstall:", "name: vpn-passthrough", "usr/bin"} {
+	for _, want := range []string{"name: vpn-passthrough", "post-install:", "usr/bin"} {
 		if !strings.Contains(dump, want) {
 			t.Fatalf("apk adbdump lacks %q:\n%s", want, dump)
 		}
@@ -90,9 +91,9 @@ func TestAPKLiveRoot(t *testing.T) {
 
 	// apk refuses a package from outside a repository on a root it sees as volatile (tmpfs here).
 	apk := "apk --root / --allow-untrusted --no-network --no-cache --force-non-repository "
-	out := r.MustSh(t, apk+"add --initdb "+strings.Join(stubs, " ")+" "+pkg+" 2>&1")
+	out := r.MustSh(t, apk+"add --initdb "+strings.Join(stubs, " ")+" "+strings.Join(pkgs, " ")+" 2>&1")
 	t.Logf("apk add:\n%s", out)
-	if !strings.Contains(out, "vpn-passthrough-1.0.0-r1.post-install") {
+	if !strings.Contains(out, "Executing vpn-passthrough-") || !strings.Contains(out, ".post-install") {
 		t.Fatalf("post-install did not run:\n%s", out)
 	}
 	if err := WaitFor(20*time.Second, func() error {
@@ -113,7 +114,7 @@ func TestAPKLiveRoot(t *testing.T) {
 	}
 	t.Log("after apk add: uci-defaults ran, fw4 holds our include, procd runs the daemon")
 
-	out = r.MustSh(t, apk+"del vpn-passthrough 2>&1")
+	out = r.MustSh(t, apk+"del luci-app-vpn-passthrough vpn-passthrough 2>&1")
 	t.Logf("apk del:\n%s", out)
 	if err := WaitFor(20*time.Second, func() error {
 		if u, n := ours(r); u != "" && u != "vpn-passthrough" || n != "" {

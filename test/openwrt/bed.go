@@ -477,6 +477,11 @@ func (b *Bed) InstallFiles(t testing.TB) {
 // for its `service` object.
 func (b *Bed) StartProcd(t testing.TB) *lab.Proc {
 	t.Helper()
+	// OpenWrt's shell libraries come from base-files beside the sources, not from sources.lock.
+	if _, err := os.Stat(filepath.Join(b.Root, "etc/rc.common")); err != nil {
+		missing(t, "OpenWrt's base-files (etc/rc.common, lib/functions.sh, lib/functions/procd.sh) are not in the userland: "+
+			"put them in $OPENWRT_USERLAND_SRC/base-files or ../shared/openwrt-userland/base-files")
+	}
 	p, err := b.Spawn("procd", "/usr/sbin/procd", "-s", UbusSock)
 	if err != nil {
 		t.Fatal(err)
@@ -491,6 +496,26 @@ func (b *Bed) StartProcd(t testing.TB) *lab.Proc {
 		t.Fatalf("procd: %v", err)
 	}
 	return p
+}
+
+// UninstallFiles removes what InstallFiles placed (the package tests start from a clean root).
+func (b *Bed) UninstallFiles(t testing.TB) {
+	t.Helper()
+	var rm []string
+	for src, dst := range map[string]string{"files": "/", "luci-app/root": "/", "luci-app/htdocs": "/www"} {
+		root := repoPath(t, src)
+		filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+			if err == nil && !fi.IsDir() {
+				rel, _ := filepath.Rel(root, p)
+				rm = append(rm, filepath.Join(dst, rel))
+			}
+			return nil
+		})
+	}
+	rm = append(rm, "/usr/bin/vpn-passthrough")
+	if _, err := b.Run("", append([]string{"rm", "-f"}, rm...)...); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // copyTree copies the host folder src to dst inside the bed.
@@ -586,4 +611,25 @@ func (b *Bed) UbusHTTP(t testing.TB, sid, object, method, args string) UbusResul
 		t.Fatalf("uhttpd /ubus %s.%s: %v: %q", object, method, err, out)
 	}
 	return r
+}
+
+// StartLuCI runs LuCI's uci-defaults (as a first boot does) and starts uhttpd, then checks that
+// the real LuCI dispatcher answers /cgi-bin/luci with its login form. The bootstrap theme's
+// header calls `system board`: start procd or the netifd stand-in with board first.
+func (b *Bed) StartLuCI(t testing.TB) *lab.Proc {
+	t.Helper()
+	b.MustSh(t, "for f in /etc/uci-defaults/*luci*; do [ -f \"$f\" ] && sh \"$f\"; done; true")
+	p := b.StartUhttpd(t)
+	out, err := b.Run("", "curl", "-s", fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/luci", HTTPPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, `name="luci_username"`) {
+		msg := out
+		if i := strings.Index(out, `<div class="exception">`); i >= 0 {
+			msg = out[i:min(len(out), i+1500)]
+		}
+		t.Fatalf("LuCI does not show its login form:\n%s", lastLines(msg, 30))
+	}
+	return p
 }

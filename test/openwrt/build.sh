@@ -255,8 +255,10 @@ t=$(date +%s)
 install -D -m 0755 "$B/apk/src/apk" "$root/usr/bin/apk"
 log "built apk-tools ($(($(date +%s) - t)) s)"
 
-# Files that install as they stand: fw4, LuCI's ucode/htdocs/root trees, base-files excerpts.
+# Files that install as they stand: fw4, rpcd's ACL for unauthenticated requests (what OpenWrt's
+# rpcd package installs), LuCI's ucode/htdocs/root trees, base-files excerpts.
 cp -a "$S/firewall4/root/." "$root/"
+install -D -m 0644 "$S/rpcd/unauthenticated.json" "$root/usr/share/rpcd/acl.d/unauthenticated.json"
 for d in modules/luci-base themes/luci-theme-bootstrap applications/luci-app-firewall; do
 	[ -d "$S/luci/$d/root" ] && cp -a "$S/luci/$d/root/." "$root/"
 	[ -d "$S/luci/$d/htdocs" ] && mkdir -p "$root/www" && cp -a "$S/luci/$d/htdocs/." "$root/www/"

@@ -17,6 +17,9 @@ func TestMain(m *testing.M) {
 	if ipkDir != "" {
 		os.RemoveAll(ipkDir)
 	}
+	if apkDir != "" {
+		os.RemoveAll(apkDir)
+	}
 	if buildRoot != "" {
 		println("openwrt test bed: userland build/cache check", BuildTime().Round(time.Millisecond).String(),
 			"of", time.Since(t0).Round(time.Millisecond).String(), "in all; root", buildRoot)

@@ -92,10 +92,7 @@ func TestOpkgLiveRoot(t *testing.T) {
 	d, l := packages(t)
 	r := startRouterBed(t, true)
 	// A clean live root: fw4 running from its own rendering, none of our files installed yet.
-	r.MustSh(t, "rm -rf /usr/share/vpn-passthrough /etc/uci-defaults/vpn-passthrough /etc/init.d/vpn-passthrough "+
-		"/usr/share/nftables.d/chain-pre/forward/10-vpn-passthrough.nft /usr/bin/vpn-passthrough /etc/config/vpn-passthrough "+
-		"/usr/share/luci/menu.d/luci-app-vpn-passthrough.json "+
-		"/usr/share/rpcd/acl.d/luci-app-vpn-passthrough.json /www/luci-static/resources/view/vpn-passthrough /www/luci-static/resources/view/status/include/70_vpn-passthrough.js")
+	r.UninstallFiles(t)
 	r.configureFW4(t)
 	r.MustRun(t, "fw4", "-q", "restart")
 	r.WriteFile("/etc/opkg.conf", opkgConf, 0o644)

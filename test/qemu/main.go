@@ -23,6 +23,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -32,6 +33,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -51,7 +53,7 @@ var (
 		"pptp-kernel-kill", "pptp-userspace-kill", "pptp-off",
 		"l2tp-kernel", "l2tp-userspace", "l2tp-off",
 		"ikev2-kernel-kill", "ikev2-userspace-kill", "ikev2-off",
-		"esp-kernel-seq", "esp-auto-seq", "esp-userspace-seq-kill", "esp-userspace-ike-both", "esp-userspace-together",
+		"esp-kernel-seq", "esp-auto-seq", "esp-userspace-seq-kill", "esp-userspace-ikeboth", "esp-userspace-together",
 		"esp3-userspace-seq", "esp3-userspace-together", "esp-off-seq",
 	}
 	// Each -ft scenario next to the same one without flow offloading, so the
@@ -564,12 +566,18 @@ func (r *runner) boot(name, qemu string, args, expect []string, timeout time.Dur
 				res.why = strings.TrimSpace(res.why + "; " + why)
 				r.printf("   => %s %s: %s\n", g[2], g[1], why)
 			}
-		case "VPT-COUNTERS":
+		case "VPT-STATUSJSON":
+			// `status --json` at the scenario's end: keep its counters.
 			if res := results[f[1]]; res != nil && len(f) > 2 {
-				res.counters = map[string]string{}
-				for _, kv := range strings.Fields(f[2]) {
-					if k, v, ok := strings.Cut(kv, "="); ok {
-						res.counters[k] = v
+				var st struct {
+					Counters map[string]struct {
+						Packets uint64 `json:"packets"`
+					} `json:"counters"`
+				}
+				if json.Unmarshal([]byte(f[2]), &st) == nil {
+					res.counters = map[string]string{}
+					for k, v := range st.Counters {
+						res.counters[k] = strconv.FormatUint(v.Packets, 10)
 					}
 				}
 			}

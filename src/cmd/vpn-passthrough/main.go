@@ -17,6 +17,7 @@ import (
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine/statefile"
 	"github.com/vpn-passthrough/vpn-passthrough/src/loader"
 	"github.com/vpn-passthrough/vpn-passthrough/src/nft"
+	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
 	"github.com/vpn-passthrough/vpn-passthrough/src/status"
 	"github.com/vpn-passthrough/vpn-passthrough/src/ubus"
 )
@@ -139,13 +140,19 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if err != nil {
 			return err
 		}
-		return n.Apply(l.Plan)
+		if err := n.Apply(l.Plan); err != nil {
+			return err
+		}
+		return n.Apply(l.Plan.Guard()) // the second copy of the drops
 	case "remove":
 		n, err := nft.Open()
 		if err != nil {
 			return err
 		}
-		return n.Remove("vpn_passthrough")
+		if err := n.Remove(plan.TableName); err != nil {
+			return err
+		}
+		return n.Remove(plan.GuardTable)
 	case "status":
 		s, err := status.Fetch(*sock)
 		if errors.Is(err, os.ErrPermission) {

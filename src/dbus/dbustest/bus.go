@@ -4,6 +4,7 @@
 package dbustest
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,7 +90,10 @@ func Start(t testing.TB, dir, policy, group, extra string) *Bus {
 	})
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		if _, err := os.Stat(sock); err == nil {
+		// The socket file appears at bind, before listen: ready means a
+		// connect succeeds.
+		if c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: sock, Net: "unix"}); err == nil {
+			c.Close()
 			return &Bus{Addr: "unix:path=" + sock, Dir: d}
 		}
 		time.Sleep(50 * time.Millisecond)

@@ -172,6 +172,16 @@
 // of service for that SA until its next rekey or idle expiry (ESP integrity
 // protects the data), the same exposure every SPI-learning NAT has.
 //
+// Learning cannot read the SPIs (they travel encrypted in IKE), so one case
+// stays a guess: two clients of one server whose first ESP packets race
+// and whose answers come back in the other order get crossed SAs until
+// their next rekey or idle expiry. The IKE hold above makes it rare (it
+// serialises the negotiations, so the first client's SA is usually learned
+// before the second one's exists), and the guess is counted
+// (esp_learned_ambiguous). The engine does not yet re-learn from later
+// evidence, and while no daemon runs, inbound ESP the maps do not cover is
+// delivered to the router (which may answer it with an ICMP error).
+//
 // The package must not log per forwarded packet or allocate per packet of a
 // known SA (tests assert zero allocations).
 package esp

@@ -66,12 +66,12 @@ type Engine struct {
 
 	// Kernel data plane (engine_maps.go); maps is nil on the fallback.
 	maps         engine.Maps
-	wanDevs      []string
-	syncMu       sync.Mutex // one map reconciliation at a time
-	adopted      bool       // the maps were read back once (guarded by syncMu)
-	wanReady     bool       // the WAN maps were programmed once (housekeeping only)
-	mapErrors    uint64     // guarded by mu
-	mapErrLogged time.Time
+	wanDevs      []string      // guarded by mu
+	syncMu       sync.Mutex    // one map reconciliation at a time
+	adopted      bool          // the maps were read back once (guarded by syncMu)
+	wanReady     bool          // the WAN maps were programmed once (housekeeping only)
+	mapErrors    uint64        // guarded by mu
+	mapErrLogged time.Time     // guarded by mu
 	syncCh       chan struct{} // a new SA is complete: program it now
 }
 
@@ -333,6 +333,9 @@ func (e *Engine) Update(c Config) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.tr.SetOptions(c.options())
+	if e.maps != nil && c.WANDevices != nil {
+		e.wanDevs = c.WANDevices // the next pass follows the new devices
+	}
 	return nil
 }
 

@@ -100,9 +100,12 @@ func (e *Engine) mapErr(errs ...error) {
 		}
 		e.mu.Lock()
 		e.mapErrors++
-		e.mu.Unlock()
-		if time.Since(e.mapErrLogged) > 10*time.Second {
+		logIt := time.Since(e.mapErrLogged) > 10*time.Second
+		if logIt {
 			e.mapErrLogged = time.Now()
+		}
+		e.mu.Unlock()
+		if logIt {
 			e.log.Warn("esp engine: kernel map update failed (retried every second)", "err", err)
 		}
 	}
@@ -126,7 +129,10 @@ func (e *Engine) primaryWANLocked() netip.Addr {
 // path's address cache. It returns whether anything changed.
 func (e *Engine) syncWAN() bool {
 	want := map[uint32]netip.Addr{}
-	for _, name := range e.wanDevs {
+	e.mu.Lock()
+	devs := e.wanDevs
+	e.mu.Unlock()
+	for _, name := range devs {
 		ifi, err := net.InterfaceByName(name)
 		if err != nil {
 			continue

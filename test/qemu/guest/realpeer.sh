@@ -71,6 +71,18 @@ topo() {
 	ip -n wan addr add 192.168.91.1/32 dev dummy0
 	ip -n wan addr add 192.168.92.1/32 dev dummy0
 	ip -n wan link set dummy0 up
+	# The server answers its tunnel addresses only through the tunnels:
+	# otherwise a ping would also come back in clear text through the NAT
+	# and prove nothing.
+	ip netns exec wan nft -f - <<'EON' || return 1
+table inet vpt_server {
+	chain input {
+		type filter hook input priority 0; policy accept;
+		ip daddr { 192.168.91.1, 192.168.92.1 } meta secpath missing counter drop
+		ip daddr { 192.168.90.1, 192.168.93.1 } iifname != "ppp*" counter drop
+	}
+}
+EON
 	ip netns exec r nft -f "$1" || { echo "nft -f $1 failed"; return 1; }
 }
 
@@ -410,7 +422,7 @@ ls_up() { ip -n $1 xfrm state 2>/dev/null | grep -q 'proto esp'; }
 
 # scen_esp MODE ENABLED ORDER CLIENTS: ORDER is
 #   seq      ike1 ping1 ike2 ping2      (each client negotiates, then sends)
-#   ike-both ike1 ike2, then ping2 ping1 (the later one sends first)
+#   ikeboth ike1 ike2, then ping2 ping1 (the later one sends first)
 #   together both negotiate at once, then both ping at once
 scen_esp() {
 	local mode=$1 en=$2 order=$3 n=${4:-2} up ns i list=
@@ -427,7 +439,7 @@ scen_esp() {
 			read -r r s < <(ping_count $ns 192.168.92.1 4 10.10.${ns#lan}.2)
 			info "pings $ns -> 192.168.92.1 right after its IKE: $r/$s"
 		done ;;
-	ike-both)
+	ikeboth)
 		for ns in $list; do ls_ike $ns; done
 		for ns in $(echo $list | tr ' ' '\n' | tac); do
 			read -r r s < <(ping_count $ns 192.168.92.1 4 10.10.${ns#lan}.2)
@@ -591,8 +603,7 @@ run() {
 	ip netns exec r conntrack -L 2>/dev/null | grep -E 'dport=(1723|500|4500|1701) ' | \
 		sed -E 's/ +/ /g' | sed "s/^/VPT-INFO $CUR conntrack: /"
 	if [ -n "$DPID" ]; then
-		echo "VPT-COUNTERS $CUR $(timeout 20 ip netns exec r $BIN status --json --socket $T/vpt.sock 2>/dev/null | \
-			grep -o '"[a-z0-9_]*":{"packets":[0-9]*' | sed -E 's/"([a-z0-9_]*)":\{"packets":/\1=/' | tr '\n' ' ')"
+		echo "VPT-STATUSJSON $CUR $(timeout 20 ip netns exec r $BIN status --json --socket $T/vpt.sock 2>/dev/null | tr -d '\n')"
 	fi
 	if [ $ruleset = $V/fw4-ft.nft ]; then
 		info "offloaded conntrack entries: $(ip netns exec r conntrack -L 2>/dev/null | grep -c OFFLOAD)"

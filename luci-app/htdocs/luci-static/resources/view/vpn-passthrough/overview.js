@@ -164,8 +164,12 @@ return view.extend({
 		if (acct && !acct.present && (st.sessions || []).some(function(s) { return s.datapath == 'kernel'; }))
 			out.push(E('div', { 'class': 'alert-message notice' }, [
 				_('Traffic of kernel sessions is not counted: set net.netfilter.nf_conntrack_acct=1 to see it.') ]));
+		// A plan warning that repeats a protocol's limitation is shown there only.
+		const limits = (st.protocols || []).map(function(p) { return p.limitation || ''; }).join('\n');
 		(st.warnings || []).forEach(function(w) {
-			out.push(E('div', { 'class': 'alert-message notice' }, [ w ]));
+			const bare = w.replace(/^[a-z]+: /, '');
+			if (!limits.includes(bare))
+				out.push(E('div', { 'class': 'alert-message notice' }, [ w ]));
 		});
 		return out;
 	},
@@ -266,16 +270,14 @@ return view.extend({
 		o.default = 'auto';
 
 		o = s.taboption('general', widgets.ZoneSelect, 'lan_zone', _('LAN zones'),
-			_('The firewall zones whose clients may use VPNs.'));
+			_('The firewall zones whose clients may use VPNs (none chosen: lan).'));
 		o.multiple = true;
 		o.nocreate = true;
-		o.default = 'lan';
 
 		o = s.taboption('general', widgets.ZoneSelect, 'wan_zone', _('WAN zones'),
-			_('The firewall zones the VPN servers are reached through.'));
+			_('The firewall zones the VPN servers are reached through (none chosen: wan).'));
 		o.multiple = true;
 		o.nocreate = true;
-		o.default = 'wan';
 
 		o = s.taboption('general', form.Flag, 'log_blocked', _('Log blocked attempts'),
 			_('Write a (rate-limited) log line for each VPN packet a switched-off protocol blocks.'));

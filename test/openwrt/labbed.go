@@ -1,0 +1,77 @@
+package openwrt
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/vpn-passthrough/vpn-passthrough/test/lab"
+)
+
+// BedConfig is /etc/config/vpn-passthrough for a bed inside the lab router: explicit devices, so
+// that the checks do not depend on the network config.
+func BedConfig(l *lab.Lab) string {
+	var b strings.Builder
+	b.WriteString("config globals 'globals'\n\toption enabled '1'\n\toption mode 'kernel'\n")
+	for _, d := range l.LANDevs {
+		fmt.Fprintf(&b, "\tlist lan_device '%s'\n", d)
+	}
+	fmt.Fprintf(&b, "\tlist wan_device '%s'\n", l.WANDev)
+	b.WriteString("\nconfig pptp 'pptp'\n\toption enabled '1'\n\nconfig l2tp 'l2tp'\n\toption enabled '1'\n\nconfig ipsec 'ipsec'\n\toption enabled '1'\n\toption esp_mux 'off'\n")
+	return b.String()
+}
+
+// LabInterfaceDump is `network.interface dump` for the lab router: lan = the first LAN port,
+// lan2 = the second, wan = the WAN port (one l3_device per interface, as netifd reports).
+func LabInterfaceDump(l *lab.Lab) string {
+	type addr struct {
+		Address string `json:"address"`
+		Mask    int    `json:"mask"`
+	}
+	type iface struct {
+		Interface string   `json:"interface"`
+		Up        bool     `json:"up"`
+		Available bool     `json:"available"`
+		Proto     string   `json:"proto"`
+		Device    string   `json:"device"`
+		L3Device  string   `json:"l3_device"`
+		IPv4      []addr   `json:"ipv4-address"`
+		Data      struct{} `json:"data"`
+	}
+	var ifs []iface
+	for i, d := range l.LANDevs {
+		name := "lan"
+		if i > 0 {
+			name = "lan" + strconv.Itoa(i+1)
+		}
+		ifs = append(ifs, iface{Interface: name, Up: true, Available: true, Proto: "static", Device: d, L3Device: d,
+			IPv4: []addr{{fmt.Sprintf("10.10.%d.1", i+1), 24}}})
+	}
+	ifs = append(ifs, iface{Interface: "wan", Up: true, Available: true, Proto: "static", Device: l.WANDev, L3Device: l.WANDev,
+		IPv4: []addr{{l.WANAddr.String(), 24}}})
+	out, _ := json.MarshalIndent(map[string]any{"interface": ifs}, "", "\t")
+	return string(out)
+}
+
+// ConfigureFW4 points the bed's fw4 config at the lab: network config with the lab's devices,
+// the second LAN network in zone lan. Real fw4 then renders for the lab router.
+func ConfigureFW4(t testing.TB, bed *Bed, l *lab.Lab) {
+	t.Helper()
+	var b strings.Builder
+	for i, d := range l.LANDevs {
+		name := "lan"
+		if i > 0 {
+			name = "lan" + strconv.Itoa(i+1)
+		}
+		fmt.Fprintf(&b, "config interface '%s'\n\toption device '%s'\n\toption proto 'static'\n\toption ipaddr '10.10.%d.1'\n\toption netmask '255.255.255.0'\n\n", name, d, i+1)
+	}
+	fmt.Fprintf(&b, "config interface 'wan'\n\toption device '%s'\n\toption proto 'static'\n\n", l.WANDev)
+	if err := bed.WriteFile("/etc/config/network", b.String(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < len(l.LANDevs); i++ {
+		bed.MustSh(t, fmt.Sprintf("uci add_list firewall.@zone[0].network=lan%d && uci commit firewall", i+1))
+	}
+}
