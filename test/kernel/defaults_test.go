@@ -17,9 +17,7 @@ import (
 // LAN as the other devices; with OpenWrt's firewall and network configs next
 // to it, through the zones.
 func TestDefaultConfig(t *testing.T) {
-	if why := lab.Requirements(); why != "" {
-		t.Skip(why)
-	}
+	lab.Need(t)
 	bin := lab.DaemonBin(t)
 	l := lab.Start(t, lab.Config{})
 	def, err := os.ReadFile(filepath.Join(l.Repo, "files", "etc", "config", "vpn-passthrough"))

@@ -18,9 +18,7 @@ import (
 // off. Between rounds PPTP and IPsec are tried for real and must not pass.
 // Last, `nft flush ruleset` takes fw4 with it: status must say so.
 func TestBlocksFailClosed(t *testing.T) {
-	if why := lab.Requirements(); why != "" {
-		t.Skip(why)
-	}
+	lab.Need(t)
 	bin := lab.DaemonBin(t)
 	l := lab.Start(t, lab.Config{})
 	srv, err := l.StartServers()

@@ -16,9 +16,7 @@ import (
 // none arrives either. A port-forwarded LAN IPsec server still gets its
 // traffic, with IPsec on and off: the port forward wins.
 func TestOnlyWhatTheLANOpenedComesIn(t *testing.T) {
-	if why := lab.Requirements(); why != "" {
-		t.Skip(why)
-	}
+	lab.Need(t)
 	bin := lab.DaemonBin(t)
 	l := lab.Start(t, lab.Config{})
 	peer, err := l.PeerBin()

@@ -30,9 +30,7 @@ type env struct {
 }
 
 func TestKernelMode(t *testing.T) {
-	if why := lab.Requirements(); why != "" {
-		t.Skip(why)
-	}
+	lab.Need(t)
 	bin := lab.DaemonBin(t)
 	l := lab.Start(t, lab.Config{})
 	srv, err := l.StartServers()

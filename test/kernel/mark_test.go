@@ -19,9 +19,7 @@ import (
 // the WAN with both pbr's mark and ours intact. Status then sees fw4 accept
 // our mark; configuring another mark makes status say fw4 must reload.
 func TestMarkCoexistsWithPBR(t *testing.T) {
-	if why := lab.Requirements(); why != "" {
-		t.Skip(why)
-	}
+	lab.Need(t)
 	bin := lab.DaemonBin(t)
 	l := lab.Start(t, lab.Config{})
 	if _, err := l.StartServers(); err != nil {

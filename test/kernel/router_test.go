@@ -15,9 +15,7 @@ import (
 // Userspace mode does not carry the router's own calls yet: the PPTP
 // engine's prerouting queue takes their GRE before conntrack can relate it.
 func TestRouterOriginatedPPTP(t *testing.T) {
-	if why := lab.Requirements(); why != "" {
-		t.Skip(why)
-	}
+	lab.Need(t)
 	bin := lab.DaemonBin(t)
 	l := lab.Start(t, lab.Config{})
 	if _, err := l.StartServers(); err != nil {

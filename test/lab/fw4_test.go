@@ -175,12 +175,7 @@ func hookLine(l string) string {
 // statements. The real rendering is what the lab loads; this keeps the fallback honest.
 func TestFW4EmulationMatchesRealFW4(t *testing.T) {
 	sample := fw4Sample(t)
-	if why := Requirements(); why != "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true and %s", why)
-		}
-		t.Skip(why)
-	}
+	Need(t)
 	repo, _ := RepoRoot()
 	dir := t.TempDir()
 	files := []string{

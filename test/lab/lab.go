@@ -122,10 +122,9 @@ func Requirements() string {
 	return ""
 }
 
-// Start builds a lab for a test: it skips the test when the lab cannot run
-// here (under CI=true it fails, naming what is missing), fails it when
-// building fails, and registers Close as cleanup.
-func Start(t testing.TB, cfg Config) *Lab {
+// Need skips a test that needs the lab where it cannot run here, saying why;
+// under CI=true it fails instead, naming what is missing.
+func Need(t testing.TB) {
 	t.Helper()
 	if why := Requirements(); why != "" {
 		if os.Getenv("CI") == "true" {
@@ -133,6 +132,14 @@ func Start(t testing.TB, cfg Config) *Lab {
 		}
 		t.Skip(why)
 	}
+}
+
+// Start builds a lab for a test: it skips the test when the lab cannot run
+// here (under CI=true it fails, naming what is missing), fails it when
+// building fails, and registers Close as cleanup.
+func Start(t testing.TB, cfg Config) *Lab {
+	t.Helper()
+	Need(t)
 	if cfg.Logf == nil {
 		cfg.Logf = t.Logf
 	}

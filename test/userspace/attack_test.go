@@ -17,9 +17,7 @@ import (
 // its GRE, or lock other clients out; inbound GRE reaches a call's client
 // only when it was sent to the router's WAN address.
 func TestAttacks(t *testing.T) {
-	if why := lab.Requirements(); why != "" {
-		t.Skip(why)
-	}
+	lab.Need(t)
 	for _, dp := range datapaths {
 		t.Run(dp.name, func(t *testing.T) {
 			t.Setenv(probe.DisableEnv, dp.disable)

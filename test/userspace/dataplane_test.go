@@ -20,9 +20,7 @@ import (
 // ICMP error to the server (a real pptpd tears the call down on one), and on
 // both the call goes on and is cleared normally afterwards.
 func TestDaemonKilledMidCall(t *testing.T) {
-	if why := lab.Requirements(); why != "" {
-		t.Skip(why)
-	}
+	lab.Need(t)
 	for _, dp := range datapaths {
 		t.Run(dp.name, func(t *testing.T) {
 			t.Setenv(probe.DisableEnv, dp.disable)

@@ -123,9 +123,7 @@ func readMsg(r *bufio.Reader) ([]byte, uint16, error) {
 // one segment; both use the same Call ID to the same server, and the
 // server sees two different translations.
 func TestSplitAndCoalescedControl(t *testing.T) {
-	if why := lab.Requirements(); why != "" {
-		t.Skip(why)
-	}
+	lab.Need(t)
 	bin := lab.DaemonBin(t)
 	l := lab.Start(t, lab.Config{Clients: 2})
 	srv, err := l.StartServers()

@@ -30,9 +30,7 @@ func TestMain(m *testing.M) {
 // TestUserspaceMode runs on the NFQUEUE fallback (every GRE packet crosses
 // the engine); TestKernelDataPlane and TestAttacks cover the kernel maps.
 func TestUserspaceMode(t *testing.T) {
-	if why := lab.Requirements(); why != "" {
-		t.Skip(why)
-	}
+	lab.Need(t)
 	t.Setenv(probe.DisableEnv, "nft_map_payload")
 	bin := lab.DaemonBin(t)
 	l := lab.Start(t, lab.Config{Clients: 3})
