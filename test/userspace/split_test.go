@@ -215,7 +215,13 @@ func TestSplitAndCoalescedControl(t *testing.T) {
 	if got := binary.BigEndian.Uint16(cdn[12:]); got != sid {
 		t.Errorf("Call-Disconnect-Notify for %#x, want the server's %#x", got, sid)
 	}
+	// The server reports the clear on its stdout after answering it: wait
+	// for the line rather than racing the client's read of the CDN.
 	clears := srv.Events(mark, "call-clear")
+	for deadline := time.Now().Add(lab.Scale(3 * time.Second)); len(clears) == 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		clears = srv.Events(mark, "call-clear")
+	}
 	if len(clears) != 1 || clears[0].Error != "" {
 		t.Errorf("server's Call-Clear-Request events %+v", clears)
 	}
