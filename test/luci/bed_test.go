@@ -132,21 +132,9 @@ func TestLuCI(t *testing.T) {
 		t.Fatal(err)
 	}
 	pagePath, title := ourPage(t, repo)
-	l := lab.Start(t, lab.Config{})
-	b := openwrt.Start(t, openwrt.Options{NetNS: l.Router})
-	b.StartUbusd(t)
-	b.InstallFiles(t)
-	b.StartRpcd(t)
-	if err := b.WriteFile("/tmp/lab-ifaces.json", openwrt.LabInterfaceDump(l), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	b.StartNetifd(t, "/tmp/lab-ifaces.json", true)
-	b.StartProcd(t)
-	openwrt.ConfigureFW4(t, b, l)
-	if err := b.WriteFile("/etc/config/vpn-passthrough", openwrt.BedConfig(l), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b.MustSh(t, "sh /etc/uci-defaults/vpn-passthrough && fw4 -q restart && /etc/init.d/vpn-passthrough start")
+	r := openwrt.StartRouter(t, true)
+	b, l := r.Bed, r.Lab
+	r.StartService(t)
 	b.StartLuCI(t)
 	if _, err := l.StartServers(); err != nil {
 		t.Fatal(err)
