@@ -110,16 +110,7 @@ func startRig(t *testing.T, o rigOptions) *rig {
 		t.Fatal(err)
 	}
 	if o.procd {
-		r.procd, err = b.Spawn("procd", "/usr/sbin/procd", "-s", openwrt.UbusSock)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := openwrt.WaitFor(20*time.Second, func() error {
-			_, err := r.ubus("list", "service")
-			return err
-		}); err != nil {
-			t.Fatalf("procd: %v %s", err, r.procd.Stderr())
-		}
+		r.procd = b.StartProcd(t)
 		if out, err := b.Run("", "/etc/init.d/vpn-passthrough", "start"); err != nil {
 			t.Fatalf("init script start: %v %s", err, out)
 		}
