@@ -8,6 +8,7 @@ package esp
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -728,4 +729,73 @@ func TestTableDeletedMapsReprogrammed(t *testing.T) {
 	if c := e.counter("esp_learned_in_spi"); c != 1 {
 		t.Errorf("%d inbound SPIs learned: the engine should have reprogrammed its SA, not relearned it", c)
 	}
+}
+
+// Issue 8: the first ESP packets of two (three) clients race, and the
+// server's answers come back in the other order (the first client's SA
+// answers late: --delay-replies). The first-sender rule guesses wrong
+// here; the engine must hold back or re-learn from the timing of the
+// conversations that follow, never deliver a reply to the wrong client,
+// and end with every SA right and "established" only then.
+func TestFirstPacketsRaceAnswersReversed(t *testing.T) {
+	for _, n := range []int{2, 3} {
+		t.Run(fmt.Sprintf("%d clients", n), func(t *testing.T) {
+			e := startDaemon(t, n, nil)
+			// The server numbers SAs in IKE_AUTH order (client 1 first:
+			// the others are held back until its window ends); client 1's
+			// first answers are held longest, client 2's less.
+			delays := []string{"0x5e000001=150ms"}
+			if n == 3 {
+				delays = append(delays, "0x5e000002=80ms")
+			}
+			e.startServer("--delay-replies", strings.Join(delays, ","))
+			t0 := time.Now().Add(300 * time.Millisecond)
+			// Every client is up before the first ESP (each IKE_AUTH is
+			// held at most 3 s plus a 1 s retransmission).
+			espAt := t0.Add(time.Duration(n)*4*time.Second + time.Second)
+			args := map[int][]string{}
+			for i := 1; i <= n; i++ {
+				args[i] = []string{"--start-at", fmt.Sprint(t0.Add(time.Duration(i-1) * 200 * time.Millisecond).UnixMilli()),
+					"--esp-start-at", fmt.Sprint(espAt.Add(time.Duration(i-1) * 5 * time.Millisecond).UnixMilli()),
+					"--count", "60", "--interval", "20ms", "--retransmit", "1s", "--min-received", "40",
+					"--timeout", "40s"}
+			}
+			rs := e.clients(args)
+			for i, r := range rs {
+				if !r.OK || r.Foreign != 0 || len(r.Phases) != 1 {
+					t.Errorf("client %d: %+v", i, r)
+				}
+			}
+			st := e.status()
+			t.Logf("learn_held %d, relearned %d, confirmed %d, ambiguous %d", st.Counters["esp_learn_held"].Packets,
+				st.Counters["esp_relearned_in_spi"].Packets, st.Counters["esp_confirmed_in_spi"].Packets,
+				st.Counters["esp_learned_ambiguous"].Packets)
+			sessions := 0
+			for _, s := range st.Sessions {
+				if s.Proto != "esp" {
+					continue
+				}
+				sessions++
+				if s.State != "established" {
+					t.Errorf("session %+v", s)
+				}
+				for i, r := range rs {
+					if len(r.Phases) == 1 && e.l.Client(i).Addr.String() == s.Client &&
+						(!sameSPI(r.Phases[0].SPIIn, s.PeerID) || !sameSPI(r.Phases[0].SPIOut, s.OrigID)) {
+						t.Errorf("client %d uses %s/%s, status has %+v", i, r.Phases[0].SPIOut, r.Phases[0].SPIIn, s)
+					}
+				}
+			}
+			if sessions != n {
+				t.Errorf("%d esp sessions, want %d", sessions, n)
+			}
+		})
+	}
+}
+
+// sameSPI compares two SPIs written in hex, however padded.
+func sameSPI(a, b string) bool {
+	x, err1 := strconv.ParseUint(a, 0, 32)
+	y, err2 := strconv.ParseUint(b, 0, 32)
+	return err1 == nil && err2 == nil && x == y
 }
