@@ -70,9 +70,16 @@ func TestUserspaceESPPlan(t *testing.T) {
 		g.Verdict != VerdictDrop || g.Counter != CounterESPUnsolicited {
 		t.Fatalf("first forward rule %s", g)
 	}
-	// The untrack chain keys on the engine's mark only.
-	if u := untrack.Rules; len(u) != 1 || !u[0].Notrack || u[0].MarkMask != MarkMask || u[0].MarkNot || u[0].Queue != nil {
+	// The untrack chain keys on the engine's mark only; then (kernel
+	// maps) unmarked ESP of the servers LAN clients use, to a WAN address,
+	// is dropped: with the daemon down it would draw fw4's ICMP errors.
+	u := untrack.Rules
+	if len(u) != 2 || !u[0].Notrack || u[0].MarkMask != MarkMask || u[0].MarkNot || u[0].Queue != nil {
 		t.Fatalf("untrack rules %+v", u)
+	}
+	if d := u[1]; d.L4 != ProtoESP || d.IIFSet != SetWAN || d.KeyMatch == nil || d.KeyMatch.Set != MapESPServers || d.DAddrSet != MapESPWANAddrs ||
+		!d.MarkNot || d.Mark != Mark || d.Verdict != VerdictDrop || d.Counter != CounterESPNoEngine || d.Queue != nil {
+		t.Fatalf("no-engine drop %s", d)
 	}
 	// Without keep_ike_port IKE stays tracked (kernel NAT).
 	for _, r := range raw.Rules {

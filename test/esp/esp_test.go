@@ -799,3 +799,99 @@ func sameSPI(a, b string) bool {
 	y, err2 := strconv.ParseUint(b, 0, 32)
 	return err1 == nil && err2 == nil && x == y
 }
+
+// Issue 8: while no engine runs (daemon SIGKILLed), inbound ESP that no
+// map element covers (a new SA's first answers, a stale SPI) from a server
+// LAN clients use must not reach fw4's input chain, which rejects it with
+// an ICMP error back to the VPN server (servers may tear SAs down on it).
+// A drop that lives in the kernel (the planner's rule on esp_servers)
+// holds it, while the established SAs keep flowing through the maps with
+// nothing lost.
+func TestNoICMPToServerWhileDaemonDown(t *testing.T) {
+	e := start(t, 2, nil)
+	now := time.Now()
+	procs := map[int]*lab.Proc{}
+	const count = 150
+	for i := 1; i <= 2; i++ {
+		procs[i] = e.client(i, "--start-at", fmt.Sprint(now.Add(time.Duration(200*i)*time.Millisecond).UnixMilli()),
+			"--count", fmt.Sprint(count), "--interval", "20ms")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if s := e.sessions("esp"); len(s) == 2 && s[0].State == "established" && s[1].State == "established" {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := e.d.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = e.d.Wait(5 * time.Second)
+	icmpBefore := e.icmpStats()
+	p, err := e.l.Spawn(e.l.Server.NS, "ipsecpeer inject", peerBin, "inject", "--from", e.l.Server.Addr.String(),
+		"--to", e.l.WANAddr.String(), "--spi", "0x6600", "--spi-step", "1", "--count", "20")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(10 * time.Second); err != nil {
+		t.Fatalf("inject: %v %v", err, p.Stderr())
+	}
+	time.Sleep(500 * time.Millisecond)
+	icmpAfter := e.icmpStats()
+	if d := icmpAfter[0] - icmpBefore[0]; d != 0 {
+		t.Errorf("the router sent %d ICMP errors while the daemon was down", d)
+	}
+	if d := icmpAfter[1] - icmpBefore[1]; d != 0 {
+		t.Errorf("the server received %d ICMP errors while the daemon was down", d)
+	}
+	got, err := e.l.ReadCounter(lab.TableFamily, lab.Table, "esp_no_engine_dropped")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Packets < 20 {
+		t.Errorf("esp_no_engine_dropped = %d, want >= 20 (the injected ESP)", got.Packets)
+	}
+	for i, p := range procs {
+		r := wait(t, p)
+		lost := 0
+		for _, ph := range r.Phases {
+			lost += ph.Sent - ph.Received
+		}
+		t.Logf("client %d: %d of %d replies lost with the daemon down", i, lost, count)
+		if !r.OK || r.Foreign != 0 || lost != 0 {
+			t.Errorf("client %d (%d lost): %+v", i, lost, r)
+		}
+	}
+}
+
+// icmpStats returns the ICMP messages the router sent and the server
+// received (Icmp OutMsgs and InMsgs of /proc/net/snmp in their namespaces).
+func (e *env) icmpStats() [2]int64 {
+	e.t.Helper()
+	read := func(ns, field string) int64 {
+		out, err := e.l.Exec(ns, "cat", "/proc/net/snmp")
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		var names []string
+		for _, line := range strings.Split(out, "\n") {
+			f := strings.Fields(line)
+			if len(f) < 2 || f[0] != "Icmp:" {
+				continue
+			}
+			if names == nil {
+				names = f
+				continue
+			}
+			for i, n := range names {
+				if n == field && i < len(f) {
+					v, _ := strconv.ParseInt(f[i], 10, 64)
+					return v
+				}
+			}
+		}
+		e.t.Fatalf("no Icmp %s in %s's /proc/net/snmp", field, ns)
+		return 0
+	}
+	return [2]int64{read(e.l.Router, "OutMsgs"), read(e.l.Server.NS, "InMsgs")}
+}

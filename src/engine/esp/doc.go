@@ -194,8 +194,15 @@
 // Failing open: the queue rules use the bypass flag, so while the daemon is
 // down SAs in the kernel maps keep flowing, but outbound packets of new SAs
 // (everything on the fallback) would leave untranslated and are dropped
-// by the leak guard, and inbound ESP the maps do not know is left to the
-// kernel, which delivers it to the router, not to the LAN. ICMP errors about ESP packets (such as
+// by the leak guard. Inbound ESP the maps do not know, from a server in
+// esp_servers (the servers LAN clients use, which the engine keeps in the
+// kernel) to a WAN address, is dropped by a kernel rule (the planner's,
+// esp_no_engine_dropped), as the engine would drop an unknown SPI: so it
+// never reaches fw4's input chain, whose reject would send the VPN server
+// an ICMP error (test/esp TestNoICMPToServerWhileDaemonDown: 0 ICMP, 0
+// replies lost on the established SAs). On the fallback (no maps) such
+// ESP is still left to the kernel while no daemon runs, which delivers it
+// to the router, not to the LAN. ICMP errors about ESP packets (such as
 // "fragmentation needed") are not translated for the untracked flows. An
 // attacker who can spoof a server's address and races the server's first
 // inbound packet can bind a bogus SPI to a learning client; that is a denial
