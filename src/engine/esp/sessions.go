@@ -35,6 +35,9 @@ func (t *Tracker) Sessions(now time.Duration) []status.Session {
 				state = StateConfirming
 			case !s.established():
 				state = StateOneWay
+			case s.silent(now) != "":
+				state = "one way: nothing " + s.silent(now) + " for " +
+					strconv.FormatInt(int64(now-min(s.lastIn, s.lastOut))/int64(time.Second), 10) + " s"
 			}
 			out = append(out, status.Session{
 				Proto:       "esp",

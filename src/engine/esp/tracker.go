@@ -263,6 +263,23 @@ func (s *sa) established() bool {
 	return s.in != 0 && s.out != 0 && !s.provisional && s.inAfter+s.kPktsIn > 0 && s.outAfter+s.kPktsOut > 0
 }
 
+// OneWayAfter: an established SA whose one direction has been silent this
+// long while the other still flows is shown as one way, not established
+// (a dead peer, a crossed SPI, a broken return path).
+const OneWayAfter = 30 * time.Second
+
+// silent names the direction ("inbound", "outbound") that has been silent
+// for OneWayAfter while the other carried traffic within it; "" if none.
+func (s *sa) silent(now time.Duration) string {
+	switch {
+	case now-s.lastOut < OneWayAfter && now-s.lastIn >= OneWayAfter:
+		return "inbound"
+	case now-s.lastIn < OneWayAfter && now-s.lastOut >= OneWayAfter:
+		return "outbound"
+	}
+	return ""
+}
+
 func (s *sa) outOnly() bool { return s.out != 0 && s.in == 0 }
 func (s *sa) inOnly() bool  { return s.in != 0 && s.out == 0 }
 
