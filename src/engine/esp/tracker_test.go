@@ -469,3 +469,31 @@ func (r *rig) wantBound(srv netip.Addr, spi uint32, client netip.Addr) {
 		r.t.Fatalf("spi %#x of %s bound to %v, want %s", spi, srv, s, client)
 	}
 }
+
+// Issue 8: a full table refuses new SAs; it never evicts established ones
+// to make room, however many new SPIs arrive (the sweep a full table
+// triggers removes only idle entries).
+func TestFullTableNeverEvictsEstablished(t *testing.T) {
+	r := newRig(t, Options{MaxSAs: 2})
+	r.espOut(clientA, srvS, 0xa1)
+	r.wantIn(srvS, 0xa2, clientA)
+	r.advance(time.Second)
+	r.espOut(clientB, srvS, 0xb1)
+	r.wantIn(srvS, 0xb2, clientB)
+	for i := uint32(0); i < 200; i++ {
+		r.advance(200 * time.Millisecond) // lets the full-table sweep run
+		r.espOut(clientC, srvS, 0xc0000+i)
+		r.espOut(clientA, srvS, 0xa1)
+		r.wantIn(srvS, 0xa2, clientA)
+		r.espOut(clientB, srvS, 0xb1)
+		r.wantIn(srvS, 0xb2, clientB)
+	}
+	if st := r.tr.Stats(); st.TableFull == 0 || st.Expired != 0 || r.tr.Len() != 2 {
+		t.Fatalf("%d SAs, stats %+v", r.tr.Len(), st)
+	}
+	for _, c := range []netip.Addr{clientA, clientB} {
+		if ok, st := r.session("esp", c.String(), ""); !ok || st != StateEstablished {
+			t.Fatalf("%s: found %v state %q", c, ok, st)
+		}
+	}
+}
