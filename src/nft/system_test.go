@@ -75,7 +75,7 @@ func (c *counter) add() int64 { c.n++; return c.n }
 var nsCounter counter
 
 var fullCaps = plan.Caps{NFTables: true, Conntrack: true, PPTPHelper: true, PPTPNAT: true, GRETracking: true,
-	NFQueue: true, NFTQueueExpr: false, XTNFQueue: true, MapPayload: true}
+	NFQueue: true, NFTQueueExpr: false, XTNFQueue: true, MapPayload: true, Ctnetlink: true}
 
 func plans(t *testing.T) map[string]*plan.Plan {
 	t.Helper()

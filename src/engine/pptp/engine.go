@@ -290,7 +290,7 @@ func New(cfg Config, opts ...Options) (*Engine, error) {
 		}
 		e.q = q
 		if e.ctq == nil {
-			c, why := openConntrack()
+			c, why := openConntrack(cfg.NoCtnetlink)
 			if c != nil {
 				e.ctq, e.ctView = c, true
 				e.ctConn = c
@@ -309,8 +309,12 @@ func New(cfg Config, opts ...Options) (*Engine, error) {
 	return e, nil
 }
 
-// openConntrack opens ctnetlink if the kernel speaks it.
-func openConntrack() (*ct.Conn, error) {
+// openConntrack opens ctnetlink if the kernel speaks it (and the probe
+// said so: off is how the labs run a kernel without it).
+func openConntrack(off bool) (*ct.Conn, error) {
+	if off {
+		return nil, errors.New("nf_conntrack_netlink not found by the probe (or disabled)")
+	}
 	c, err := ct.Open()
 	if err != nil {
 		return nil, err

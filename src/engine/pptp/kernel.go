@@ -45,6 +45,12 @@ func (e *tracker) programLocked(cl *call) {
 		return
 	}
 	w := cl.conn.wan
+	if !w.IsValid() && e.cfg.WANAddrsOnly {
+		// The fallback without ctnetlink: the engine demultiplexes the
+		// call itself; there is no router address to put in the set
+		// (the plan says what that costs).
+		return
+	}
 	if !w.IsValid() {
 		e.cnt.mapErrors++
 		e.log.Error("pptp call not programmed into the kernel maps: the router's address of its control connection is unknown (needs nf_conntrack_netlink)",

@@ -35,6 +35,11 @@ type Config struct {
 	// control connection the engine handles (the kernel has nf_conntrack_pptp
 	// and fw4 may assign it; see doc.go).
 	ClearKernelHelper bool
+	// NoCtnetlink: the probe found no ctnetlink (plan.Caps.Ctnetlink, or
+	// VPNPT_DISABLE_CAPS=nf_conntrack_netlink): the engine opens no
+	// conntrack socket and follows control connections by its own stream
+	// tracking, as on a kernel without nf_conntrack_netlink.
+	NoCtnetlink bool
 }
 
 func (c *Config) defaults() {
