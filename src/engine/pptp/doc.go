@@ -99,6 +99,22 @@
 // Figures (make bench, test/bench/pptp, this 2-core machine): see the
 // README's performance table.
 //
+// # Session states (status)
+//
+// The control connection says only that the server accepted a call; its
+// data is GRE. So a call is "requested" from its Outgoing-Call-Request (or
+// Incoming-Call-Reply), "connected" once the server accepted it, and
+// "established" only once GRE was seen both ways: inbound from the
+// engine's own count (fallback) or the call's guard element counter (kernel
+// maps, read every second), outbound from the conntrack entry the kernel's
+// masquerade makes for the client's GRE (looked up once a second for the
+// calls still waiting for it; with nf_conntrack_acct, OpenWrt's default,
+// its packet count). A call restored after a restart is "restored" until
+// GRE has been seen both ways again since the restart (counters taken as a
+// baseline when read back; without nf_conntrack_acct the outbound entry's
+// existence is the only evidence). Without ctnetlink outbound GRE is
+// invisible to the engine, and calls stay "connected" (the plan says so).
+//
 // # Lifecycle and limits
 //
 // A call is added by Outgoing-Call-Request (or Incoming-Call-Reply) and

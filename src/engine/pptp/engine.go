@@ -112,6 +112,7 @@ func (e *Engine) housekeeping() {
 	}
 	e.mu.Lock()
 	if now.Sub(e.lastSweep) >= time.Second {
+		e.checkOutboundLocked()
 		e.sweepLocked(now)
 		e.lastSweep = now
 	}
@@ -163,8 +164,10 @@ func (e *Engine) Sessions() []status.Session {
 				s.PeerID = strconv.Itoa(int(cl.peer))
 				if f, ok := out[outKey{cl.client, cl.server, cl.peer}]; ok {
 					s.PacketsOut, s.BytesOut = f.PacketsOrig, f.BytesOrig
+					e.seenOutLocked(cl, f)
 				}
 			}
+			s.State = cl.state
 			ss = append(ss, s)
 		}
 	}
@@ -263,6 +266,9 @@ func New(cfg Config, opts ...Options) (*Engine, error) {
 	}
 	if e.flows == nil {
 		e.flows = ct.Dump
+		if cfg.NoCtnetlink {
+			e.flows = func() ([]ct.Flow, error) { return nil, errNoCtnetlink }
+		}
 	}
 	e.seg.e = e.tracker
 	if cfg.StatePath != "" {

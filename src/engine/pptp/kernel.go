@@ -126,9 +126,9 @@ func (e *tracker) adoptKernelLocked(now time.Time) {
 	if err != nil {
 		return
 	}
-	held := map[string]bool{}
+	held := map[string]engine.Element{}
 	for _, el := range els {
-		held[string(el.Key)] = true
+		held[string(el.Key)] = el
 	}
 	adopted := 0
 	for _, c := range e.conns {
@@ -137,8 +137,11 @@ func (e *tracker) adoptKernelLocked(now time.Time) {
 				continue
 			}
 			guard, _ := callKeys(c.wan, cl.server, cl.trans)
-			if held[string(guard)] {
+			if el, ok := held[string(guard)]; ok {
 				cl.programmed, cl.wan = true, c.wan
+				// Only what the kernel forwards from now on shows the
+				// restored call alive.
+				cl.kernPkts, cl.kernBytes, cl.inBase = el.Packets, el.Bytes, el.Packets
 				delete(held, string(guard))
 				adopted++
 			} else {
@@ -147,7 +150,7 @@ func (e *tracker) adoptKernelLocked(now time.Time) {
 		}
 	}
 	for _, el := range els {
-		if !held[string(el.Key)] || len(el.Key) != 12 {
+		if _, ok := held[string(el.Key)]; !ok || len(el.Key) != 12 {
 			continue
 		}
 		o := &orphan{wan: netip.AddrFrom4([4]byte(el.Key[0:4])), server: netip.AddrFrom4([4]byte(el.Key[4:8])),
@@ -193,12 +196,17 @@ func (e *tracker) syncKernel(now time.Time) {
 				// without elements): put it back.
 				cl.programmed = false
 				e.programLocked(cl)
+				cl.inBase = 0
 				continue
 			}
 			if el.Packets > cl.kernPkts {
 				cl.lastSeen = now
 			}
 			cl.kernPkts, cl.kernBytes = el.Packets, el.Bytes
+			if !cl.seenIn && el.Packets > cl.inBase {
+				cl.seenIn = true
+				e.greBothWaysLocked(cl)
+			}
 		}
 	}
 	for k, o := range e.orphans {

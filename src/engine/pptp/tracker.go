@@ -102,6 +102,16 @@ type call struct {
 
 	pktsIn, bytesIn uint64 // inbound GRE the engine demultiplexed
 
+	// What status calls "established" needs: GRE seen both ways (since
+	// the restart, for a restored call). In: the engine's own count
+	// (fallback) or the guard element's counter past inBase (maps). Out:
+	// the outbound GRE's conntrack entry (the kernel masquerades it),
+	// past outBase packets when the kernel counts (outBaseSet: the first
+	// look of a restored call took the baseline).
+	seenIn, seenOut bool
+	inBase, outBase uint64
+	outBaseSet      bool
+
 	// Kernel data plane (kernel.go): the elements exist, for wan.
 	programmed          bool
 	wan                 netip.Addr
@@ -245,6 +255,10 @@ func (e *tracker) greInLocked(p *nfqueue.Packet, ip packet.IPv4, now time.Time) 
 	ip.SetDst(c.client)
 	g.SetCallID(c.orig)
 	c.pktsIn++
+	if !c.seenIn {
+		c.seenIn = true
+		e.greBothWaysLocked(c)
+	}
 	c.bytesIn += uint64(len(ip))
 	c.lastSeen = now
 	e.cnt.greIn++
@@ -695,7 +709,7 @@ func (e *tracker) limitLogLocked(client uint32, now time.Time, msg string, args 
 // addCallLocked registers a call whose translation is decided.
 func (e *tracker) addCallLocked(c *ctrlConn, orig, trans uint16, now time.Time) *call {
 	cl := &call{conn: c, client: c.client.Addr(), server: c.server.Addr(), orig: orig, trans: trans,
-		state: "requested", created: now, lastSeen: now}
+		state: stateRequested, created: now, lastSeen: now}
 	e.byTrans[transKey{c.key.server, trans}] = cl
 	e.blocks[transKey{c.key.server, trans &^ 0xff}]++
 	e.perClient[c.key.client]++
