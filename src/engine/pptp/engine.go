@@ -199,6 +199,7 @@ func (e *Engine) Stats() engine.Stats {
 		"gre_malformed": c.greMalformed, "gre_in_not_to_wan": c.greNotToWAN,
 		"control_syn_ignored": c.ctrlSynIgnored, "control_rst_ignored": c.ctrlRSTIgnored,
 		"control_unconfirmed": c.ctrlUnconfirmed, "control_out_of_window": c.ctrlOutOfWindow,
+		"map_adds": c.mapAdds, "map_add_us": c.mapAddMicros,
 	}
 	var kin uint64
 	var elems uint64

@@ -144,6 +144,7 @@ type counters struct {
 	helperCleared, helperErrors, callsOpened, callsClosed, callsExpired uint64
 	greMalformed, greNotToWAN, ctrlSynIgnored, ctrlRSTIgnored           uint64
 	ctrlUnconfirmed, ctrlOutOfWindow, mapErrors                         uint64
+	mapAdds, mapAddMicros                                               uint64
 }
 
 // tracker decides: it holds the control connections and calls, follows
@@ -174,7 +175,8 @@ type tracker struct {
 	ctView    bool // ctq is set: follow control connections with conntrack's view
 	ctq       Conntrack
 	maps      engine.Maps
-	orphans   map[string]*orphan // kernel.go
+	orphans   map[string]*orphan  // kernel.go
+	wanAdded  map[netip.Addr]bool // fallback: router addresses put in MapPPTPWANAddrs
 	lastSync  time.Time
 	seg       segCtx
 }
