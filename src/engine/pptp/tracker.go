@@ -271,13 +271,18 @@ func (e *tracker) greInLocked(p *nfqueue.Packet, ip packet.IPv4, now time.Time) 
 
 // tcpLocked follows a control connection (forward hook, both directions).
 func (e *tracker) tcpLocked(p *nfqueue.Packet, ip packet.IPv4, now time.Time) {
+	// The plan queues only TCP 1723, defragmented by conntrack: a
+	// fragment or a segment that does not parse is of use to no
+	// endpoint. Counted and dropped (never followed).
 	if ip.IsFragment() {
 		e.cnt.badPkts++
+		p.Verdict = nfqueue.Drop
 		return
 	}
 	tcp, err := packet.ParseTCP(ip.Payload())
 	if err != nil {
 		e.cnt.badPkts++
+		p.Verdict = nfqueue.Drop
 		return
 	}
 	var d int
