@@ -22,7 +22,7 @@ type netns struct {
 	fd   *os.File
 }
 
-func newNetns(t *testing.T) *netns {
+func newNetns(t testing.TB) *netns {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to create network namespaces (CI runs as root)")
@@ -43,7 +43,7 @@ func newNetns(t *testing.T) *netns {
 	return &netns{name: name, fd: f}
 }
 
-func (n *netns) conn(t *testing.T) *Conn {
+func (n *netns) conn(t testing.TB) *Conn {
 	t.Helper()
 	c, err := OpenNetNS(int(n.fd.Fd()))
 	if err != nil {
