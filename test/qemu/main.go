@@ -692,6 +692,16 @@ func (r *runner) boot(name, qemu string, args, expect []string, timeout time.Dur
 	for _, c := range cmp {
 		sum += "\n    " + c
 	}
+	// Pings lost per tunnel across a SIGKILL + restart of the daemon.
+	for _, s := range expect {
+		if res := results[s]; res != nil {
+			for _, i := range res.info {
+				if strings.HasPrefix(i, "SIGKILL+restart ") {
+					sum += "\n    " + s + ": " + i
+				}
+			}
+		}
+	}
 	outMu.Lock()
 	summary = append(summary, sum)
 	outMu.Unlock()
