@@ -96,15 +96,12 @@ func Build(in Input) (*Plan, error) {
 			})
 		}
 	}
+	// fw4's flow offloading: an offloaded flow's later packets skip every
+	// hook, so the engines would miss PPTP control and IKE; the package's
+	// ruleset-post include accepts those before fw4's `flow offload @ft`
+	// (test/qemu's flowtable guest), and only the data is offloaded. The
+	// daemon warns when fw4 runs without our includes.
 	p.FlowOffload = in.FlowOffload
-	if in.FlowOffload {
-		for i, d := range p.Decisions {
-			if d.Datapath == PathUserspace {
-				p.Decisions[i].Degraded = joinNote(d.Degraded, "fw4 flow offloading is on: offloaded TCP/UDP flows "+
-					"(PPTP control, IKE) skip the engine after their first packets; turn it off or use the kernel helper")
-			}
-		}
-	}
 	if len(p.Queues) > 0 {
 		// fw4's include accepts our mark whatever the output zone; a
 		// packet an engine rewrote towards anywhere but the LAN (a spoofed
