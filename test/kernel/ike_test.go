@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -107,13 +108,16 @@ func (c *charon) swanctl(args ...string) (string, error) {
 }
 
 // TestRouterIKEDaemonCoexists: the router runs its own strongSwan on its WAN
-// address (a site-to-site tunnel to a far peer, UDP 500 then 4500), while LAN
-// clients use IPsec passthrough to a WAN server (IKE, NAT-T, raw ESP through
-// the ESP engine), with keep_ike_port off and on. The plan must not steal
-// the router's own IKE: its inbound IKE queue lets what no LAN client owns
-// go on to the router, its drops and leak guards concern forwarded traffic
-// only, and the router's own 500/4500 are accepted by the user's fw4 rule
-// (an OpenWrt strongSwan setup opens them in `input_wan`, as here).
+// address (a site-to-site tunnel to a far peer: UDP 500, then 4500), while a
+// LAN client runs strongSwan to the SAME far peer through the router's NAT
+// (so both reach it from the router's address, with keep_ike_port both from
+// port 500) and a second LAN client uses IKE, NAT-T and raw ESP (the ESP
+// engine) to the lab's server; keep_ike_port off, then on. The plan must not
+// steal the router's own IKE: the ESP engine's inbound IKE queue passes
+// what no LAN client owns on to the router unchanged (keep_ike_port:
+// demultiplexed by IKE SPI), and its drops and leak guards concern forwarded
+// traffic only. The router's own 500/4500 are accepted by the user's fw4
+// rule (an OpenWrt strongSwan setup opens them in `input_wan`, as here).
 func TestRouterIKEDaemonCoexists(t *testing.T) {
 	lab.Need(t)
 	for _, need := range []string{charonBin, "/usr/sbin/swanctl", "/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so"} {
@@ -188,8 +192,44 @@ func TestRouterIKEDaemonCoexists(t *testing.T) {
 		}
 	}`, local, remote, localID, remoteID, lts, rts)
 	}
+	// A LAN client runs strongSwan too, to the same far peer: behind the
+	// router's NAT it reaches it from the router's address, as the
+	// router's own charon does (with keep_ike_port, from the same port 500).
+	lanSecrets := secrets + `
+	ike-2 {
+		id-1 = lan
+		id-2 = far
+		secret = "lab-only-psk-9c41"
+	}`
+	lanHost := l.Client(1)
+	if out, err := exec.Command("ip", "-n", lanHost.NS, "addr", "add", "10.99.3.1/32", "dev", "lo").CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
 	routerCharon := startCharon(t, l, l.Router, "router", conn("198.51.100.1", "203.0.113.2", "router", "far", "10.99.1.1/32", "10.99.2.1/32"), secrets)
-	farCharon := startCharon(t, l, far, "far", conn("203.0.113.2", "198.51.100.1", "far", "router", "10.99.2.1/32", "10.99.1.1/32"), secrets)
+	farConns := conn("203.0.113.2", "198.51.100.1", "far", "router", "10.99.2.1/32", "10.99.1.1/32") + "\n" +
+		strings.Replace(conn("203.0.113.2", "%any", "far", "lan", "10.99.2.1/32", "10.99.3.1/32"), "s2s {", "lan {", 1)
+	farCharon := startCharon(t, l, far, "far", farConns, lanSecrets)
+	lanCharon := startCharon(t, l, lanHost.NS, "lan1", strings.Replace(conn(lanHost.Addr.String(), "203.0.113.2", "lan", "far", "10.99.3.1/32", "10.99.2.1/32"),
+		"s2s {", "lan {", 1), lanSecrets[strings.Index(lanSecrets, "ike-2"):])
+	// lanTunnel brings up the LAN client's tunnel through the router
+	// (IKE from port 500 through NAT, then NAT-T) and pings through it.
+	lanTunnel := func(step string) {
+		t.Helper()
+		_, _ = lanCharon.swanctl("--terminate", "--ike", "lan", "--force")
+		out, err := lanCharon.swanctl("--initiate", "--child", "net", "--timeout", "20")
+		if err != nil {
+			t.Fatalf("%s: the LAN client's strongSwan could not bring up its tunnel to the far peer through the router: %v\n%s", step, err, out)
+		}
+		sas, _ := farCharon.swanctl("--list-sas", "--ike", "lan")
+		if !regexp.MustCompile(`lan: #\d+, ESTABLISHED, IKEv2`).MatchString(sas) || !strings.Contains(sas, "remote 'lan' @ 198.51.100.1[") {
+			t.Fatalf("%s: the far peer does not list the LAN client's IKE SA from the router's address:\n%s", step, sas)
+		}
+		ping, err := l.Exec(lanHost.NS, "busybox", "ping", "-c", "5", "-i", "0.2", "-W", "2", "-I", "10.99.3.1", "10.99.2.1")
+		if err != nil || !strings.Contains(ping, " 0% packet loss") {
+			t.Fatalf("%s: ping through the LAN client's tunnel: %v\n%s", step, err, ping)
+		}
+		t.Logf("%s: LAN client's strongSwan through the router: IKE SA established, 5/5 pings", step)
+	}
 
 	// tunnel brings the far peer's tunnel up (it initiates: WAN to the
 	// router's UDP 500, then 4500) and pings through it.
@@ -228,23 +268,25 @@ func TestRouterIKEDaemonCoexists(t *testing.T) {
 		}
 		t.Logf("%s: router's own IKE SA established (500 then 4500), 5/5 pings through its tunnel", step)
 	}
-	// LAN IKE leaves from port 500 (udp-client's default), as on
-	// the router's own socket.
+	// A second LAN client's IKE (from port 500, udp-client's default, as
+	// the router's own socket and the first client's strongSwan), NAT-T
+	// and raw ESP to the lab's server.
 	lanIPsec := func(step string) {
 		t.Helper()
-		if r, err := l.UDPClient(1, "ike", "--count", "5"); err != nil || !r.OK || r.Received != 5 {
+		if r, err := l.UDPClient(2, "ike", "--count", "5"); err != nil || !r.OK || r.Received != 5 {
 			t.Errorf("%s: LAN IKE next to the router's own: %+v, %v", step, r, err)
 		}
-		if r, err := l.UDPClient(1, "natt", "--count", "5"); err != nil || !r.OK || r.Received != 5 {
+		if r, err := l.UDPClient(2, "natt", "--count", "5"); err != nil || !r.OK || r.Received != 5 {
 			t.Errorf("%s: LAN NAT-T next to the router's own: %+v, %v", step, r, err)
 		}
-		if r, err := l.RawClient(1, "esp", "--count", "5", "--spi", "0x7001"); err != nil || !r.OK || r.Received != 5 {
+		if r, err := l.RawClient(2, "esp", "--count", "5", "--spi", "0x7001"); err != nil || !r.OK || r.Received != 5 {
 			t.Errorf("%s: LAN raw ESP next to the router's own tunnel: %+v, %v", step, r, err)
 		}
 	}
 
 	// Control: fw4 alone.
 	tunnel("no daemon")
+	lanTunnel("no daemon")
 
 	var d *lab.Daemon
 	for _, keep := range []bool{false, true} {
@@ -283,24 +325,46 @@ config ipsec 'ipsec'
 		if err != nil {
 			t.Fatalf("%s: %v", step, err)
 		}
-		st, _, err := d.Status()
-		if err != nil {
-			t.Fatal(err)
+		if st, _, err := d.Status(); err != nil || st.Datapath("ipsec") != "userspace" {
+			t.Fatalf("%s: IPsec datapath %q, %v; want the ESP engine (userspace)", step, st.Datapath("ipsec"), err)
 		}
-		if dp := st.Datapath("ipsec"); !strings.Contains(dp, "esp") && !strings.Contains(dp, "ESP") {
-			t.Logf("%s: IPsec datapath %q", step, dp)
-		}
+		// The LAN's tunnel first: the router's IKE then shares its
+		// address (and, with keep_ike_port, its port 500) towards the
+		// same peer.
+		lanTunnel(step)
 		tunnel(step)
+		if ping, err := l.Exec(lanHost.NS, "busybox", "ping", "-c", "3", "-i", "0.2", "-W", "2", "-I", "10.99.3.1", "10.99.2.1"); err != nil {
+			t.Errorf("%s: the LAN client's tunnel stopped once the router's came up: %v\n%s", step, err, ping)
+		}
 		lanIPsec(step)
 		// The router's tunnel still carries traffic after the LAN's IPsec.
 		if ping, err := l.Exec(l.Router, "busybox", "ping", "-c", "3", "-i", "0.2", "-W", "2", "-I", "10.99.1.1", "10.99.2.1"); err != nil {
 			t.Errorf("%s: the router's own tunnel stopped after LAN IPsec: %v\n%s", step, err, ping)
 		}
 	}
-	// The engine saw the router's own IKE but keeps no LAN session for it.
-	if _, raw, err := d.Status(); err != nil {
+	// The engine saw the router's own IKE but keeps no session for it:
+	// every session with the far peer is the LAN client's.
+	_, raw, err := d.Status()
+	if err != nil {
 		t.Fatal(err)
-	} else if strings.Contains(raw, "203.0.113.2") {
-		t.Errorf("the router's own IKE peer shows up in the daemon's sessions:\n%s", raw)
 	}
+	var st struct {
+		Sessions []struct {
+			Proto, Client, Server string
+		} `json:"sessions"`
+	}
+	if err := json.Unmarshal([]byte(raw), &st); err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	lanSessions := 0
+	for _, s := range st.Sessions {
+		if s.Server != "203.0.113.2" {
+			continue
+		}
+		if s.Client != lanHost.Addr.String() {
+			t.Errorf("a session with the far peer that is not the LAN client's: %+v", s)
+		}
+		lanSessions++
+	}
+	t.Logf("sessions with the far peer: %d, all the LAN client's", lanSessions)
 }
