@@ -30,6 +30,9 @@ type Input struct {
 	// FlowOffload is fw4's defaults.flow_offloading: offloaded flows skip
 	// the forward hook, so userspace engines miss their later packets.
 	FlowOffload bool
+	// Masquerade: fw4 is set to masquerade towards the WAN (a zone with
+	// masq '1'), so VPN traffic leaving it un-NATed is a leak (natleak.go).
+	Masquerade bool
 }
 
 // Build maps (config, capabilities, topology) to the desired state. It never
@@ -140,6 +143,7 @@ func Build(in Input) (*Plan, error) {
 		p.Chains = append(p.Chains, pre)
 	}
 	p.Chains = append(p.Chains, fwd)
+	natLeakGuard(p, in)
 	routerPPTP(p)
 	setMark(p, c.Mark, c.MarkMask)
 	return p, nil
