@@ -45,9 +45,28 @@ func TestNoLANSourceWithoutFW4(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// With fw4: everything passes, masqueraded.
-	if r, err := l.PPTPClient(1, "--call-id", "21", "--count", "5"); err != nil || !r.OK {
-		t.Fatalf("PPTP with fw4: %+v, %v", r, err)
+	// With fw4: everything passes the guard, masqueraded (or rewritten
+	// by the engines, in userspace mode).
+	for i, mode := range []string{"userspace", "kernel"} {
+		cfg := l.KernelUCI()
+		cfg.Mode = mode
+		if err := d.Apply(cfg.String()); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := l.Nft("list", "chain", lab.TableFamily, lab.Table, "nat_leak_guard"); err != nil {
+			t.Fatalf("%s: no nat_leak_guard with a masquerading firewall config: %v\n%s", mode, err, out)
+		}
+		if r, err := l.PPTPClient(1, "--call-id", strconv.Itoa(21+i), "--count", "5"); err != nil || !r.OK {
+			t.Errorf("%s: PPTP with fw4 and the guard: %+v, %v", mode, r, err)
+		}
+		for _, proto := range []string{"l2tp", "ike", "natt"} {
+			if r, err := l.UDPClient(1, proto, "--count", "5"); err != nil || !r.OK || r.Received != 5 {
+				t.Errorf("%s: %s with fw4 and the guard: %+v, %v", mode, proto, r, err)
+			}
+		}
+		if r, err := l.RawClient(1, "esp", "--count", "5", "--spi", "0x910"+strconv.Itoa(i)); err != nil || !r.OK || r.Received != 5 {
+			t.Errorf("%s: ESP with fw4 and the guard: %+v, %v", mode, r, err)
+		}
 	}
 	// The server counts what arrives from LAN addresses, per kind.
 	obs := `table inet obs {
@@ -98,8 +117,8 @@ func TestNoLANSourceWithoutFW4(t *testing.T) {
 	}
 	// Nothing answers a LAN source (no route back), so every client
 	// fails; what matters is what the server saw.
-	_, _ = l.PPTPClient(1, "--call-id", "22", "--count", "3", "--timeout", "3s")
-	_, _ = l.PPTPClient(1, "--call-id", "23", "--count", "3", "--gre-only", "--server-call-id", "99", "--timeout", "2s")
+	_, _ = l.PPTPClient(1, "--call-id", "25", "--count", "3", "--timeout", "3s")
+	_, _ = l.PPTPClient(1, "--call-id", "26", "--count", "3", "--gre-only", "--server-call-id", "99", "--timeout", "2s")
 	for _, proto := range []string{"l2tp", "ike", "natt"} {
 		_, _ = l.UDPClient(1, proto, "--count", "3", "--timeout", "2s")
 	}
@@ -129,7 +148,7 @@ func TestNoLANSourceWithoutFW4(t *testing.T) {
 	if err := l.ConntrackFlush(); err != nil {
 		t.Fatal(err)
 	}
-	if r, err := l.PPTPClient(1, "--call-id", "24", "--count", "5"); err != nil || !r.OK {
+	if r, err := l.PPTPClient(1, "--call-id", "27", "--count", "5"); err != nil || !r.OK {
 		t.Errorf("PPTP with fw4 back: %+v, %v", r, err)
 	}
 }
