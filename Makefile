@@ -19,6 +19,9 @@ GO123 := go1.23.12
 # issue 11: src/dbus and test/luci run a private dbus-daemon (called with dbus-send) and
 # headless Chromium for the LuCI page.
 APT_PKGS += dbus-daemon dbus-bin chromium
+# issue 12: test/kernel runs strongSwan on the router and a far peer (router-own IKE next to
+# LAN IPsec); kernel-libipsec (in the extra plugins) carries ESP where the kernel has none.
+APT_PKGS += strongswan-charon strongswan-swanctl libcharon-extra-plugins
 
 .PHONY: all build build-dbus deps test unit lint go123 lab demo cross ipk size bench fuzz qemu-test clean
 
