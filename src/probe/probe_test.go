@@ -16,6 +16,13 @@ eth1	00000000	01C6A8C0	0003	0	0	10	00000000	0	0	0
 	if got := parseRoutes(text); got != "eth1" {
 		t.Errorf("default route device = %q, want eth1 (lowest metric)", got)
 	}
+	// Metrics compare as numbers (5 < 10), not as text.
+	numeric := "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n" +
+		"wan\t00000000\t0101A8C0\t0003\t0\t0\t10\t00000000\n" +
+		"wwan\t00000000\t0102A8C0\t0003\t0\t0\t5\t00000000\n"
+	if got := parseRoutes(numeric); got != "wwan" {
+		t.Errorf("default route device = %q, want wwan (metric 5 < 10)", got)
+	}
 	if got := parseRoutes("Iface\tDestination\n"); got != "" {
 		t.Errorf("no routes: got %q", got)
 	}
