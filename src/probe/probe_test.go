@@ -1,6 +1,8 @@
 package probe
 
 import (
+	"bytes"
+	"compress/gzip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -76,5 +78,28 @@ func TestCapsMissingHelper(t *testing.T) {
 	}
 	if c.Notes["nf_conntrack_pptp"] == "" {
 		t.Error("no note saying where it looked")
+	}
+}
+
+// TestKconfig: /proc/config.gz is read through src/gunzip; lines decoded
+// before damage still count, a file that is not gzip gives nothing.
+func TestKconfig(t *testing.T) {
+	var b bytes.Buffer
+	z := gzip.NewWriter(&b)
+	z.Write([]byte("# comment\nCONFIG_NF_CONNTRACK_PPTP=m\nCONFIG_NFT_QUEUE=y\n# CONFIG_X is not set\nNOT_CONFIG=1\n"))
+	z.Close()
+	root := t.TempDir()
+	write(t, root, "proc/config.gz", b.String())
+	got := Root(root).kconfig()
+	if len(got) != 2 || got["CONFIG_NF_CONNTRACK_PPTP"] != "m" || got["CONFIG_NFT_QUEUE"] != "y" {
+		t.Errorf("kconfig = %v", got)
+	}
+	write(t, root, "proc/config.gz", b.String()[:b.Len()-8]) // no trailer
+	if got := Root(root).kconfig(); got["CONFIG_NFT_QUEUE"] != "y" {
+		t.Errorf("truncated trailer: %v", got)
+	}
+	write(t, root, "proc/config.gz", "CONFIG_PLAIN=y\n")
+	if got := Root(root).kconfig(); len(got) != 0 {
+		t.Errorf("not gzip: %v", got)
 	}
 }
