@@ -11,7 +11,7 @@
 // be switched off (D-Bus, compiler inlining, the Go release, segment
 // alignment) and prints the sizes: what each costs, measured.
 //
-//	go run ./test/cmd/depsize [-stripped BIN] [-variants -ldflags FLAGS] UNSTRIPPED-BINARY
+//	go run ./test/cmd/depsize [-stripped BIN] [-variants -gcflags FLAGS -ldflags FLAGS] UNSTRIPPED-BINARY
 package main
 
 import (
@@ -30,9 +30,10 @@ func main() {
 	stripped := flag.String("stripped", "", "the stripped binary of the same build, to scale shares to file bytes")
 	variants := flag.Bool("variants", false, "also build mipsel variants and print their sizes")
 	ldflags := flag.String("ldflags", "-s -w", "the release build's -ldflags, for -variants")
+	gcflags := flag.String("gcflags", "", "the release build's -gcflags, for -variants")
 	flag.Parse()
 	if flag.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "usage: depsize [-stripped BIN] [-variants -ldflags FLAGS] UNSTRIPPED-BINARY")
+		fmt.Fprintln(os.Stderr, "usage: depsize [-stripped BIN] [-variants -gcflags FLAGS -ldflags FLAGS] UNSTRIPPED-BINARY")
 		os.Exit(2)
 	}
 	fileSize := 0
@@ -49,7 +50,7 @@ func main() {
 		os.Exit(1)
 	}
 	if *variants {
-		if err := runVariants(*ldflags); err != nil {
+		if err := runVariants(*gcflags, *ldflags); err != nil {
 			fmt.Fprintln(os.Stderr, "depsize:", err)
 			os.Exit(1)
 		}
@@ -65,11 +66,15 @@ type variant struct {
 
 // runVariants builds the mipsel daemon as released and with one switch
 // flipped at a time, and prints the stripped sizes and the differences.
-func runVariants(ldflags string) error {
+func runVariants(gcflags, ldflags string) error {
+	inlining := variant{name: "no compiler inlining (-gcflags=all=-l)", args: []string{"-gcflags=all=-l"}}
+	if gcflags == "all=-l" {
+		inlining = variant{name: "with compiler inlining (Go's default)", args: []string{"-gcflags=all="}}
+	}
 	vs := []variant{
 		{name: "as released (make cross)"},
 		{name: "with D-Bus (-tags dbus)", args: []string{"-tags", "dbus"}},
-		{name: "no compiler inlining (-gcflags=all=-l)", args: []string{"-gcflags=all=-l"}},
+		inlining,
 		{name: "Go 1.23, OpenWrt 24.10's (GOTOOLCHAIN=go1.23.12)", env: []string{"GOTOOLCHAIN=go1.23.12"}},
 		{name: "64 KiB segment alignment (Go's mips default)", args: []string{"-ldflags=" + strings.ReplaceAll(ldflags, "-R=0x1000", "")}},
 	}
@@ -82,8 +87,8 @@ func runVariants(ldflags string) error {
 	base := 0
 	for i, v := range vs {
 		out := fmt.Sprintf("%s/v%d", dir, i)
-		// A later -ldflags (the alignment variant) replaces the first.
-		args := append([]string{"build", "-trimpath", "-ldflags=" + ldflags}, v.args...)
+		// A later -gcflags or -ldflags (of a variant) replaces the first.
+		args := append([]string{"build", "-trimpath", "-gcflags=" + gcflags, "-ldflags=" + ldflags}, v.args...)
 		args = append(args, "-o", out, "./src/cmd/vpn-passthrough")
 		cmd := exec.Command("go", args...)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=mipsle", "GOMIPS=softfloat")
