@@ -201,7 +201,7 @@ type feedPkg struct {
 	dest  string
 }
 
-func runFeed(t *testing.T, pkgDir string) feedPkg {
+func runFeed(t *testing.T, pkgDir string, makeArgs ...string) feedPkg {
 	t.Helper()
 	top := stubTop(t)
 	bindir := filepath.Join(top, "gobin")
@@ -212,7 +212,7 @@ func runFeed(t *testing.T, pkgDir string) feedPkg {
 		t.Fatal(err)
 	}
 	dest := filepath.Join(top, "dest")
-	v := runMake(t, top, pkgDir, "stub-install", "STUB_DEST="+dest, "STUB_BINDIR="+bindir)
+	v := runMake(t, top, pkgDir, append([]string{"stub-install", "STUB_DEST=" + dest, "STUB_BINDIR=" + bindir}, makeArgs...)...)
 	return feedPkg{vars: v, files: treeModes(t, dest), dest: dest}
 }
 
@@ -355,7 +355,6 @@ func TestFeedDaemonMakefile(t *testing.T) {
 func TestFeedGoFlags(t *testing.T) {
 	root := repoRoot(t)
 	pkgDir := filepath.Join(root, "openwrt-feed", "net", "vpn-passthrough")
-	top := stubTop(t)
 	// OpenWrt's $(ARCH) of each package architecture `make cross` builds.
 	arches := map[string]string{"mips_24kc": "mips", "mipsel_24kc": "mipsel", "arm_cortex-a7_neon-vfpv4": "arm",
 		"aarch64_cortex-a53": "aarch64", "x86_64": "x86_64"}
@@ -369,7 +368,7 @@ func TestFeedGoFlags(t *testing.T) {
 			t.Fatalf("make print-var: %v", err)
 		}
 		want := strings.TrimSpace(string(out))
-		v := runMake(t, top, pkgDir, "ARCH="+arch)
+		v := runFeed(t, pkgDir, "ARCH="+arch).vars
 		if v["GO_PKG_GCFLAGS"] != want {
 			t.Errorf("ARCH=%s: feed GO_PKG_GCFLAGS %q, make cross -gcflags %q (%s)", arch, v["GO_PKG_GCFLAGS"], want, pkgArch)
 		}
