@@ -4,10 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -49,36 +47,12 @@ type rigOptions struct {
 	procd bool
 }
 
-var (
-	dbusBinOnce sync.Once
-	dbusBin     string
-	dbusBinErr  error
-)
-
 // binary is the daemon to install: with D-Bus built in when asked.
 func binary(t *testing.T, withDBus bool) string {
-	if !withDBus {
-		return openwrt.Binary(t)
+	if withDBus {
+		return openwrt.BinaryWithTags(t, "dbus")
 	}
-	dbusBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "vpt-dbus-bin-")
-		if err != nil {
-			dbusBinErr = err
-			return
-		}
-		dbusBin = filepath.Join(dir, "vpn-passthrough")
-		repo, _ := lab.RepoRoot()
-		cmd := exec.Command("go", "build", "-trimpath", "-tags", "dbus", "-o", dbusBin, "./src/cmd/vpn-passthrough")
-		cmd.Dir = repo
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			dbusBinErr = fmt.Errorf("go build -tags dbus: %v: %s", err, out)
-		}
-	})
-	if dbusBinErr != nil {
-		t.Fatal(dbusBinErr)
-	}
-	return dbusBin
+	return openwrt.Binary(t)
 }
 
 func startRig(t *testing.T, o rigOptions) *rig {

@@ -410,37 +410,64 @@ func (b *Bed) StartNetifd(t testing.TB, dump string, board bool) *lab.Proc {
 // FW4MockDump is firewall4's own mocked `network.interface dump` inside the bed.
 const FW4MockDump = "/usr/share/openwrt-src/firewall4-tests/mocks/ubus/network.interface~dump.json"
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
+// builds are the daemon binaries built for this test run, by build tags.
+var builds = struct {
+	sync.Mutex
+	m map[string]*build
+}{m: map[string]*build{}}
+
+type build struct {
+	once sync.Once
+	dir  string // removed by RemoveBinaries ("" for $VPNPT_BIN)
+	path string
+	err  error
+}
 
 // Binary is $VPNPT_BIN, else bin/vpn-passthrough built once from this tree for the test run.
-func Binary(t testing.TB) string {
+func Binary(t testing.TB) string { return BinaryWithTags(t, "") }
+
+// BinaryWithTags is the daemon built once for the test run with Go build tags (comma-separated,
+// e.g. "dbus"); "" is Binary, which $VPNPT_BIN overrides.
+func BinaryWithTags(t testing.TB, tags string) string {
 	t.Helper()
-	binOnce.Do(func() {
-		if p := os.Getenv("VPNPT_BIN"); p != "" {
-			binPath = p
+	builds.Lock()
+	b := builds.m[tags]
+	if b == nil {
+		b = &build{}
+		builds.m[tags] = b
+	}
+	builds.Unlock()
+	b.once.Do(func() {
+		if p := os.Getenv("VPNPT_BIN"); p != "" && tags == "" {
+			b.path = p
 			return
 		}
-		dir, err := os.MkdirTemp("", "vpt-openwrt-bin-")
-		if err != nil {
-			binErr = err
+		if b.dir, b.err = os.MkdirTemp("", "vpt-openwrt-bin-"); b.err != nil {
 			return
 		}
-		binPath = filepath.Join(dir, "vpn-passthrough")
-		cmd := exec.Command("go", "build", "-trimpath", "-o", binPath, "./src/cmd/vpn-passthrough")
+		b.path = filepath.Join(b.dir, "vpn-passthrough")
+		cmd := exec.Command("go", "build", "-trimpath", "-tags", tags, "-o", b.path, "./src/cmd/vpn-passthrough")
 		cmd.Dir = repoPath(t, ".")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go build: %v: %s", err, out)
+			b.err = fmt.Errorf("go build -tags %q: %v: %s", tags, err, out)
 		}
 	})
-	if binErr != nil {
-		t.Fatal(binErr)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return binPath
+	return b.path
+}
+
+// RemoveBinaries removes the binaries BinaryWithTags built (a TestMain calls it at the end).
+func RemoveBinaries() {
+	builds.Lock()
+	defer builds.Unlock()
+	for _, b := range builds.m {
+		if b.dir != "" {
+			os.RemoveAll(b.dir)
+		}
+	}
 }
 
 // InstallFiles copies the package's files/ tree, the LuCI app's root and htdocs and the binary
