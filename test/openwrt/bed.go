@@ -397,7 +397,15 @@ func repoPath(t testing.TB, rel string) string {
 // `network.interface dump` format; board also serves `system board`/`system info`.
 func (b *Bed) StartNetifd(t testing.TB, dump string, board bool) *lab.Proc {
 	t.Helper()
-	argv := []string{"/usr/bin/ucode", repoPath(t, "test/openwrt/netifd.uc"), dump}
+	// A copy inside the bed: the repository may sit where the bed has its own tmpfs (/tmp).
+	script, err := os.ReadFile(repoPath(t, "test/openwrt/netifd.uc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.WriteFile("/tmp/vpt-netifd.uc", string(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	argv := []string{"/usr/bin/ucode", "/tmp/vpt-netifd.uc", dump}
 	if board {
 		argv = append(argv, "board")
 	}
