@@ -203,6 +203,12 @@ func (e *Engine) syncWAN() bool {
 		}
 		return changed
 	}
+	// The first pass (a new engine, before its queue is bound) only adds:
+	// an address that cannot be read this instant (a device still coming
+	// up) must not take the SNAT of established SAs from the kernel while
+	// the maps are all that forwards them; the next pass, a second later,
+	// deletes what is really gone.
+	first := !e.wanReady
 	e.wanReady = true
 	wantAddr := map[netip.Addr]bool{}
 	for _, a := range want {
@@ -217,7 +223,12 @@ func (e *Engine) syncWAN() bool {
 		i := binary.NativeEndian.Uint32(el.Key)
 		a := netip.AddrFrom4([4]byte(el.Val))
 		if want[i] != a {
-			delSrc = append(delSrc, el.Key)
+			if _, ok := want[i]; !ok {
+				// Gone. A device with a new address is not deleted:
+				// Add replaces its element (deleting the key after
+				// that would take the new address away again).
+				delSrc = append(delSrc, el.Key)
+			}
 			continue
 		}
 		haveSrc[i] = a
@@ -253,6 +264,9 @@ func (e *Engine) syncWAN() bool {
 	}
 	// Add before delete: a new address is usable before the old one goes.
 	e.mapErr(e.maps.Add(plan.MapESPWANSrc, addSrc), e.maps.Add(plan.MapESPWANAddrs, addAddr))
+	if first {
+		return changed
+	}
 	e.mapErr(e.maps.Delete(plan.MapESPWANSrc, delSrc), e.maps.Delete(plan.MapESPWANAddrs, delAddr))
 	return changed
 }
