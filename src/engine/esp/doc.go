@@ -212,9 +212,9 @@
 // esp_no_engine_dropped), as the engine would drop an unknown SPI: so it
 // never reaches fw4's input chain, whose reject would send the VPN server
 // an ICMP error (test/esp TestNoICMPToServerWhileDaemonDown: 0 ICMP, 0
-// replies lost on the established SAs). On the fallback (no maps) such
-// ESP is still left to the kernel while no daemon runs, which delivers it
-// to the router, not to the LAN. ICMP errors about ESP packets (such as
+// replies lost on the established SAs). The fallback has no SA maps but
+// the engine keeps the same two sets, so the same drop holds there. ICMP
+// errors about ESP packets (such as
 // "fragmentation needed") are not translated for the untracked flows. An
 // attacker who can spoof a server's address and races the server's first
 // inbound packet can bind a bogus SPI to a learning client; that is a denial

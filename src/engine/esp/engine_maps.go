@@ -28,6 +28,13 @@ func (e *Engine) syncMaps() {
 	}
 	e.syncMu.Lock()
 	defer e.syncMu.Unlock()
+	if e.setsOnly {
+		e.mu.Lock()
+		servers := e.tr.Servers()
+		e.mu.Unlock()
+		e.syncServers(servers)
+		return
+	}
 	inEl, err1 := e.maps.List(plan.MapESPIn)
 	if len(inEl) > bigTable {
 		// Collect the first listing's garbage before the second one:
@@ -195,7 +202,11 @@ func (e *Engine) syncWAN() bool {
 	if e.maps == nil {
 		return changed
 	}
-	src, err1 := e.maps.List(plan.MapESPWANSrc)
+	var src []engine.Element
+	var err1 error
+	if !e.setsOnly {
+		src, err1 = e.maps.List(plan.MapESPWANSrc)
+	}
 	addrs, err2 := e.maps.List(plan.MapESPWANAddrs)
 	if err1 != nil || err2 != nil {
 		if e.wanReady {
@@ -257,6 +268,9 @@ func (e *Engine) syncWAN() bool {
 			v := a.As4()
 			addAddr = append(addAddr, engine.Element{Key: v[:]})
 		}
+	}
+	if e.setsOnly {
+		addSrc, delSrc = nil, nil // no SNAT map on the fallback
 	}
 	if len(delSrc)+len(delAddr)+len(addSrc)+len(addAddr) > 0 {
 		changed = true
