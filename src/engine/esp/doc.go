@@ -111,13 +111,17 @@
 // them, since a server answers within a round trip. Each outbound
 // packet is evidence for one answer per SA and for one new SPI of the
 // server (a client is not answered on two new SPIs at once).
-//   - a vote for the SA's own client delivers the packet; three in a row
-//     confirm the binding (esp_confirmed_in_spi): it goes to the maps;
+//   - a vote for the SA's own client delivers the packet; six such votes,
+//     the last four in a row and six times those for anyone else, confirm
+//     the binding (esp_confirmed_in_spi): it goes to the maps;
 //   - a vote for another client holds the packet back (dropped,
-//     esp_learn_held), never delivering it to a client it may not belong
-//     to; three in a row for the same client move the SPI there
-//     (esp_relearned_in_spi): swapped with that client's provisional SA,
-//     or completing its half-learned one (the first client learns again);
+//     esp_learn_held), not delivering it to a client it may not belong
+//     to; three in a row for the same client, with a 2:1 majority plus
+//     three, move the SPI there (esp_relearned_in_spi): swapped with that
+//     client's provisional SA, or completing its half-learned one (the
+//     first client learns again). Confirming asks more than moving: a
+//     wrong confirmation would stay in the maps, a wrong move is still
+//     provisional;
 //   - without new evidence the last vote stands; before the first one
 //     the packet is held while any of those clients is sending (their
 //     timing will tell), and delivered on the guess when none is (no
@@ -221,12 +225,16 @@
 // of service for that SA until its next rekey or idle expiry (ESP integrity
 // protects the data), the same exposure every SPI-learning NAT has.
 //
-// Learning cannot read the SPIs (they travel encrypted in IKE): where the
-// timing never tells clients apart (two clients sending in lock-step, each
-// answered only after the other's next packet) a provisional binding stays
-// provisional, on the queue path, with its answers held while the
-// evidence is contested; it is re-learned as soon as the timing separates
-// them. A server that sends unprompted to a client that negotiated at the
+// Learning cannot read the SPIs (they travel encrypted in IKE). The vote
+// assumes a server answers sooner than half the gap between two clients'
+// packets. Where both stream faster than the round trip the votes are
+// noise: the thresholds keep noise from confirming a crossed binding
+// (race_test.go drives 800 such answers), some answers may reach the
+// wrong client meanwhile (which drops them: ESP integrity), and the SA
+// settles once the timing separates the clients. Two perfectly periodic
+// streams with a fixed offset shorter than the round trip would bias the
+// votes; the IKE round trip the router sees would be the evidence to add
+// for that. A server that sends unprompted to a client that negotiated at the
 // same moment as another is delivered on the guess (rule 3) until that
 // client's own ESP gives evidence.
 //
