@@ -73,7 +73,7 @@ func killedMidCall(t *testing.T, kernel bool) {
 	if err := l.ConntrackFlush(); err != nil {
 		t.Fatal(err)
 	}
-	const count = 250 // 5 s of GRE at 20 ms
+	const count = 350 // 7 s of GRE at 20 ms: room for both "established" checks on a loaded machine
 	p, _ := e.callUp(1, "--call-id", "1", "--count", fmt.Sprint(count), "--interval", "20ms", "--timeout", "60s", "--marker", "survivor")
 	calls := func() []string {
 		out, err := l.Nft("list", "set", lab.TableFamily, lab.Table, "pptp_gre_calls")
@@ -95,7 +95,7 @@ func killedMidCall(t *testing.T, kernel bool) {
 	_ = p.WriteLine("go")
 	// GRE flows both ways: established, within the engine's once-a-second
 	// look at the counters.
-	if st := e.waitState("", "established", lab.Scale(2500*time.Millisecond)); st != "established" {
+	if st := e.waitState("", "established", lab.Scale(3*time.Second)); st != "established" {
 		t.Errorf("GRE flowing both ways: state %q, want established", st)
 	}
 	old := e.d
@@ -107,7 +107,7 @@ func killedMidCall(t *testing.T, kernel bool) {
 	back := time.Now()
 	// Restored from the state file; established again only once GRE has
 	// flowed both ways since the restart.
-	if st := e.waitState("", "established", lab.Scale(1500*time.Millisecond)); st != "established" {
+	if st := e.waitState("", "established", lab.Scale(3*time.Second)); st != "established" {
 		t.Errorf("after the restart, GRE flowing both ways: state %q, want established", st)
 	}
 	r, err := lab.WaitPPTPClient(p, 30*time.Second)
