@@ -104,8 +104,14 @@
 // to an address in pptp_wan_addrs (which the engine fills on both paths),
 // again without an ICMP error, so the call survives the restart.
 //
-// Figures (make bench, test/bench/pptp, this 2-core machine): see the
-// README's performance table.
+// Figures (make bench, test/bench/pptp, one run on this 2-core machine at a
+// load average of ~9; the README's performance table has them all): inbound
+// GRE at 0.68 of plain forwarding on the kernel maps against 0.40 on the
+// fallback; a new call's first inbound GRE packet crosses the router in
+// 27 µs on the kernel maps (plain forwarding: 27 µs) and 146 µs on the
+// fallback; its Outgoing-Call-Request, held while the engine adds the
+// elements, 0.55 ms median against 2.6 ms when each map took its own
+// transaction (alternating binaries, same conditions).
 //
 // # Session states (status)
 //
