@@ -184,6 +184,10 @@
 // Without ctnetlink the engine follows control connections by its own
 // stream tracking alone (a SYN or an RST near the stream ends a
 // connection), says so once at start, and cannot check GRE destinations.
+// It still learns the router addresses the servers talk to, from the
+// destination of their control segments in raw prerouting, for
+// pptp_wan_addrs (at most 8, forgotten when idle): calls survive a restart
+// there too (the lab's SIGKILL test runs that case).
 //
 // # Surviving SIGKILL
 //
