@@ -93,9 +93,14 @@ func plans(t *testing.T) map[string]*plan.Plan {
 	}
 	noHelper := fullCaps
 	noHelper.PPTPHelper = false
+	masq, err := plan.Build(plan.Input{Config: config.Default(), Caps: fullCaps, Topology: topo, Masquerade: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return map[string]*plan.Plan{
-		"default": mk(nil, fullCaps),
-		"kernel":  mk(func(c *config.Config) { c.Mode = config.ModeKernel }, fullCaps),
+		"masquerade": masq,
+		"default":    mk(nil, fullCaps),
+		"kernel":     mk(func(c *config.Config) { c.Mode = config.ModeKernel }, fullCaps),
 		"all-off-logged": mk(func(c *config.Config) {
 			c.PPTP.Enabled, c.L2TP.Enabled, c.IPsec.Enabled, c.LogBlocked = false, false, false, true
 		}, fullCaps),

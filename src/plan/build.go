@@ -30,6 +30,9 @@ type Input struct {
 	// FlowOffload is fw4's defaults.flow_offloading: offloaded flows skip
 	// the forward hook, so userspace engines miss their later packets.
 	FlowOffload bool
+	// Masquerade: fw4 is set to masquerade towards the WAN (a zone with
+	// masq '1'), so VPN traffic leaving it un-NATed is a leak (natleak.go).
+	Masquerade bool
 }
 
 // Build maps (config, capabilities, topology) to the desired state. It never
@@ -84,6 +87,12 @@ func Build(in Input) (*Plan, error) {
 			}
 			p.Decisions[len(p.Decisions)-1] = d
 		}
+		if pr == PPTP && d.Datapath == PathUserspace && in.Caps.PPTPHelper {
+			// The router's own PPTP calls need no translation, only
+			// the helper in output (router.go); LAN calls are the
+			// engine's.
+			p.Helpers = append(p.Helpers, Helper{Name: "pptp", Type: "pptp", L4: ProtoTCP, L3IPv4: true})
+		}
 		if pr == PPTP && d.Datapath == PathKernel && in.Caps.PPTPHelper {
 			p.Helpers = append(p.Helpers, Helper{Name: "pptp", Type: "pptp", L4: ProtoTCP, L3IPv4: true})
 			pre.Rules = append(pre.Rules, Rule{
@@ -96,15 +105,12 @@ func Build(in Input) (*Plan, error) {
 			})
 		}
 	}
+	// fw4's flow offloading: an offloaded flow's later packets skip every
+	// hook, so the engines would miss PPTP control and IKE; the package's
+	// ruleset-post include accepts those before fw4's `flow offload @ft`
+	// (test/qemu's flowtable guest), and only the data is offloaded. The
+	// daemon warns when fw4 runs without our includes.
 	p.FlowOffload = in.FlowOffload
-	if in.FlowOffload {
-		for i, d := range p.Decisions {
-			if d.Datapath == PathUserspace {
-				p.Decisions[i].Degraded = joinNote(d.Degraded, "fw4 flow offloading is on: offloaded TCP/UDP flows "+
-					"(PPTP control, IKE) skip the engine after their first packets; turn it off or use the kernel helper")
-			}
-		}
-	}
 	if len(p.Queues) > 0 {
 		// fw4's include accepts our mark whatever the output zone; a
 		// packet an engine rewrote towards anywhere but the LAN (a spoofed
@@ -134,6 +140,7 @@ func Build(in Input) (*Plan, error) {
 		p.Chains = append(p.Chains, pre)
 	}
 	p.Chains = append(p.Chains, fwd)
+	natLeakGuard(p, in)
 	routerPPTP(p)
 	setMark(p, c.Mark, c.MarkMask)
 	return p, nil

@@ -155,9 +155,10 @@ func TestPPTPKernelHelper(t *testing.T) {
 	}
 	// The only drops with everything on are the guards: new inbound flows
 	// to the LAN that are no port forward, the ESP engine's (unsolicited
-	// WAN ESP, unrewritten (leaking) LAN ESP) and marked packets heading
-	// anywhere but the LAN.
-	guards := map[string]bool{CounterESPUnsolicited: true, CounterESPLeak: true, CounterMarkGuard: true}
+	// WAN ESP, unrewritten (leaking) LAN ESP, ESP of known servers that
+	// nothing forwarded) and marked packets heading anywhere but the LAN.
+	guards := map[string]bool{CounterESPUnsolicited: true, CounterESPLeak: true, CounterMarkGuard: true,
+		CounterESPNoEngine: true}
 	unsolicited := func(r Rule) bool {
 		return r.IIFSet == SetWAN && r.OIFSet == SetLAN && r.CtState == CtStateNew && r.NotDNAT &&
 			strings.HasPrefix(r.Counter, "unsolicited_")

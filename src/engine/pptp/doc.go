@@ -61,12 +61,14 @@
 // With Caps.MapPayload (nft payload statements that take map lookups), the
 // plan replaces the GRE queue rule by a rule in raw prerouting that
 // demultiplexes inbound GRE from three maps the engine programs when it
-// translates a call (kernel.go), and a rule that drops the rest:
+// translates a call (kernel.go), and a rule after conntrack (chain
+// pptp_gre_guard) that drops the rest unless it is related to the router's
+// own calls:
 //
 //	... ip daddr . ip saddr . @th,48,16 @pptp_gre_calls
 //	    ip daddr set ip saddr . @th,48,16 map @pptp_gre_dst
 //	    @th,48,16 set ip saddr . @th,48,16 map @pptp_gre_key notrack meta mark set ... accept
-//	... ip daddr @pptp_wan_addrs counter name "pptp_gre_unknown_call" drop
+//	... ip daddr @pptp_wan_addrs ct state new,invalid counter name "pptp_gre_unknown_call" drop
 //
 // The guard set pptp_gre_calls is keyed by the router's address the
 // control connection uses, the server and the translated Call ID, so GRE
