@@ -102,18 +102,19 @@
 // for the figures; status counts map_adds and map_add_us).
 //
 // On the fallback the NFQUEUE rule's bypass lets GRE through unhandled while
-// no engine runs; the plan drops GRE the engine did not mark when it is sent
-// to an address in pptp_wan_addrs (which the engine fills on both paths),
-// again without an ICMP error, so the call survives the restart.
+// no engine runs; the same pptp_gre_guard rule drops it (new to conntrack,
+// sent to an address in pptp_wan_addrs, which the engine fills on both
+// paths, also without ctnetlink), again without an ICMP error, so the call
+// survives the restart.
 //
-// Figures (make bench, test/bench/pptp, one run on this 2-core machine at a
-// load average of ~9; the README's performance table has them all): inbound
-// GRE at 0.68 of plain forwarding on the kernel maps against 0.40 on the
-// fallback; a new call's first inbound GRE packet crosses the router in
-// 27 µs on the kernel maps (plain forwarding: 27 µs) and 146 µs on the
-// fallback; its Outgoing-Call-Request, held while the engine adds the
-// elements, 0.55 ms median against 2.6 ms when each map took its own
-// transaction (alternating binaries, same conditions).
+// Figures (make bench, test/bench/pptp, one run on this 2-core machine;
+// the README's performance table has them all): inbound GRE at 0.57 of
+// plain forwarding on the kernel maps against 0.41 on the fallback; a new
+// call's first inbound GRE packet crosses the router in 33 µs on the kernel
+// maps (plain forwarding: 27 µs) and 95 µs on the fallback; its
+// Outgoing-Call-Request, held while the engine adds the elements, 433 µs
+// (on a machine at load average ~9: 0.55 ms median against 2.6 ms when each
+// map took its own transaction, alternating binaries).
 //
 // # Session states (status)
 //
