@@ -220,8 +220,7 @@ func pptpDatapath(caps Caps) string {
 func noCtnetlinkPPTP(caps Caps) string {
 	s := "the kernel lacks nf_conntrack_netlink (kmod-nf-conntrack-netlink): control connections are judged by the engine's " +
 		"own stream tracking (a spoofed RST or SYN near the stream can end a call), inbound GRE is not checked against " +
-		"the router's WAN address, GRE arriving while the daemon restarts is not dropped silently, and the session table " +
-		"cannot see outbound GRE (calls show connected, never established)"
+		"the router's WAN address, and the session table cannot see outbound GRE (calls show connected, never established)"
 	if ClearsKernelHelper(caps) {
 		s += "; the kernel pptp helper cannot be taken off control connections fw4 assigns it to, and their calls fail"
 	}
