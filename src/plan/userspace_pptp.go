@@ -28,6 +28,12 @@ const (
 	chainPPTPGREGuard = "pptp_gre_guard"
 )
 
+// PPTPMaps reports whether the userspace PPTP engine runs on the kernel data
+// plane: nft payload statements fed by map lookups, and ctnetlink, from
+// which the engine learns the router address each call's elements are keyed
+// by (without it the elements cannot be keyed, and every call would fail).
+func PPTPMaps(c Caps) bool { return c.MapPayload && c.Ctnetlink }
+
 // userspacePPTP adds what the userspace PPTP engine needs to p and registers
 // its queue (queue_base) in p.Queues:
 //
@@ -54,7 +60,7 @@ const (
 func userspacePPTP(p *Plan, in Input, pre, fwd *Chain) bool {
 	num := in.Config.QueueBase
 	queue := func() *QueueStmt { return &QueueStmt{Num: num, Bypass: true} }
-	fast := in.Caps.MapPayload
+	fast := PPTPMaps(in.Caps)
 	raw := Chain{Name: chainPPTPRaw, Hook: HookPrerouting, Priority: PrioRaw}
 	if fast {
 		// Known calls: the kernel gives the client's address and Call ID

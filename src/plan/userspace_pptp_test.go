@@ -25,6 +25,8 @@ func TestUserspacePPTPPlan(t *testing.T) {
 	noHelper.PPTPHelper, noHelper.PPTPNAT = false, false
 	noMaps := noHelper
 	noMaps.MapPayload = false
+	noCtnetlink := noHelper
+	noCtnetlink.Ctnetlink = false
 	for name, tc := range map[string]struct {
 		mode config.Mode
 		caps Caps
@@ -32,12 +34,17 @@ func TestUserspacePPTPPlan(t *testing.T) {
 		"mode userspace, kernel with helper":             {config.ModeUserspace, fullCaps},
 		"mode auto, kernel without helper":               {config.ModeAuto, noHelper},
 		"mode auto, kernel without helper and fast path": {config.ModeAuto, noMaps},
+		"mode auto, kernel without helper and ctnetlink": {config.ModeAuto, noCtnetlink},
 	} {
-		fast := tc.caps.MapPayload
+		fast := tc.caps.MapPayload && tc.caps.Ctnetlink
 		t.Run(name, func(t *testing.T) {
 			p := pptpPlan(t, tc.mode, tc.caps)
-			if d := p.Decision(PPTP); d.Datapath != PathUserspace || d.Degraded != "" {
+			d := p.Decision(PPTP)
+			if d.Datapath != PathUserspace || (d.Degraded != "") != !tc.caps.Ctnetlink {
 				t.Fatalf("decision %+v", d)
+			}
+			if !tc.caps.Ctnetlink && (!strings.Contains(d.Reason, "nf_conntrack_netlink") || !strings.Contains(d.Degraded, "kmod-nf-conntrack-netlink")) {
+				t.Errorf("without ctnetlink the decision does not say so: %+v", d)
 			}
 			var q *Queue
 			for i := range p.Queues {
