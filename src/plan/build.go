@@ -87,12 +87,6 @@ func Build(in Input) (*Plan, error) {
 			}
 			p.Decisions[len(p.Decisions)-1] = d
 		}
-		if pr == PPTP && d.Datapath == PathUserspace && in.Caps.PPTPHelper {
-			// The router's own PPTP calls need no translation, only
-			// the helper in output (router.go); LAN calls are the
-			// engine's.
-			p.Helpers = append(p.Helpers, Helper{Name: "pptp", Type: "pptp", L4: ProtoTCP, L3IPv4: true})
-		}
 		if pr == PPTP && d.Datapath == PathKernel && in.Caps.PPTPHelper {
 			p.Helpers = append(p.Helpers, Helper{Name: "pptp", Type: "pptp", L4: ProtoTCP, L3IPv4: true})
 			pre.Rules = append(pre.Rules, Rule{
@@ -141,7 +135,7 @@ func Build(in Input) (*Plan, error) {
 	}
 	p.Chains = append(p.Chains, fwd)
 	natLeakGuard(p, in)
-	routerPPTP(p)
+	routerPPTP(p, in.Caps)
 	setMark(p, c.Mark, c.MarkMask)
 	return p, nil
 }

@@ -282,6 +282,12 @@ func (e *tracker) syncKernel(now time.Time) {
 	for _, c := range e.conns {
 		for _, cl := range c.calls {
 			if !cl.programmed {
+				// Its elements were refused (our table was being
+				// repaired at that moment): try again, else the call
+				// never gets GRE back.
+				if c.wan.IsValid() {
+					e.programLocked(cl)
+				}
 				continue
 			}
 			guard, _ := callKeys(cl.wan, cl.server, cl.trans)
