@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/config"
+	"github.com/vpn-passthrough/vpn-passthrough/src/ct"
 	"github.com/vpn-passthrough/vpn-passthrough/src/gunzip"
 	"github.com/vpn-passthrough/vpn-passthrough/src/nft"
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
@@ -104,6 +105,8 @@ func Caps(r Root, n *nft.Conn) plan.Caps {
 				// planned; the queue probes stay unknown (false).
 				c.NFTables = true
 				c.Notes["nftables"] = "assumed: netlink probes need root"
+				c.Ctnetlink = true
+				c.Notes["nf_conntrack_netlink"] = "assumed: netlink probes need root"
 			} else {
 				c.Notes["nftables"] = err.Error()
 			}
@@ -123,6 +126,15 @@ func Caps(r Root, n *nft.Conn) plan.Caps {
 				c.MapPayload = true
 				c.Notes["nft_map_payload"] = "netlink probe"
 			}
+			// The PPTP engine's conntrack view (its control connections,
+			// and the router address each call's GRE map elements are
+			// keyed by) speaks ctnetlink.
+			if err := ct.Probe(); err != nil {
+				c.Notes["nf_conntrack_netlink"] = fmt.Sprintf("netlink probe: %v", err)
+			} else {
+				c.Ctnetlink = true
+				c.Notes["nf_conntrack_netlink"] = "netlink probe"
+			}
 			if err := n.ProbeQueue(true); err != nil {
 				c.Notes["xt_nfqueue_compat"] = fmt.Sprintf("netlink probe: %v", err)
 			} else {
@@ -132,6 +144,7 @@ func Caps(r Root, n *nft.Conn) plan.Caps {
 		}
 	} else {
 		c.Notes["nftables"] = "no netlink connection"
+		c.Notes["nf_conntrack_netlink"] = "no netlink connection"
 	}
 	cfg := r.kconfig()
 	var helperNote string
@@ -176,6 +189,8 @@ func disable(c *plan.Caps, list string) {
 			f = &c.PPTPHelper
 		case "nft_queue_expr":
 			f = &c.NFTQueueExpr
+		case "nf_conntrack_netlink":
+			f = &c.Ctnetlink
 		default:
 			continue
 		}

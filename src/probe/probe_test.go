@@ -81,6 +81,21 @@ func TestCapsMissingHelper(t *testing.T) {
 	}
 }
 
+// TestDisableCtnetlink: VPNPT_DISABLE_CAPS reports ctnetlink missing (how
+// the labs run the PPTP engine of a kernel without nf_conntrack_netlink),
+// and a probe without netlink access never claims it.
+func TestDisableCtnetlink(t *testing.T) {
+	c := Caps(Root(t.TempDir()), nil)
+	if c.Ctnetlink || c.Notes["nf_conntrack_netlink"] == "" {
+		t.Errorf("no netlink connection: ctnetlink %v, note %q", c.Ctnetlink, c.Notes["nf_conntrack_netlink"])
+	}
+	c.Ctnetlink, c.MapPayload = true, true
+	disable(&c, "nft_map_payload, nf_conntrack_netlink")
+	if c.Ctnetlink || c.MapPayload || !strings.Contains(c.Notes["nf_conntrack_netlink"], DisableEnv) {
+		t.Errorf("after disable: %+v", c)
+	}
+}
+
 // TestKconfig: /proc/config.gz is read through src/gunzip; lines decoded
 // before damage still count, a file that is not gzip gives nothing.
 func TestKconfig(t *testing.T) {

@@ -67,6 +67,10 @@ func TestFW4Include(t *testing.T) {
 			if n := strings.Count(out, ourInclude); n != 1 {
 				t.Fatalf("our include appears %d times in fw4 print", n)
 			}
+			// The flowtable exemption (ruleset-post), also with auto_includes=0.
+			if n := strings.Count(out, `include "/usr/share/nftables.d/ruleset-post/10-vpn-passthrough.nft"`); n != 1 {
+				t.Fatalf("our ruleset-post include appears %d times in fw4 print", n)
+			}
 			chk, err := b.Run("", "fw4", "check")
 			if err != nil {
 				t.Fatalf("fw4 check: %v %s", err, chk)

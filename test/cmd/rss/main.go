@@ -65,24 +65,11 @@ func run() error {
 	if *secs <= 0 || *secs > 60 || *spis < 1 || *spis > 1<<20 {
 		return errors.New("-seconds in (0,60], -spis in [1,1048576]")
 	}
-	if why := lab.Requirements(); why != "" {
-		fmt.Println("rss: skipped:", why)
-		return nil
-	}
-	bin, why := lab.FindDaemonBin()
-	if why != "" {
-		fmt.Println("rss: skipped:", why)
-		return nil
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
 	// The daemon inherits them, as from procd.
 	os.Setenv("GOMEMLIMIT", *memLimit)
 	os.Setenv("GOGC", *gogc)
-	l, err := lab.New(lab.Config{Clients: 1})
-	if err != nil {
+	l, bin, self, err := benchutil.Setup("rss", lab.Config{Clients: 1})
+	if err != nil || l == nil {
 		return err
 	}
 	defer l.Close()

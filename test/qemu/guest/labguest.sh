@@ -3,10 +3,11 @@
 # tests (cross-compiled test binaries) against the cross-compiled daemon on
 # this guest's Debian kernel. /vpt/tests lists "name binary -test.run".
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
-# No CI=true here: real fw4 (test/openwrt, an x86_64 host build) cannot run
-# in these guests, and without CI=true the lab falls back to fw4's rendered
-# default ruleset (../shared/openwrt-samples) with its emulated includes.
-# A skipped test still fails the scenario (below).
+# fw4: real fw4 (test/openwrt, an x86_64 host build) cannot run in these
+# guests; the host rendered the lab routers' rulesets with it before the
+# boot, and the stand-in /vpt/repo/test/openwrt/fw4-render.sh serves them
+# to the lab, which so loads real fw4's rendering (no ../shared sample).
+# No CI=true: a skipped test fails the scenario here anyway (below).
 # TCG emulation is several times slower than the host: functional time
 # bounds in the lab (lab.Scale) stretch by this factor.
 export VPNPT_TIME_SCALE=4
@@ -30,6 +31,7 @@ while read -r name bin run skip; do
 	fi
 	rc=$?
 	grep -E '^\s*--- (PASS|FAIL|SKIP)' /tmp/$name.out | sed "s/^/VPT-INFO $name /"
+	echo "VPT-INFO $name fw4: $(grep -c 'loaded the ruleset real fw4 renders' /tmp/$name.out) lab routers on real fw4's rendering, $(grep -c 'falling back to the emulation' /tmp/$name.out) on the emulation"
 	t1=$(cut -d. -f1 /proc/uptime)
 	echo "VPT-INFO $name took $((t1 - t0)) s"
 	if [ $rc = 0 ] && grep -q -- '--- PASS' /tmp/$name.out && ! grep -q -- '--- SKIP' /tmp/$name.out; then

@@ -226,12 +226,6 @@ scen_pptp() { # MODE ENABLED
 	if [ $up != 2 ]; then
 		dstatus | tee $T/status.txt
 		tail -n 5 $T/pppd-lan1.log $T/pppd-lan2.log 2>/dev/null | sed "s/^/VPT-INFO $CUR /"
-		if [ $FT = 1 ] && [ $1 = userspace ] && grep -q 'warning: pptp: .*flow offloading is on' $T/status.txt; then
-			# The engine cannot see the control connection once fw4
-			# offloads it; the daemon must say so (issue 10 item 3).
-			pass "flow offloading: $up/2 userspace-PPTP tunnels (the engine misses the offloaded control connection), and status warns about it (known limitation)"
-			return
-		fi
 		fail "$up/2 PPTP tunnels up"; return
 	fi
 	pings_all 192.168.90.1 5 lan1 lan2
@@ -617,6 +611,10 @@ run() {
 	fi
 	if [ $ruleset = $V/fw4-ft.nft ]; then
 		info "offloaded conntrack entries: $(ip netns exec r conntrack -L 2>/dev/null | grep -c OFFLOAD)"
+		# The package's ruleset-post include: its accepts in front of
+		# `flow offload @ft` keep the engines' control traffic off it.
+		ip netns exec r nft list chain inet fw4 forward 2>/dev/null | grep 'stays off the flowtable' | \
+			sed -E 's/^\s+//; s/ comment .*//' | sed "s/^/VPT-INFO $CUR fw4 forward: /"
 	fi
 	grep -E 'level=(ERROR|WARN)' $T/daemon.log | head -n 5 | sed "s/^/VPT-INFO $CUR daemon log: /"
 	dkill
