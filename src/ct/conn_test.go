@@ -136,4 +136,21 @@ func TestClearHelperInNS(t *testing.T) {
 	if !errors.Is(err, unix.ENOENT) {
 		t.Errorf("unknown connection: %v, want ENOENT", err)
 	}
+	// An enhanced GRE packet (what the kernel masquerades for a PPTP
+	// client): without the helper's keymap its entry's original tuple has
+	// source key 0 and the packet's key as destination key, which is how
+	// the PPTP engine looks up a call's outbound GRE.
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_GRE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	gre := []byte{0x20, 0x01, 0x88, 0x0b, 0, 0, 0x70, 0x01} // K, version 1, PPP, length 0, key 0x7001
+	if err := unix.Sendto(fd, gre, 0, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	lo := netip.MustParseAddr("127.0.0.1")
+	if f, err := c.Get(Tuple{Src: lo, Dst: lo, Proto: unix.IPPROTO_GRE, DstPort: 0x7001}); err != nil || f.Orig.SrcPort != 0 || f.Orig.DstPort != 0x7001 {
+		t.Errorf("Get of the GRE entry by (0, key): %+v, %v", f, err)
+	}
 }

@@ -40,16 +40,16 @@ func newESPEngine(q plan.Queue, l *loader.Loaded, env EngineEnv) (Engine, error)
 		Mark:     l.Plan.Mark,
 		MarkMask: l.Plan.MarkMask,
 	}
-	if q.Maps {
-		// The plan has the kernel data plane: the engine programs its maps
-		// and follows the WAN devices' addresses.
-		n, err := nft.Open()
-		if err != nil {
-			return nil, err
-		}
-		c.Maps = n.Maps(l.Plan.Table)
-		c.WANDevices = l.Plan.Topology.WAN
+	// The engine programs its maps (with the kernel data plane) or only
+	// the sets of the no-engine drop (the fallback), and follows the WAN
+	// devices' addresses.
+	n, err := nft.Open()
+	if err != nil {
+		return nil, err
 	}
+	c.Maps = n.Maps(l.Plan.Table)
+	c.SetsOnly = !q.Maps
+	c.WANDevices = l.Plan.Topology.WAN
 	e, err := esp.New(c)
 	if err != nil {
 		return nil, err

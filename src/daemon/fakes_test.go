@@ -57,6 +57,9 @@ type fakeFirewall struct {
 	fw4      bool   // table inet fw4 exists
 	// fw4Mark/fw4Mask: what fw4's forward chain accepts (mask 0: no rule)
 	fw4Mark, fw4Mask uint32
+	// fw4MarkErr: reading fw4's forward chain fails (a rule the library
+	// cannot decode)
+	fw4MarkErr error
 }
 
 func (f *fakeFirewall) Apply(p *plan.Plan) error {
@@ -108,6 +111,9 @@ func (f *fakeFirewall) Exists(name string) (bool, error) {
 func (f *fakeFirewall) FW4AcceptMark() (uint32, uint32, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.fw4MarkErr != nil {
+		return 0, 0, false, f.fw4MarkErr
+	}
 	return f.fw4Mark, f.fw4Mask, f.fw4Mask != 0, nil
 }
 

@@ -135,6 +135,7 @@ func (d *Daemon) checkFW4Mark(l *loader.Loaded) {
 		mark, mask, found, err := d.k.Firewall.FW4AcceptMark()
 		switch {
 		case err != nil:
+			warn = "fw4: cannot read its forward chain to check the vpn-passthrough mark accept: " + err.Error()
 		case !found:
 			warn = "fw4: its forward chain has no vpn-passthrough accept rule (include not loaded): fw4 drops what the engines forward; run `fw4 reload`"
 		case mark != l.Plan.Mark || mask != l.Plan.MarkMask:

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -112,4 +113,21 @@ func TestMarkFollowsTheOption(t *testing.T) {
 	if warned() {
 		t.Errorf("warning stays after fw4 took the include")
 	}
+}
+
+// TestMarkUnreadable: when fw4's forward chain cannot be read back, status
+// says so instead of staying silent about the mark accept.
+func TestMarkUnreadable(t *testing.T) {
+	r := newRig(t, userspaceConfig())
+	r.d.opts.FW4IncludeDir = t.TempDir()
+	r.fw.fw4, r.fw.fw4MarkErr = true, errors.New("list inet fw4 forward: invalid uint32 length")
+	if err := r.d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range r.d.Status().Warnings {
+		if strings.Contains(w, "cannot read its forward chain") && strings.Contains(w, "invalid uint32 length") {
+			return
+		}
+	}
+	t.Errorf("no warning naming the read error: %v", r.d.Status().Warnings)
 }

@@ -87,12 +87,6 @@ func Build(in Input) (*Plan, error) {
 			}
 			p.Decisions[len(p.Decisions)-1] = d
 		}
-		if pr == PPTP && d.Datapath == PathUserspace && in.Caps.PPTPHelper {
-			// The router's own PPTP calls need no translation, only
-			// the helper in output (router.go); LAN calls are the
-			// engine's.
-			p.Helpers = append(p.Helpers, Helper{Name: "pptp", Type: "pptp", L4: ProtoTCP, L3IPv4: true})
-		}
 		if pr == PPTP && d.Datapath == PathKernel && in.Caps.PPTPHelper {
 			p.Helpers = append(p.Helpers, Helper{Name: "pptp", Type: "pptp", L4: ProtoTCP, L3IPv4: true})
 			pre.Rules = append(pre.Rules, Rule{
@@ -141,7 +135,7 @@ func Build(in Input) (*Plan, error) {
 	}
 	p.Chains = append(p.Chains, fwd)
 	natLeakGuard(p, in)
-	routerPPTP(p)
+	routerPPTP(p, in.Caps)
 	setMark(p, c.Mark, c.MarkMask)
 	return p, nil
 }
@@ -220,8 +214,7 @@ func pptpDatapath(caps Caps) string {
 func noCtnetlinkPPTP(caps Caps) string {
 	s := "the kernel lacks nf_conntrack_netlink (kmod-nf-conntrack-netlink): control connections are judged by the engine's " +
 		"own stream tracking (a spoofed RST or SYN near the stream can end a call), inbound GRE is not checked against " +
-		"the router's WAN address, GRE arriving while the daemon restarts is not dropped silently, and the session table " +
-		"cannot see outbound GRE (calls show connected, never established)"
+		"the router's WAN address, and the session table cannot see outbound GRE (calls show connected, never established)"
 	if ClearsKernelHelper(caps) {
 		s += "; the kernel pptp helper cannot be taken off control connections fw4 assigns it to, and their calls fail"
 	}

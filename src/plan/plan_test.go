@@ -122,8 +122,14 @@ func TestToggleOffBlocksEverythingListed(t *testing.T) {
 	if n := len(rulesWith(p, func(r Rule) bool { return r.Verdict == VerdictAccept })); n != 0 {
 		t.Errorf("%d accept rules; our table must not accept (fw4 decides)", n)
 	}
-	if len(p.Helpers) != 0 {
-		t.Error("helper installed although PPTP is off")
+	// The helper serves only the router's own PPTP calls (output,
+	// router.go): nothing assigns it to LAN traffic.
+	for _, c := range p.Chains {
+		for _, r := range c.Rules {
+			if r.CtHelper != "" && c.Hook != HookOutput {
+				t.Errorf("helper assigned in %s although PPTP is off: %s", c.Name, r)
+			}
+		}
 	}
 	for _, d := range p.Decisions {
 		if d.Datapath != PathBlocked {

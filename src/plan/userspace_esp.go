@@ -38,13 +38,21 @@ const (
 	CounterESPNoEngine = "esp_no_engine_dropped"
 )
 
-// espMaps are the ESP engine's maps. The inbound and outbound ones count
-// per element: those counters are the session table's traffic figures.
+// espMaps are the ESP engine's maps of the kernel data plane. The inbound
+// and outbound ones count per element: those counters are the session
+// table's traffic figures.
 func espMaps() []Map {
 	return []Map{
 		{Name: MapESPIn, Engine: "esp", Key: Key{FieldIPSaddr, FieldSPIHi, FieldSPILo}, Data: FieldIPDaddr, Counter: true},
 		{Name: MapESPOut, Engine: "esp", Key: Key{FieldIPSaddr, FieldIPDaddr, FieldSPIHi, FieldSPILo}, Counter: true},
 		{Name: MapESPWANSrc, Engine: "esp", Key: Key{FieldMetaOIF}, Data: FieldIPSaddr},
+	}
+}
+
+// espSets are the plain sets the engine programs on both datapaths (any
+// nftables kernel has them): what the no-engine drop needs.
+func espSets() []Map {
+	return []Map{
 		{Name: MapESPWANAddrs, Engine: "esp", Key: Key{FieldIPDaddr}},
 		{Name: MapESPServers, Engine: "esp", Key: Key{FieldIPSaddr}},
 	}
@@ -75,7 +83,8 @@ func espMaps() []Map {
 //     marked and accepted (for this chain; fw4 accepts the mark).
 //
 // So only the first packets of an SA reach the engine, and SAs it learned
-// keep flowing while the daemon is down. And in raw prerouting (-299):
+// keep flowing while the daemon is down. And on both datapaths, in raw
+// prerouting (-299):
 // unmarked ESP from a server in esp_servers (the servers LAN clients use)
 // to a WAN address is dropped and counted, as the engine would: with the
 // daemon down the bypassed queue rule would otherwise let it reach fw4's
@@ -145,8 +154,9 @@ func userspaceESP(p *Plan, in Input, pre, fwd *Chain) bool {
 		// Ends this chain for them: the drop below is for unmarked ESP.
 		Verdict: VerdictAccept,
 	}}}
-	if fast {
-		// A bypassed queue rule (no engine) accepts; routing then delivers
+	{
+		// A bypassed queue rule (no engine) accepts (on both datapaths);
+		// routing then delivers
 		// ESP addressed to the router to fw4's input chain, whose reject
 		// sends an ICMP error to the server. The engine itself drops
 		// unknown SPIs of known servers, so this is the same decision,
@@ -246,6 +256,7 @@ func userspaceESP(p *Plan, in Input, pre, fwd *Chain) bool {
 		r.Verdict = VerdictDrop
 		leak.Rules = append(leak.Rules, r)
 	}
+	p.Maps = append(p.Maps, espSets()...)
 	p.Chains = append(p.Chains, raw, untrack, leak)
 	p.Counters = append(p.Counters, CounterESPUnsolicited, CounterESPLeak)
 	p.Queues = append(p.Queues, Queue{Num: num, Engine: "esp", Maps: fast, Mark: Mark})

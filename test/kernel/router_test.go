@@ -96,4 +96,20 @@ func TestRouterOriginatedPPTP(t *testing.T) {
 	if r, err := lab.WaitPPTPClient(lan, lab.Scale(30*time.Second)); err != nil || !r.OK || r.Received != 5 {
 		t.Errorf("LAN PPTP (userspace engine) next to the router's own call: %+v, %v", r, err)
 	}
+
+	// pptp switched off: passthrough is blocked, but the router's own
+	// call (a PPTP uplink, say) is not passthrough and keeps working.
+	cfg.PPTP = false
+	if err := d.Apply(cfg.String()); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.ConntrackFlush(); err != nil {
+		t.Fatal(err)
+	}
+	if r := call("14"); !r.OK || r.Received != 5 {
+		t.Errorf("router-originated PPTP with pptp switched off: %+v", r)
+	}
+	if r, _ := l.PPTPClient(1, "--call-id", "15", "--count", "3", "--timeout", "3s"); r.Connected || r.Received != 0 {
+		t.Errorf("LAN PPTP with pptp switched off: %+v, want blocked", r)
+	}
 }

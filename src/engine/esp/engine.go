@@ -37,6 +37,9 @@ type Config struct {
 	// WANDevices are the devices whose IPv4 addresses the kernel maps'
 	// SNAT uses (esp_wan_src, esp_wan_addrs; with Common.Maps).
 	WANDevices []string
+	// SetsOnly: the fallback datapath. Common.Maps holds only the plain
+	// sets esp_wan_addrs and esp_servers (the no-engine drop), no SA maps.
+	SetsOnly bool
 	// Mark under MarkMask goes on every packet the engine forwards (the
 	// plan's globals.mark); 0 means plan.Mark/plan.MarkMask.
 	Mark, MarkMask uint32
@@ -66,6 +69,7 @@ type Engine struct {
 
 	// Kernel data plane (engine_maps.go); maps is nil on the fallback.
 	maps         engine.Maps
+	setsOnly     bool          // Config.SetsOnly
 	wanDevs      []string      // guarded by mu
 	syncMu       sync.Mutex    // one map reconciliation at a time
 	adopted      bool          // the maps were read back once (guarded by syncMu)
@@ -96,6 +100,7 @@ func New(c Config) (*Engine, error) {
 		wan:   map[uint32]netip.Addr{},
 
 		maps:     c.Maps,
+		setsOnly: c.SetsOnly,
 		wanDevs:  c.WANDevices,
 		syncCh:   make(chan struct{}, 1),
 		mark:     c.Mark,

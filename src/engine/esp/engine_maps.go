@@ -28,6 +28,13 @@ func (e *Engine) syncMaps() {
 	}
 	e.syncMu.Lock()
 	defer e.syncMu.Unlock()
+	if e.setsOnly {
+		e.mu.Lock()
+		servers := e.tr.Servers()
+		e.mu.Unlock()
+		e.syncServers(servers)
+		return
+	}
 	inEl, err1 := e.maps.List(plan.MapESPIn)
 	if len(inEl) > bigTable {
 		// Collect the first listing's garbage before the second one:
@@ -195,7 +202,11 @@ func (e *Engine) syncWAN() bool {
 	if e.maps == nil {
 		return changed
 	}
-	src, err1 := e.maps.List(plan.MapESPWANSrc)
+	var src []engine.Element
+	var err1 error
+	if !e.setsOnly {
+		src, err1 = e.maps.List(plan.MapESPWANSrc)
+	}
 	addrs, err2 := e.maps.List(plan.MapESPWANAddrs)
 	if err1 != nil || err2 != nil {
 		if e.wanReady {
@@ -203,6 +214,12 @@ func (e *Engine) syncWAN() bool {
 		}
 		return changed
 	}
+	// The first pass (a new engine, before its queue is bound) only adds:
+	// an address that cannot be read this instant (a device still coming
+	// up) must not take the SNAT of established SAs from the kernel while
+	// the maps are all that forwards them; the next pass, a second later,
+	// deletes what is really gone.
+	first := !e.wanReady
 	e.wanReady = true
 	wantAddr := map[netip.Addr]bool{}
 	for _, a := range want {
@@ -217,7 +234,12 @@ func (e *Engine) syncWAN() bool {
 		i := binary.NativeEndian.Uint32(el.Key)
 		a := netip.AddrFrom4([4]byte(el.Val))
 		if want[i] != a {
-			delSrc = append(delSrc, el.Key)
+			if _, ok := want[i]; !ok {
+				// Gone. A device with a new address is not deleted:
+				// Add replaces its element (deleting the key after
+				// that would take the new address away again).
+				delSrc = append(delSrc, el.Key)
+			}
 			continue
 		}
 		haveSrc[i] = a
@@ -247,12 +269,18 @@ func (e *Engine) syncWAN() bool {
 			addAddr = append(addAddr, engine.Element{Key: v[:]})
 		}
 	}
+	if e.setsOnly {
+		addSrc, delSrc = nil, nil // no SNAT map on the fallback
+	}
 	if len(delSrc)+len(delAddr)+len(addSrc)+len(addAddr) > 0 {
 		changed = true
 		e.log.Info("esp engine: WAN addresses in the kernel maps", "addresses", len(want))
 	}
 	// Add before delete: a new address is usable before the old one goes.
 	e.mapErr(e.maps.Add(plan.MapESPWANSrc, addSrc), e.maps.Add(plan.MapESPWANAddrs, addAddr))
+	if first {
+		return changed
+	}
 	e.mapErr(e.maps.Delete(plan.MapESPWANSrc, delSrc), e.maps.Delete(plan.MapESPWANAddrs, delAddr))
 	return changed
 }

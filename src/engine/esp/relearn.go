@@ -8,17 +8,28 @@ import "time"
 // of the kernel maps), and each inbound packet is judged by the timing
 // evidence: which client just sent ESP to that server.
 
-// confirmVotes is how many agreeing pieces of evidence in a row confirm a
-// provisional binding, and how many naming one other client in a row move
-// it there.
-const confirmVotes = 3
+// Thresholds of the timing evidence. Confirming takes more than moving:
+// a wrong confirmation would be programmed into the maps and stay, while a
+// wrong move is still provisional. Both need a run of agreeing votes and a
+// clear majority, so votes that are noise (clients sending in lock-step
+// faster than the round trip) settle nothing.
+const (
+	confirmVotes  = 6 // votes for the SA's own client, at least 6x those against
+	confirmStreak = 4 // the last ones in a row
+	moveVotes     = 3 // votes in a row for one other client, a 2:1 majority and 3 more
+)
 
 // votes is a provisional SA's evidence so far.
 type votes struct {
-	at      time.Duration // the send time the last vote used (each send explains one answer)
-	confirm int           // votes in a row for the SA's own client
-	against int           // votes in a row for who
-	who     *pair
+	at  time.Duration // the send time the last vote used (each send explains one answer)
+	pro int           // votes for the SA's own client
+	con int           // votes for other clients
+	// who is the other client most votes named (a majority vote count:
+	// whoN is its lead), streak the run of the last votes: > 0 for the
+	// SA's own client, < 0 for who.
+	who    *pair
+	whoN   int
+	streak int
 }
 
 // hasProvisional reports whether an SA of sv is provisional.
@@ -108,18 +119,20 @@ func (t *Tracker) judge(s *sa, now time.Duration) *sa {
 		// tell), and delivered when none is (no evidence will come
 		// before the answer; it stays provisional).
 		switch {
-		case s.votes.confirm > 0:
+		case s.votes.streak > 0:
 			return s
-		case s.votes.against > 0 || t.sending(sv, now):
+		case s.votes.streak < 0 || s.votes.con > 0 || t.sending(sv, now):
 			return nil
 		}
 		return s
 	}
 	s.votes.at = at
 	sv.vote = lastVote{who: w, at: at, spi: s.in}
+	v := &s.votes
 	if w == s.pair {
-		s.votes.against, s.votes.who = 0, nil
-		if s.votes.confirm++; s.votes.confirm >= confirmVotes {
+		v.pro++
+		v.streak = max(v.streak, 0) + 1
+		if v.pro >= confirmVotes && v.pro >= 6*v.con && v.streak >= confirmStreak {
 			s.provisional = false
 			s.votes = votes{}
 			t.st.Confirmed++
@@ -129,11 +142,21 @@ func (t *Tracker) judge(s *sa, now time.Duration) *sa {
 		}
 		return s
 	}
-	s.votes.confirm = 0
-	if s.votes.who != w {
-		s.votes.who, s.votes.against = w, 0
+	v.con++
+	switch {
+	case v.who == w:
+		v.whoN++
+	case v.whoN == 0:
+		v.who, v.whoN = w, 1
+	default:
+		v.whoN--
 	}
-	if s.votes.against++; s.votes.against < confirmVotes {
+	if v.who == w {
+		v.streak = min(v.streak, 0) - 1
+	} else {
+		v.streak = 0
+	}
+	if v.streak > -moveVotes || v.con < 2*v.pro+moveVotes {
 		return nil
 	}
 	return t.rebind(s, w, now)
@@ -170,13 +193,13 @@ func (t *Tracker) rebind(s *sa, w *pair, now time.Duration) *sa {
 		s.votes, s.inAfter, s.outAfter = votes{}, 0, 0
 		t.listPending(old)
 	default:
-		s.votes.against = 0
+		s.votes.streak = 0
 		return nil
 	}
 	t.in[inKey{old.server, spi}] = r
 	r.votes, r.inAfter, r.outAfter = votes{}, 0, 0
 	r.votes.at = at // that send explained this answer already
-	r.votes.confirm = 1
+	r.votes.pro, r.votes.streak = 1, 1
 	t.st.Relearned++
 	t.dirty = true
 	t.opt.Log.Warn("esp inbound SPI re-learned: the timing evidence names another client", "server", old.server,

@@ -57,17 +57,27 @@ func (e *tracker) seenOutLocked(cl *call, f ct.Flow) {
 	e.greBothWaysLocked(cl)
 }
 
+// outboundChecks bounds the lookups of one sweep: they run under the
+// tracker's lock, and calls whose client never sends GRE would otherwise
+// cost one each every second (Go's map order spreads the checks).
+const outboundChecks = 64
+
 // checkOutboundLocked looks up the outbound GRE of the calls still waiting
 // for it (once a second, from the sweep; one ctnetlink request per such
-// call). Without a conntrack view Sessions' dump is the only evidence.
+// call, at most outboundChecks). Without a conntrack view Sessions' dump is
+// the only evidence.
 func (e *tracker) checkOutboundLocked() {
 	if e.ctq == nil {
 		return
 	}
+	n := 0
 	for _, c := range e.conns {
 		for _, cl := range c.calls {
 			if cl.seenOut || !cl.havePeer || (cl.state != stateConnected && cl.state != stateRestored) {
 				continue
+			}
+			if n++; n > outboundChecks {
+				return
 			}
 			if f, err := e.ctq.Get(outboundTuple(cl)); err == nil {
 				e.seenOutLocked(cl, f)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/ct"
+	"github.com/vpn-passthrough/vpn-passthrough/src/packet"
 )
 
 func (h *harness) state() string {
@@ -141,5 +142,33 @@ func TestRestoredEstablishedOnlyByNewTraffic(t *testing.T) {
 	h2.tick()
 	if st := h2.state(); st != stateEstablished {
 		t.Errorf("restored, GRE both ways since: %q, want established", st)
+	}
+}
+
+// TestOutboundChecksBounded: calls whose clients never send GRE cost at
+// most outboundChecks conntrack lookups a second, under the tracker's lock.
+func TestOutboundChecksBounded(t *testing.T) {
+	h, c := newViewHarness(t)
+	calls := 0
+	for i := 1; i <= 5; i++ {
+		f := h.flow(i, uint16(40000+i))
+		f.open()
+		c.set(f, ct.TCPEstablished)
+		f.outFlags(packet.TCPFlagACK)
+		f.out(sccrq())
+		f.in(sccrp())
+		for id := uint16(1); id <= 14; id++ {
+			p := f.out(ocrq(id))
+			f.in(ocrp(uint16(0x7100+calls), u16(tcpPayload(t, p.Data), 12)))
+			calls++
+		}
+	}
+	if n := len(h.e.Sessions()); n != 70 || n != calls {
+		t.Fatalf("%d sessions, want 70", n)
+	}
+	before := c.gets
+	h.tick()
+	if got := c.gets - before; got != outboundChecks {
+		t.Errorf("%d conntrack lookups in one sweep for 70 waiting calls, want %d", got, outboundChecks)
 	}
 }

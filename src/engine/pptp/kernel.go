@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine"
+	"github.com/vpn-passthrough/vpn-passthrough/src/packet"
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
 )
 
@@ -67,20 +68,7 @@ func (e *tracker) programLocked(cl *call) {
 	}
 	w4 := w.As4()
 	if e.cfg.WANAddrsOnly {
-		// Once per address: the call's request waits in the queue for
-		// this, and syncWANAddrs puts the addresses back every second
-		// should the set be emptied (a repaired table).
-		if e.wanAdded[w] {
-			return
-		}
-		if err := e.maps.Add(plan.MapPPTPWANAddrs, []engine.Element{{Key: w4[:]}}); err != nil {
-			e.cnt.mapErrors++
-			return
-		}
-		if e.wanAdded == nil {
-			e.wanAdded = map[netip.Addr]bool{}
-		}
-		e.wanAdded[w] = true
+		e.addWANLocked(w)
 		return
 	}
 	guard, bySrv := callKeys(w, cl.server, cl.trans)
@@ -124,6 +112,65 @@ func (e *tracker) programLocked(cl *call) {
 		}
 	}
 	cl.programmed, cl.wan = true, w
+}
+
+// addWANLocked puts a router address in pptp_wan_addrs (fallback), once per
+// address: a call's request may be waiting in the queue for this, and
+// syncWANAddrs puts the addresses back every second should the set be
+// emptied (a repaired table).
+func (e *tracker) addWANLocked(w netip.Addr) bool {
+	if e.wanAdded[w] {
+		return true
+	}
+	w4 := w.As4()
+	if err := e.maps.Add(plan.MapPPTPWANAddrs, []engine.Element{{Key: w4[:]}}); err != nil {
+		e.cnt.mapErrors++
+		return false
+	}
+	if e.wanAdded == nil {
+		e.wanAdded = map[netip.Addr]bool{}
+	}
+	e.wanAdded[w] = true
+	return true
+}
+
+// maxLearnedWAN bounds the router addresses learned without ctnetlink.
+const maxLearnedWAN = 8
+
+// learnWANLocked: without a conntrack view (no ctnetlink) the router address
+// a server talks to is still the destination of its control segments as they
+// arrive, in raw prerouting before conntrack undoes the masquerade. On the
+// fallback it goes in pptp_wan_addrs, so GRE that arrives while no engine
+// runs is dropped silently there, as with ctnetlink. Only segments from the
+// server address and port of a followed connection that carries a call
+// count. A spoofed one can add at worst the address of a LAN host, where GRE
+// from the WAN is never forwarded anyway (it is unsolicited; port-forwarded
+// GRE is still addressed to the router here), and at most maxLearnedWAN
+// addresses, each forgotten after IdleTimeout without such a segment.
+func (e *tracker) learnWANLocked(ip packet.IPv4, now time.Time) {
+	if e.ctView || e.maps == nil || !e.cfg.WANAddrsOnly || ip.IsFragment() {
+		return
+	}
+	tcp, err := packet.ParseTCP(ip.Payload())
+	if err != nil || tcp.SrcPort() != packet.PortPPTP {
+		return
+	}
+	dst := ip.Dst()
+	if _, ok := e.wanLearned[dst]; !ok && len(e.wanLearned) >= maxLearnedWAN {
+		return
+	}
+	src := u32(ip.Src())
+	for k, c := range e.conns {
+		if k.server == src && k.sport == packet.PortPPTP && len(c.calls) > 0 {
+			if e.addWANLocked(dst) {
+				if e.wanLearned == nil {
+					e.wanLearned = map[netip.Addr]time.Time{}
+				}
+				e.wanLearned[dst] = now
+			}
+			return
+		}
+	}
 }
 
 // unprogramLocked removes a call's elements (the guard first).
@@ -235,6 +282,12 @@ func (e *tracker) syncKernel(now time.Time) {
 	for _, c := range e.conns {
 		for _, cl := range c.calls {
 			if !cl.programmed {
+				// Its elements were refused (our table was being
+				// repaired at that moment): try again, else the call
+				// never gets GRE back.
+				if c.wan.IsValid() {
+					e.programLocked(cl)
+				}
 				continue
 			}
 			guard, _ := callKeys(cl.wan, cl.server, cl.trans)
@@ -283,6 +336,19 @@ func (e *tracker) syncWANAddrs() {
 	e.mu.Lock()
 	seen := map[netip.Addr]bool{}
 	var els []engine.Element
+	now := e.now()
+	for w, t := range e.wanLearned {
+		if now.Sub(t) > e.cfg.IdleTimeout {
+			delete(e.wanLearned, w)
+			delete(e.wanAdded, w)
+			w4 := w.As4()
+			_ = e.maps.Delete(plan.MapPPTPWANAddrs, [][]byte{w4[:]})
+			continue
+		}
+		seen[w] = true
+		w4 := w.As4()
+		els = append(els, engine.Element{Key: w4[:]})
+	}
 	for _, c := range e.conns {
 		if w := c.wan; w.IsValid() && len(c.calls) > 0 && !seen[w] {
 			seen[w] = true

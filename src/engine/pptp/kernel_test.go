@@ -19,6 +19,7 @@ type fakeMaps struct {
 	mu   sync.Mutex
 	m    map[string]map[string]engine.Element
 	adds int
+	fail int // refuse this many more Adds (a table being repaired)
 }
 
 func newFakeMaps() *fakeMaps { return &fakeMaps{m: map[string]map[string]engine.Element{}} }
@@ -26,6 +27,10 @@ func newFakeMaps() *fakeMaps { return &fakeMaps{m: map[string]map[string]engine.
 func (f *fakeMaps) Add(name string, els []engine.Element) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.fail > 0 {
+		f.fail--
+		return fmt.Errorf("map %s: no such file or directory", name)
+	}
 	if f.m[name] == nil {
 		f.m[name] = map[string]engine.Element{}
 	}
@@ -194,5 +199,26 @@ func TestFallbackWANAddrsOnly(t *testing.T) {
 	}
 	if got := m.dump(plan.MapPPTPCalls); len(got) != 0 || h.e.Stats().MapErrors != 0 {
 		t.Errorf("after a reload: GRE elements %v, map errors %d", got, h.e.Stats().MapErrors)
+	}
+}
+
+// TestKernelRetriesRefusedElements: a call whose elements were refused (our
+// table deleted and not yet repaired when its Outgoing-Call-Reply came) is
+// programmed at the next housekeeping, not left without GRE for good.
+func TestKernelRetriesRefusedElements(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pptp.json")
+	c, m := &fakeCT{flows: map[ct.Tuple]ct.Flow{}}, newFakeMaps()
+	h := newKernelHarness(t, path, c, m)
+	m.fail = 1
+	f := h.flow(1, 40000)
+	trans := viewCall(t, h, c, f, 0x0102, 0x7001)
+	if got := m.dump(plan.MapPPTPCalls); len(got) != 0 {
+		t.Fatalf("elements although the kernel refused them: %v", got)
+	}
+	h.now = h.now.Add(2 * time.Second)
+	h.e.housekeeping()
+	guard := fmt.Sprintf("c6336401c6336402%04x0000=", trans)
+	if got := m.dump(plan.MapPPTPCalls); len(got) != 1 || got[0] != guard {
+		t.Errorf("after housekeeping: %v, want [%s]", got, guard)
 	}
 }

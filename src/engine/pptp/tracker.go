@@ -159,26 +159,27 @@ type tracker struct {
 	rand   func() uint16
 	helper HelperClearer
 
-	mu        sync.Mutex
-	cfg       Config
-	conns     map[connKey]*ctrlConn
-	byTrans   map[transKey]*call
-	byNAT     map[natKey]*ctrlConn // view mode: connections by the server's view, for RSTs from the WAN
-	blocks    map[transKey]int     // calls per (server, high byte << 8)
-	perClient map[uint32]int
-	nCalls    int
-	cnt       counters
-	limitLog  map[uint32]time.Time
-	dirty     bool
-	lastSweep time.Time
-	helperOff bool // ctnetlink is unavailable: stop trying
-	ctView    bool // ctq is set: follow control connections with conntrack's view
-	ctq       Conntrack
-	maps      engine.Maps
-	orphans   map[string]*orphan  // kernel.go
-	wanAdded  map[netip.Addr]bool // fallback: router addresses put in MapPPTPWANAddrs
-	lastSync  time.Time
-	seg       segCtx
+	mu         sync.Mutex
+	cfg        Config
+	conns      map[connKey]*ctrlConn
+	byTrans    map[transKey]*call
+	byNAT      map[natKey]*ctrlConn // view mode: connections by the server's view, for RSTs from the WAN
+	blocks     map[transKey]int     // calls per (server, high byte << 8)
+	perClient  map[uint32]int
+	nCalls     int
+	cnt        counters
+	limitLog   map[uint32]time.Time
+	dirty      bool
+	lastSweep  time.Time
+	helperOff  bool // ctnetlink is unavailable: stop trying
+	ctView     bool // ctq is set: follow control connections with conntrack's view
+	ctq        Conntrack
+	maps       engine.Maps
+	orphans    map[string]*orphan       // kernel.go
+	wanAdded   map[netip.Addr]bool      // fallback: router addresses put in MapPPTPWANAddrs
+	wanLearned map[netip.Addr]time.Time // fallback without ctnetlink: those learned from control segments (kernel.go)
+	lastSync   time.Time
+	seg        segCtx
 }
 
 // HandleBatch decides a batch of queued packets (nfqueue.Handler).
@@ -205,6 +206,7 @@ func (e *tracker) handleLocked(p *nfqueue.Packet, now time.Time) {
 	case packet.ProtoTCP:
 		if p.Hook == hookPrerouting {
 			e.rstRawLocked(p, ip)
+			e.learnWANLocked(ip, now)
 			return
 		}
 		e.tcpLocked(p, ip, now)

@@ -62,7 +62,7 @@ func run() error {
 	runs := flag.Int("runs", 5, "runs per mode (the median is printed)")
 	secs := flag.Float64("seconds", 3, "seconds per run")
 	probes := flag.Int("probes", 20, "new SAs for the learning latency")
-	only := flag.String("only", "", "\"small\": only the kernel maps with 10 elements (a quick look at the per-packet cost)")
+	only := flag.String("only", "", "\"small\": only the kernel maps with 10 elements (a quick look at the per-packet cost); \"memory\": only the memory with 10,000 elements")
 	flag.Parse()
 	if why := lab.Requirements(); why != "" {
 		fmt.Println("bench-esp: skipped:", why)
@@ -98,16 +98,18 @@ func run() error {
 	if err := b.start(""); err != nil {
 		return err
 	}
-	small, err := b.forwarding("kernel maps, 10 elements")
-	if err != nil {
-		return err
-	}
-	if *only == "small" {
-		return nil
-	}
-	// 2. Learning latency on the kernel data plane.
-	if err := b.latency(*probes); err != nil {
-		return err
+	var small map[string]float64
+	if *only != "memory" {
+		if small, err = b.forwarding("kernel maps, 10 elements"); err != nil {
+			return err
+		}
+		if *only == "small" {
+			return nil
+		}
+		// 2. Learning latency on the kernel data plane.
+		if err := b.latency(*probes); err != nil {
+			return err
+		}
 	}
 	// 3. 10,000 elements: memory, adoption time and lookup cost.
 	rss0, _ := b.rss()
@@ -130,6 +132,9 @@ func run() error {
 		rss0/1024, rss1/1024, hwm1/1024, adoptTook.Round(time.Millisecond), slab1-slab0, float64(slab1-slab0)*1024/9990)
 	if n := b.counter("esp_map_elements"); n < 10000 {
 		fmt.Printf("  warning: the engine holds %d map elements, not 10,000\n", n)
+	}
+	if *only == "memory" {
+		return nil
 	}
 	big, err := b.forwarding("kernel maps, 10,000 elements")
 	if err != nil {
