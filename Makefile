@@ -223,11 +223,11 @@ size: ipk apk
 	@CGO_ENABLED=0 GOOS=linux $(GOENV_mipsel_24kc) $(GO) build -trimpath -gcflags='$(CROSS_GCFLAGS_mipsel_24kc)' -o $(DIST)/vpn-passthrough-mipsel-unstripped $(CMD)
 	@nice -n 10 $(GO) run ./test/cmd/depsize -stripped $(DIST)/bin/mipsel_24kc/vpn-passthrough -variants \
 		-gcflags '$(CROSS_GCFLAGS_mipsel_24kc)' -ldflags '$(CROSS_LDFLAGS) $(CROSS_LDFLAGS_mipsel_24kc)' $(DIST)/vpn-passthrough-mipsel-unstripped
-	@# RSS: the host build, and a 386 build, 32-bit like mipsel (pointers,
-	@# Go's heap arenas), which runs natively here: the nearest measurable
-	@# stand-in for the router's figure.
+	@# RSS: the host build, and a 386 build compiled as mipsel is, 32-bit
+	@# like it (pointers, Go's heap arenas), which runs natively here: the
+	@# nearest measurable stand-in for the router's figure.
 	@if [ "$$(id -u)" = 0 ]; then $(MAKE) -s build && VPNPT_BIN=$(CURDIR)/$(BIN) $(GO) run ./test/cmd/rss && \
-		CGO_ENABLED=0 GOARCH=386 $(GO) build -trimpath -ldflags '$(CROSS_LDFLAGS)' -o $(DIST)/vpn-passthrough-386 $(CMD) && \
+		CGO_ENABLED=0 GOARCH=386 $(GO) build -trimpath -gcflags='$(CROSS_GCFLAGS_SMALL)' -ldflags '$(CROSS_LDFLAGS)' -o $(DIST)/vpn-passthrough-386 $(CMD) && \
 		VPNPT_BIN=$(CURDIR)/$(DIST)/vpn-passthrough-386 $(GO) run ./test/cmd/rss -label '386 build, 32-bit like mipsel; goal idle <= 8 MiB'; \
 	else echo "daemon RSS: not measured (needs root for the lab)"; fi
 
