@@ -353,7 +353,7 @@ func (n *Conn) Intact(p *plan.Plan) bool {
 		if !ok {
 			return false
 		}
-		rules, err := c.GetRules(t, ch)
+		rules, err := n.rules(t, ch)
 		if err != nil || len(rules) != len(pc.Rules) {
 			return false
 		}

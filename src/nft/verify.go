@@ -63,7 +63,7 @@ func (n *Conn) Diff(p *plan.Plan) string {
 		if !sameHook(ch, pc) || ch.Policy == nil || *ch.Policy != nftables.ChainPolicyAccept {
 			return "chain " + pc.Name + " is hooked elsewhere or its policy changed"
 		}
-		rules, err := c.GetRules(t, ch)
+		rules, err := n.rules(t, ch)
 		if err != nil {
 			return fmt.Sprintf("list rules of %s: %v", pc.Name, err)
 		}
