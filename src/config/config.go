@@ -63,11 +63,12 @@ type L2TP struct {
 
 // IPsec is the `config ipsec` section.
 type IPsec struct {
-	Enabled     bool
-	ESPMux      ESPMux
-	MaxSAs      int           // ESP multiplexer table size
-	IdleTimeout time.Duration // ESP mapping idle expiry
-	KeepIKEPort bool          // keep source port 500 for the first client to a server
+	Enabled         bool
+	ESPMux          ESPMux
+	MaxSAs          int           // ESP multiplexer table size
+	MaxSAsPerClient int           // SAs one LAN client may hold; 0: max_sas/4, at least 16
+	IdleTimeout     time.Duration // ESP mapping idle expiry
+	KeepIKEPort     bool          // keep source port 500 for the first client to a server
 }
 
 // Default is the configuration used for absent sections and options. It
@@ -175,11 +176,12 @@ var sectionOptions = map[string]map[string]setter{
 		"enabled": boolSetter(func(c *Config) *bool { return &c.L2TP.Enabled }),
 	},
 	"ipsec": {
-		"enabled":       boolSetter(func(c *Config) *bool { return &c.IPsec.Enabled }),
-		"esp_mux":       espMuxSetter,
-		"max_sas":       intSetter(1, 1<<20, func(c *Config) *int { return &c.IPsec.MaxSAs }),
-		"idle_timeout":  durationSetter(func(c *Config) *time.Duration { return &c.IPsec.IdleTimeout }),
-		"keep_ike_port": boolSetter(func(c *Config) *bool { return &c.IPsec.KeepIKEPort }),
+		"enabled":            boolSetter(func(c *Config) *bool { return &c.IPsec.Enabled }),
+		"esp_mux":            espMuxSetter,
+		"max_sas":            intSetter(1, 1<<20, func(c *Config) *int { return &c.IPsec.MaxSAs }),
+		"max_sas_per_client": intSetter(1, 1<<20, func(c *Config) *int { return &c.IPsec.MaxSAsPerClient }),
+		"idle_timeout":       durationSetter(func(c *Config) *time.Duration { return &c.IPsec.IdleTimeout }),
+		"keep_ike_port":      boolSetter(func(c *Config) *bool { return &c.IPsec.KeepIKEPort }),
 	},
 }
 

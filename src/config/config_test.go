@@ -53,6 +53,7 @@ config ipsec 'ipsec'
 	option esp_mux 'off'
 	option idle_timeout '120'
 	option keep_ike_port '1'
+	option max_sas_per_client '5'
 `
 	c, warns, err := Parse("f", []byte(text))
 	if err != nil {
@@ -76,6 +77,7 @@ config ipsec 'ipsec'
 		{"duration in seconds", c.IPsec.IdleTimeout == 120*time.Second},
 		{"esp_mux off", c.IPsec.ESPMux == ESPMuxOff},
 		{"keep_ike_port", c.IPsec.KeepIKEPort},
+		{"max_sas_per_client", c.IPsec.MaxSAsPerClient == 5},
 		{"l2tp default on", c.L2TP.Enabled},
 	}
 	for _, ch := range checks {

@@ -21,3 +21,20 @@ func FlowOffload(firewall *uci.File) bool {
 	}
 	return false
 }
+
+// Masquerade reports whether OpenWrt's firewall config masquerades any zone
+// (masq '1', the default of zone wan). Then LAN traffic must not leave the
+// WAN un-NATed; without a firewall config (plain Linux) nothing is assumed.
+func Masquerade(firewall *uci.File) bool {
+	if firewall == nil {
+		return false
+	}
+	for _, s := range firewall.SectionsOfType("zone") {
+		if v, ok := s.Get("masq"); ok {
+			if b, _ := ParseBool(v); b {
+				return true
+			}
+		}
+	}
+	return false
+}

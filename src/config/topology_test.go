@@ -150,3 +150,25 @@ func TestTopologyNoDefaultRoute(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestMasquerade(t *testing.T) {
+	for _, tc := range []struct {
+		text string
+		want bool
+	}{
+		{"config zone\n\toption name 'lan'\n\nconfig zone\n\toption name 'wan'\n\toption masq '1'\n", true},
+		{"config zone\n\toption name 'wan'\n\toption masq '0'\n", false},
+		{"config defaults\n\toption masq '1'\n", false},
+	} {
+		f, err := uci.Parse("firewall", []byte(tc.text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := Masquerade(f); got != tc.want {
+			t.Errorf("Masquerade(%q) = %v, want %v", tc.text, got, tc.want)
+		}
+	}
+	if Masquerade(nil) {
+		t.Error("no firewall config counts as masquerading")
+	}
+}

@@ -52,6 +52,18 @@ func (c *Conn) Available() error {
 	return nil
 }
 
+// Probe reports whether the kernel speaks ctnetlink in the current network
+// namespace (the probe's nf_conntrack_netlink capability): it opens a socket,
+// asks for the statistics and closes it again.
+func Probe() error {
+	c, err := Open()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Available()
+}
+
 // ClearHelper removes the conntrack helper from the TCP connection whose
 // original-direction tuple is src -> dst (IPCTNL_MSG_CT_NEW without
 // NLM_F_CREATE, CTA_HELP with an empty name: ctnetlink_change_helper then

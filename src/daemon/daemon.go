@@ -135,7 +135,7 @@ func (d *Daemon) Start() error {
 // an engine fails.
 func (d *Daemon) Loop(ctx context.Context, reload <-chan os.Signal) error {
 	changed := make(chan struct{}, 1)
-	go d.k.Watch(ctx, changed, func(err error) {
+	go d.k.Watch(ctx, d.quietElements, changed, func(err error) {
 		d.opts.Log.Error("table watch failed, retrying", "err", err)
 		d.setErr(err)
 	})

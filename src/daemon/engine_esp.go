@@ -21,10 +21,11 @@ type espEngine struct {
 func espOptions(l *loader.Loaded, log *slog.Logger) esp.Options {
 	c := l.Config.IPsec
 	return esp.Options{
-		MaxSAs:      c.MaxSAs,
-		IdleTimeout: c.IdleTimeout,
-		KeepIKEPort: c.KeepIKEPort,
-		Log:         log,
+		MaxSAs:       c.MaxSAs,
+		MaxPerClient: c.MaxSAsPerClient,
+		IdleTimeout:  c.IdleTimeout,
+		KeepIKEPort:  c.KeepIKEPort,
+		Log:          log,
 	}
 }
 

@@ -32,6 +32,7 @@ func pptpConfig(q plan.Queue, l *loader.Loaded, stateDir string) pptp.Config {
 		// The kernel has the helper: fw4 may assign it to the control
 		// connections, and the engine must take it off again.
 		ClearKernelHelper: plan.ClearsKernelHelper(l.Caps),
+		NoCtnetlink:       !l.Caps.Ctnetlink,
 	}
 }
 

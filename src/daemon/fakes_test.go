@@ -303,7 +303,7 @@ func newRig(t *testing.T, cfg config.Config) *rig {
 			j.add("start %s", q.Engine)
 			return &fakeEngine{j: j, name: q.Engine}, nil
 		},
-		Watch: func(ctx context.Context, changed chan<- struct{}, onErr func(error)) {
+		Watch: func(ctx context.Context, quiet func(table, set string) bool, changed chan<- struct{}, onErr func(error)) {
 			for {
 				select {
 				case <-ctx.Done():

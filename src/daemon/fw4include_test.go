@@ -43,6 +43,27 @@ func TestSyncFW4Include(t *testing.T) {
 	}
 }
 
+// TestIncludeFilesAsGlob: the hand-written listing picks what
+// filepath.Glob("*vpn-passthrough*.nft") picks, in the same order.
+func TestIncludeFilesAsGlob(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"20-vpn-passthrough.nft", "10-vpn-passthrough.nft", "vpn-passthrough.nft",
+		".vpn-passthrough.nft", "vpn-passthrough-extra.nft", "vpn-passthrough.nft.tmp", "vpn-passthrough.conf",
+		"vpn-passthroug.nft", "other.nft", "x.nftvpn-passthrough"} {
+		if err := os.WriteFile(filepath.Join(dir, n), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Mkdir(filepath.Join(dir, "30-vpn-passthrough.nft"), 0o755)
+	want, _ := filepath.Glob(filepath.Join(dir, "*vpn-passthrough*.nft"))
+	if got := includeFiles(dir); strings.Join(got, " ") != strings.Join(want, " ") || len(got) != 6 {
+		t.Errorf("includeFiles = %q, want %q (6 names)", got, want)
+	}
+	if got := includeFiles(filepath.Join(dir, "absent")); got != nil {
+		t.Errorf("absent folder: %q", got)
+	}
+}
+
 // TestMarkFollowsTheOption: a configured mark reaches the plan, the engines'
 // queues, the include file, and status warns while fw4's live chain still
 // accepts another mark.

@@ -49,8 +49,9 @@ type Kernel struct {
 	// NewEngine builds the userspace engine one queue of the plan needs.
 	NewEngine func(q plan.Queue, l *loader.Loaded, env EngineEnv) (Engine, error)
 	// Watch signals on changed whenever our table may differ from what
-	// we applied, until ctx ends (nft.Watch).
-	Watch func(ctx context.Context, changed chan<- struct{}, onErr func(error))
+	// we applied, until ctx ends (nft.Conn.Watch). Element changes for
+	// which quiet reports true do not count.
+	Watch func(ctx context.Context, quiet func(table, set string) bool, changed chan<- struct{}, onErr func(error))
 }
 
 // realKernel is the kernel this process runs on.
@@ -60,8 +61,8 @@ func realKernel(o Options, conn *nft.Conn) Kernel {
 		Conntrack: realConntrack{},
 		Load:      func() (*loader.Loaded, error) { return loader.Load(o.ConfigPath, o.Root, conn) },
 		NewEngine: newEngine,
-		Watch: func(ctx context.Context, changed chan<- struct{}, onErr func(error)) {
-			nft.Watch(ctx, []string{plan.TableName, plan.GuardTable, fw4Table}, changed, onErr)
+		Watch: func(ctx context.Context, quiet func(table, set string) bool, changed chan<- struct{}, onErr func(error)) {
+			conn.Watch(ctx, nft.WatchFilter{Tables: []string{plan.TableName, plan.GuardTable, fw4Table}, Quiet: quiet}, changed, onErr)
 		},
 	}
 }

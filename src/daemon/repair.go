@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
@@ -107,4 +108,23 @@ func (d *Daemon) Repair() time.Duration {
 	d.mu.Unlock()
 	d.opts.Log.Info("table was deleted or changed from under us, restored", "table", "inet "+tableName, "change", diff)
 	return 0
+}
+
+// quietElements reports element changes that are not a change of our
+// tables, so they cost no Diff: the engines' maps of the applied plan (their
+// elements are the engines' business, and they change several times a
+// second under load) and any set of fw4's table (watched for its existence
+// and our include's rule). Elements of our other sets (wan_devs, lan_devs,
+// servers) and of the guard table count: a foreign deletion is repaired.
+func (d *Daemon) quietElements(table, set string) bool {
+	if table == fw4Table {
+		return true
+	}
+	if table != tableName {
+		return false
+	}
+	d.mu.Lock()
+	l := d.applied
+	d.mu.Unlock()
+	return l != nil && slices.ContainsFunc(l.Plan.Maps, func(m plan.Map) bool { return m.Name == set })
 }

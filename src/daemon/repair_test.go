@@ -306,3 +306,37 @@ func TestGuardHoldsTheBlocks(t *testing.T) {
 		t.Errorf("shutdown: guard left %v, journal %q", r.fw.currentGuard() != nil, log)
 	}
 }
+
+// TestEngineMapElementsAreQuiet: the engines update their maps several times
+// a second; those element events must cost no Diff, while an element change
+// in any other set of ours (a foreign `nft delete element ... wan_devs`) or
+// of the guard table still counts.
+func TestEngineMapElementsAreQuiet(t *testing.T) {
+	cfg := config.Default()
+	cfg.Mode = config.ModeUserspace
+	r := newRig(t, cfg)
+	r.caps.MapPayload = true
+	if err := r.d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := r.fw.current()
+	if p == nil || len(p.Maps) == 0 {
+		t.Fatalf("userspace plan with map payloads has no engine maps: %+v", p)
+	}
+	for _, m := range p.Maps {
+		if !r.d.quietElements(plan.TableName, m.Name) {
+			t.Errorf("element events of engine map %s would trigger a Diff", m.Name)
+		}
+		if r.d.quietElements(plan.GuardTable, m.Name) {
+			t.Errorf("a set named %s in the guard table is taken for an engine map", m.Name)
+		}
+	}
+	for _, s := range p.Sets {
+		if r.d.quietElements(plan.TableName, s.Name) {
+			t.Errorf("a foreign change of set %s's elements would not be repaired", s.Name)
+		}
+	}
+	if !r.d.quietElements(fw4Table, "some_fw4_set") {
+		t.Error("element events of fw4's sets would trigger a Diff of our table")
+	}
+}

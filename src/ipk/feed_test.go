@@ -39,7 +39,7 @@ endef
 define BuildPackage
 $(eval $(Package/$(1)))
 $(foreach v,PKG_NAME PKG_VERSION PKG_RELEASE PKG_SOURCE PKG_SOURCE_URL PKG_HASH PKG_LICENSE PKG_LICENSE_FILES \
-	PKG_MAINTAINER PKG_BUILD_DEPENDS PKG_BUILD_FLAGS GO_PKG GO_PKG_BUILD_PKG GO_PKG_LDFLAGS GO_PKG_LDFLAGS_X \
+	PKG_MAINTAINER PKG_BUILD_DEPENDS PKG_BUILD_FLAGS GO_PKG GO_PKG_BUILD_PKG GO_PKG_LDFLAGS GO_PKG_LDFLAGS_X GO_PKG_GCFLAGS \
 	SECTION CATEGORY TITLE URL PKGARCH,$(info STUB $(v)=$(strip $($(v)))))
 $(info STUB DEPENDS=$(strip $(DEPENDS)))
 $(info STUB DESCRIPTION=$(strip $(Package/$(1)/description)))
@@ -201,7 +201,7 @@ type feedPkg struct {
 	dest  string
 }
 
-func runFeed(t *testing.T, pkgDir string) feedPkg {
+func runFeed(t *testing.T, pkgDir string, makeArgs ...string) feedPkg {
 	t.Helper()
 	top := stubTop(t)
 	bindir := filepath.Join(top, "gobin")
@@ -212,7 +212,7 @@ func runFeed(t *testing.T, pkgDir string) feedPkg {
 		t.Fatal(err)
 	}
 	dest := filepath.Join(top, "dest")
-	v := runMake(t, top, pkgDir, "stub-install", "STUB_DEST="+dest, "STUB_BINDIR="+bindir)
+	v := runMake(t, top, pkgDir, append([]string{"stub-install", "STUB_DEST=" + dest, "STUB_BINDIR=" + bindir}, makeArgs...)...)
 	return feedPkg{vars: v, files: treeModes(t, dest), dest: dest}
 }
 
@@ -347,6 +347,37 @@ func TestFeedDaemonMakefile(t *testing.T) {
 	}
 	if !bytes.Contains(b, []byte("\ninclude ../../lang/golang/golang-package.mk\n")) || bytes.Contains(b, []byte("$(TOPDIR)/feeds")) {
 		t.Error("the Makefile must include ../../lang/golang/golang-package.mk, and nothing from $(TOPDIR)/feeds")
+	}
+}
+
+// TestFeedGoFlags: per target, the feed compiles with the -gcflags that
+// `make cross` uses (for size on the small-flash 32-bit targets).
+func TestFeedGoFlags(t *testing.T) {
+	root := repoRoot(t)
+	pkgDir := filepath.Join(root, "openwrt-feed", "net", "vpn-passthrough")
+	// OpenWrt's $(ARCH) of each package architecture `make cross` builds.
+	arches := map[string]string{"mips_24kc": "mips", "mipsel_24kc": "mipsel", "arm_cortex-a7_neon-vfpv4": "arm",
+		"aarch64_cortex-a53": "aarch64", "x86_64": "x86_64"}
+	small := 0
+	for pkgArch, arch := range arches {
+		cmd := exec.Command("make", "-s", "--no-print-directory", "-f", "Makefile", "-f", "-", "print-var", "V=CROSS_GCFLAGS_"+pkgArch)
+		cmd.Dir = root
+		cmd.Stdin = strings.NewReader("print-var:\n\t@echo '$($(V))'\n")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("make print-var: %v", err)
+		}
+		want := strings.TrimSpace(string(out))
+		v := runFeed(t, pkgDir, "ARCH="+arch).vars
+		if v["GO_PKG_GCFLAGS"] != want {
+			t.Errorf("ARCH=%s: feed GO_PKG_GCFLAGS %q, make cross -gcflags %q (%s)", arch, v["GO_PKG_GCFLAGS"], want, pkgArch)
+		}
+		if want != "" {
+			small++
+		}
+	}
+	if small != 3 {
+		t.Errorf("%d targets compiled for size, want 3 (mips, mipsel, arm)", small)
 	}
 }
 

@@ -76,7 +76,8 @@ func load(path string, root probe.Root, n *nft.Conn, kernelOnly bool) (*Loaded, 
 		caps.NFQueue = false
 		caps.Notes["nfnetlink_queue"] = "not used: one-shot apply runs no engines"
 	}
-	p, err := plan.Build(plan.Input{Config: cfg, Caps: caps, Topology: topo, FlowOffload: config.FlowOffload(firewall)})
+	p, err := plan.Build(plan.Input{Config: cfg, Caps: caps, Topology: topo, FlowOffload: config.FlowOffload(firewall),
+		Masquerade: config.Masquerade(firewall)})
 	if err != nil {
 		return nil, err
 	}

@@ -21,18 +21,19 @@ func errorf(format string, a ...any) error { return fmt.Errorf("nft: "+format, a
 // uses a fresh nftables.Conn: the library queues batch messages and keeps the
 // first error in the Conn, so a failed apply must not leak into the next.
 type Conn struct {
-	opts []nftables.ConnOption
+	opts  []nftables.ConnOption
+	netns int // 0: the current namespace (for the watch's own socket)
 }
 
 // Open connects to nftables in the current network namespace.
-func Open() (*Conn, error) { return open() }
+func Open() (*Conn, error) { return open(0) }
 
 // OpenNetNS connects to nftables in the network namespace behind fd (an open
 // /var/run/netns/NAME), for tests and tools that manage several namespaces.
-func OpenNetNS(fd int) (*Conn, error) { return open(nftables.WithNetNSFd(fd)) }
+func OpenNetNS(fd int) (*Conn, error) { return open(fd, nftables.WithNetNSFd(fd)) }
 
-func open(opts ...nftables.ConnOption) (*Conn, error) {
-	n := &Conn{opts: opts}
+func open(netns int, opts ...nftables.ConnOption) (*Conn, error) {
+	n := &Conn{opts: opts, netns: netns}
 	if _, err := n.nc(); err != nil {
 		return nil, err
 	}

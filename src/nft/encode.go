@@ -115,6 +115,13 @@ func ruleExprs(r plan.Rule, sets setLookup, queueCompat bool) ([]expr.Any, error
 				Mask: binaryutil.NativeEndian.PutUint32(r.CtState), Xor: make([]byte, 4)},
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)})
 	}
+	if r.NotNAT {
+		e = append(e,
+			&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(ctStatusSNAT | ctStatusDNAT), Xor: make([]byte, 4)},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: make([]byte, 4)})
+	}
 	if r.NotDNAT {
 		// ct status is host order too; the port-forward bit is clear.
 		e = append(e,
@@ -192,6 +199,9 @@ func ruleExprs(r plan.Rule, sets setLookup, queueCompat bool) ([]expr.Any, error
 
 // ctStatusDNAT is IPS_DST_NAT (uapi nf_conntrack_common.h): a port forward.
 const ctStatusDNAT = 1 << 5
+
+// ctStatusSNAT is IPS_SRC_NAT: masqueraded (or otherwise source-NATed).
+const ctStatusSNAT = 1 << 4
 
 // Kernel constants for the xtables NFQUEUE target (uapi
 // linux/netfilter/xt_NFQUEUE.h): revision 3 carries queuenum, queues_total

@@ -22,7 +22,7 @@ type netns struct {
 	fd   *os.File
 }
 
-func newNetns(t *testing.T) *netns {
+func newNetns(t testing.TB) *netns {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to create network namespaces (CI runs as root)")
@@ -43,7 +43,7 @@ func newNetns(t *testing.T) *netns {
 	return &netns{name: name, fd: f}
 }
 
-func (n *netns) conn(t *testing.T) *Conn {
+func (n *netns) conn(t testing.TB) *Conn {
 	t.Helper()
 	c, err := OpenNetNS(int(n.fd.Fd()))
 	if err != nil {
@@ -75,7 +75,7 @@ func (c *counter) add() int64 { c.n++; return c.n }
 var nsCounter counter
 
 var fullCaps = plan.Caps{NFTables: true, Conntrack: true, PPTPHelper: true, PPTPNAT: true, GRETracking: true,
-	NFQueue: true, NFTQueueExpr: false, XTNFQueue: true, MapPayload: true}
+	NFQueue: true, NFTQueueExpr: false, XTNFQueue: true, MapPayload: true, Ctnetlink: true}
 
 func plans(t *testing.T) map[string]*plan.Plan {
 	t.Helper()
@@ -93,9 +93,14 @@ func plans(t *testing.T) map[string]*plan.Plan {
 	}
 	noHelper := fullCaps
 	noHelper.PPTPHelper = false
+	masq, err := plan.Build(plan.Input{Config: config.Default(), Caps: fullCaps, Topology: topo, Masquerade: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return map[string]*plan.Plan{
-		"default": mk(nil, fullCaps),
-		"kernel":  mk(func(c *config.Config) { c.Mode = config.ModeKernel }, fullCaps),
+		"masquerade": masq,
+		"default":    mk(nil, fullCaps),
+		"kernel":     mk(func(c *config.Config) { c.Mode = config.ModeKernel }, fullCaps),
 		"all-off-logged": mk(func(c *config.Config) {
 			c.PPTP.Enabled, c.L2TP.Enabled, c.IPsec.Enabled, c.LogBlocked = false, false, false, true
 		}, fullCaps),

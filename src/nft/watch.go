@@ -2,23 +2,41 @@ package nft
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"time"
 
-	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 )
 
-// Watch signals on gone whenever any of the inet tables named, or a chain,
-// rule, set or object in them, is added, changed or deleted by anyone (`nft
-// delete table`, `fw4 flush`, `/etc/init.d/firewall restart`, `nft flush
-// chain`, `nft insert rule`), and on every set-element change (the kernel's
-// element events do not say which table they concern). It listens to
-// nftables netlink events rather than polling. It also signals
-// right after (re)subscribing, because events sent while it was not listening
-// (start-up, a receive-buffer overrun) are lost; the receiver then checks
-// whether the table exists. Our own applies delete and re-add the table in one
-// batch, so the receiver must check, not assume. Errors go to onErr and the
-// watch retries with backoff; it returns when ctx ends.
-func Watch(ctx context.Context, names []string, gone chan<- struct{}, onErr func(error)) {
+// WatchFilter says which nftables changes Watch signals.
+type WatchFilter struct {
+	// Tables are the inet tables watched: adding, changing or deleting
+	// one of them, or a chain, rule, set, object or set element in it.
+	Tables []string
+	// Quiet reports set-element changes that are not a change of the
+	// table: the engines' own map updates (several a second under load)
+	// and the sets of a table watched only for its rules (fw4's). Nil:
+	// every element change in a watched table counts.
+	Quiet func(table, set string) bool
+}
+
+// Watch signals on gone whenever a change that WatchFilter selects happens
+// (`nft delete table`, `fw4 flush`, `/etc/init.d/firewall restart`, `nft
+// flush chain`, `nft insert rule`, `nft delete element`). It listens to
+// nftables netlink events rather than polling, and reads each event's table
+// (and, for elements, set) name from the raw message itself: google/nftables'
+// monitor drops both for element events, which made every map update of the
+// engines look like a change of ours.
+//
+// It also signals right after (re)subscribing, because events sent while it
+// was not listening (start-up, a receive-buffer overrun) are lost; the
+// receiver then checks whether the table is intact. Our own applies delete
+// and re-add the table in one batch, so the receiver must check, not assume.
+// Errors go to onErr and the watch retries with backoff; it returns when ctx
+// ends.
+func (n *Conn) Watch(ctx context.Context, f WatchFilter, gone chan<- struct{}, onErr func(error)) {
 	notify := func() {
 		select {
 		case gone <- struct{}{}:
@@ -37,24 +55,9 @@ func Watch(ctx context.Context, names []string, gone chan<- struct{}, onErr func
 		return true
 	}
 	for ctx.Err() == nil {
-		c, err := nftables.New()
+		c, err := n.subscribe()
 		if err != nil {
-			onErr(errorf("watch: %w", err))
-			if !wait() {
-				return
-			}
-			continue
-		}
-		mon := nftables.NewMonitor(
-			// Any/Any, filtered below: google/nftables v0.3.0 tests its
-			// flags as (flags&1)<<type, so a set without the NEWTABLE bit
-			// drops every event, including the NEWGEN that flushes them.
-			nftables.WithMonitorAction(nftables.MonitorActionAny),
-			nftables.WithMonitorObject(nftables.MonitorObjectAny),
-			nftables.WithMonitorEventBuffer(256))
-		events, err := c.AddMonitor(mon)
-		if err != nil {
-			onErr(errorf("watch: subscribe to nftables events: %w", err))
+			onErr(err)
 			if !wait() {
 				return
 			}
@@ -62,78 +65,118 @@ func Watch(ctx context.Context, names []string, gone chan<- struct{}, onErr func
 		}
 		backoff = minBackoff
 		notify()
-		resubscribe := false
-		for !resubscribe {
-			select {
-			case <-ctx.Done():
-				mon.Close()
-				drain(events)
-				return
-			case ev, ok := <-events:
-				switch {
-				case !ok:
-					mon.Close() // the library leaves the socket open
-					resubscribe = true
-				case ev.Type == nftables.MonitorEventTypeOOB:
-					// Usually ENOBUFS after an event storm: start over.
-					mon.Close()
-					drain(events)
-					resubscribe = true
-				case concerns(ev, names):
+		stop := context.AfterFunc(ctx, func() { c.Close() }) // unblocks Receive
+		for {
+			msgs, err := c.Receive()
+			if err != nil {
+				// Closed by ctx, or ENOBUFS after an event storm
+				// (events were lost): start over, which signals.
+				if ctx.Err() == nil && !errors.Is(err, unix.ENOBUFS) {
+					onErr(errorf("watch: receive: %w", err))
+				}
+				break
+			}
+			for _, m := range msgs {
+				if ev, ok := parseEvent(m); ok && f.selects(ev) {
 					notify()
 				}
 			}
 		}
+		stop()
+		c.Close()
 		if !wait() {
 			return
 		}
 	}
 }
 
-// drain empties an event channel until the monitor closes it, so its
-// goroutines end; bounded in time in case it never closes.
-func drain(events <-chan *nftables.MonitorEvent) {
-	deadline := time.After(2 * time.Second)
-	for {
-		select {
-		case _, ok := <-events:
-			if !ok {
-				return
+// watchReadBuffer is the monitor socket's receive buffer: room for bursts of
+// element events (every one is read, most are quiet) before the kernel
+// drops events and the watch must start over.
+const watchReadBuffer = 1 << 20
+
+// subscribe opens a netlink socket on the nftables multicast group in the
+// Conn's network namespace.
+func (n *Conn) subscribe() (*netlink.Conn, error) {
+	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: n.netns})
+	if err != nil {
+		return nil, errorf("watch: netlink: %w", err)
+	}
+	if err := c.JoinGroup(unix.NFNLGRP_NFTABLES); err != nil {
+		c.Close()
+		return nil, errorf("watch: subscribe to nftables events: %w", err)
+	}
+	// SO_RCVBUFFORCE (CAP_NET_ADMIN, which the daemon keeps) passes
+	// net.core.rmem_max; without it the ordinary limit applies.
+	forced := false
+	if rc, err := c.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) {
+			forced = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, watchReadBuffer) == nil
+		})
+	}
+	if !forced {
+		_ = c.SetReadBuffer(watchReadBuffer)
+	}
+	return c, nil
+}
+
+// event is what Watch reads of one nftables notification.
+type event struct {
+	msg    uint16 // NFT_MSG_*
+	family uint8
+	table  string
+	set    string // element events only
+}
+
+// nftMsgDestroySetElem is NFT_MSG_DESTROYSETELEM (Linux 6.3), absent from
+// x/sys; kernels report destroys as deletions, but be safe.
+const nftMsgDestroySetElem = 30
+
+func (e event) element() bool {
+	return e.msg == unix.NFT_MSG_NEWSETELEM || e.msg == unix.NFT_MSG_DELSETELEM || e.msg == nftMsgDestroySetElem
+}
+
+// parseEvent reads an nftables notification: nfgenmsg (family, version,
+// resource id), then attributes, where type 1 is the table's name for every
+// object kind (NFTA_TABLE_NAME, NFTA_CHAIN_TABLE, NFTA_RULE_TABLE,
+// NFTA_SET_TABLE, NFTA_SET_ELEM_LIST_TABLE, NFTA_OBJ_TABLE,
+// NFTA_FLOWTABLE_TABLE) and, in element lists, type 2 the set's
+// (NFTA_SET_ELEM_LIST_SET). ok is false for other messages (NEWGEN, TRACE,
+// other subsystems) and for malformed ones.
+func parseEvent(m netlink.Message) (ev event, ok bool) {
+	if m.Header.Type>>8 != unix.NFNL_SUBSYS_NFTABLES || len(m.Data) < 4 {
+		return event{}, false
+	}
+	ev.msg = uint16(m.Header.Type & 0xff)
+	switch ev.msg {
+	case unix.NFT_MSG_NEWGEN, unix.NFT_MSG_TRACE:
+		return event{}, false
+	}
+	ev.family = m.Data[0]
+	ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+	if err != nil {
+		return event{}, false
+	}
+	for ad.Next() {
+		switch ad.Type() {
+		case 1:
+			ev.table = ad.String()
+		case 2:
+			if ev.element() {
+				ev.set = ad.String()
 			}
-		case <-deadline:
-			return
 		}
 	}
+	if ad.Err() != nil || ev.table == "" {
+		return event{}, false
+	}
+	return ev, true
 }
 
-// concerns reports whether an event may change one of the tables named.
-func concerns(ev *nftables.MonitorEvent, names []string) bool {
-	switch ev.Type {
-	case nftables.MonitorEventTypeNewSetElem, nftables.MonitorEventTypeDelSetElem:
-		return true
+// selects reports whether an event may change one of the watched tables.
+func (f WatchFilter) selects(ev event) bool {
+	if ev.family != unix.NFPROTO_INET || !slices.Contains(f.Tables, ev.table) {
+		return false
 	}
-	for _, n := range names {
-		if ours(ev.Data, n) {
-			return true
-		}
-	}
-	return false
-}
-
-// ours reports whether an event concerns table inet <name>.
-func ours(data any, name string) bool {
-	var t *nftables.Table
-	switch d := data.(type) {
-	case *nftables.Table:
-		t = d
-	case *nftables.Chain:
-		t = d.Table
-	case *nftables.Rule:
-		t = d.Table
-	case *nftables.Set:
-		t = d.Table
-	case *nftables.NamedObj:
-		t = d.Table
-	}
-	return t != nil && t.Name == name && (t.Family == nftables.TableFamilyINet || t.Family == nftables.TableFamilyUnspecified)
+	return !ev.element() || f.Quiet == nil || !f.Quiet(ev.table, ev.set)
 }

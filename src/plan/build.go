@@ -30,6 +30,9 @@ type Input struct {
 	// FlowOffload is fw4's defaults.flow_offloading: offloaded flows skip
 	// the forward hook, so userspace engines miss their later packets.
 	FlowOffload bool
+	// Masquerade: fw4 is set to masquerade towards the WAN (a zone with
+	// masq '1'), so VPN traffic leaving it un-NATed is a leak (natleak.go).
+	Masquerade bool
 }
 
 // Build maps (config, capabilities, topology) to the desired state. It never
@@ -84,6 +87,12 @@ func Build(in Input) (*Plan, error) {
 			}
 			p.Decisions[len(p.Decisions)-1] = d
 		}
+		if pr == PPTP && d.Datapath == PathUserspace && in.Caps.PPTPHelper {
+			// The router's own PPTP calls need no translation, only
+			// the helper in output (router.go); LAN calls are the
+			// engine's.
+			p.Helpers = append(p.Helpers, Helper{Name: "pptp", Type: "pptp", L4: ProtoTCP, L3IPv4: true})
+		}
 		if pr == PPTP && d.Datapath == PathKernel && in.Caps.PPTPHelper {
 			p.Helpers = append(p.Helpers, Helper{Name: "pptp", Type: "pptp", L4: ProtoTCP, L3IPv4: true})
 			pre.Rules = append(pre.Rules, Rule{
@@ -133,6 +142,7 @@ func Build(in Input) (*Plan, error) {
 		p.Chains = append(p.Chains, pre)
 	}
 	p.Chains = append(p.Chains, fwd)
+	natLeakGuard(p, in)
 	routerPPTP(p)
 	setMark(p, c.Mark, c.MarkMask)
 	return p, nil
@@ -155,12 +165,18 @@ func decide(pr Proto, c config.Config, caps Caps) Decision {
 		case c.Mode == config.ModeUserspace && caps.QueueReady():
 			d.Datapath = PathUserspace
 			d.Reason = "mode userspace: Call-ID NAT in this daemon, " + pptpDatapath(caps)
+			if !caps.Ctnetlink {
+				d.Degraded = noCtnetlinkPPTP(caps)
+			}
 		case c.Mode == config.ModeUserspace:
 			d.Reason = "mode userspace requested, but the kernel lacks NFQUEUE (nfnetlink_queue and nft queue or xt_NFQUEUE): kernel conntrack is used"
 			d.Degraded = degradedPPTP(caps)
 		case c.Mode == config.ModeAuto && !helper && caps.QueueReady():
 			d.Datapath = PathUserspace
 			d.Reason = "mode auto: kernel lacks " + missing + ", so Call-ID NAT runs in this daemon, " + pptpDatapath(caps)
+			if !caps.Ctnetlink {
+				d.Degraded = noCtnetlinkPPTP(caps)
+			}
 		case helper:
 			d.Reason = fmt.Sprintf("mode %s: kernel has nf_conntrack_pptp and nf_nat_pptp; helper assigned to LAN->WAN %s", c.Mode, TrafficOf(PPTP)[0])
 		default:
@@ -191,10 +207,27 @@ func decide(pr Proto, c config.Config, caps Caps) Decision {
 
 // pptpDatapath says where the userspace PPTP engine's GRE goes.
 func pptpDatapath(caps Caps) string {
-	if caps.MapPayload {
+	switch {
+	case PPTPMaps(caps):
 		return "control connections through NFQUEUE, GRE demultiplexed by the kernel from the engine's maps"
+	case !caps.MapPayload:
+		return "through NFQUEUE for every packet (the kernel lacks nft payload statements with map lookups)"
 	}
-	return "through NFQUEUE for every packet (the kernel lacks nft payload statements with map lookups)"
+	return "through NFQUEUE for every packet (the kernel lacks nf_conntrack_netlink, which the kernel GRE maps need: " +
+		"each call's elements are keyed by the router address conntrack reports)"
+}
+
+// noCtnetlinkPPTP is what the userspace PPTP engine cannot do without
+// ctnetlink (src/engine/pptp doc.go).
+func noCtnetlinkPPTP(caps Caps) string {
+	s := "the kernel lacks nf_conntrack_netlink (kmod-nf-conntrack-netlink): control connections are judged by the engine's " +
+		"own stream tracking (a spoofed RST or SYN near the stream can end a call), inbound GRE is not checked against " +
+		"the router's WAN address, GRE arriving while the daemon restarts is not dropped silently, and the session table " +
+		"cannot see outbound GRE (calls show connected, never established)"
+	if ClearsKernelHelper(caps) {
+		s += "; the kernel pptp helper cannot be taken off control connections fw4 assigns it to, and their calls fail"
+	}
+	return s
 }
 
 const espLimit = "raw ESP is tracked by address pair only: one LAN client per server without NAT-T; AH cannot pass NAT by design"

@@ -67,7 +67,12 @@ type Caps struct {
 	// MapPayload: named maps with concatenated keys and per-element
 	// counters, payload statements fed by map lookups, and notrack: what the
 	// engines' kernel data plane needs (nft probe, scratch table).
-	MapPayload    bool   `json:"nft_map_payload"`
+	MapPayload bool `json:"nft_map_payload"`
+	// Ctnetlink: the kernel speaks ctnetlink (nf_conntrack_netlink,
+	// kmod-nf-conntrack-netlink). The PPTP engine's kernel data plane
+	// needs it: it keys each call's GRE elements by the router address
+	// of the control connection, which only conntrack's reply tuple says.
+	Ctnetlink     bool   `json:"nf_conntrack_netlink"`
 	KernelRelease string `json:"kernel_release,omitempty"`
 	// Notes says how each capability was found (path or netlink probe).
 	Notes map[string]string `json:"notes,omitempty"`

@@ -15,7 +15,7 @@ var update = flag.Bool("update", false, "rewrite golden files in testdata/")
 // fullCaps is a kernel with everything (like OpenWrt with
 // kmod-nf-nathelper-extra and kmod-nft-queue).
 var fullCaps = Caps{NFTables: true, Conntrack: true, PPTPHelper: true, PPTPNAT: true, GRETracking: true,
-	NFQueue: true, NFTQueueExpr: true, XTNFQueue: true, MapPayload: true}
+	NFQueue: true, NFTQueueExpr: true, XTNFQueue: true, MapPayload: true, Ctnetlink: true}
 
 var topo = config.Topology{LAN: []string{"br-lan"}, WAN: []string{"wan"}, LANFrom: "test", WANFrom: "test"}
 
@@ -35,6 +35,8 @@ func Cases() []struct {
 	noMaps.MapPayload = false
 	noHelperNoMaps := noHelper
 	noHelperNoMaps.MapPayload = false
+	noHelperNoCtnetlink := noHelper
+	noHelperNoCtnetlink.Ctnetlink = false
 	disabled := config.Default()
 	disabled.Enabled = false
 	twoLAN := config.Topology{LAN: []string{"r-lan1", "r-lan2"}, WAN: []string{"r-wan"}}
@@ -50,6 +52,7 @@ func Cases() []struct {
 		{"disabled", Input{Config: disabled, Caps: fullCaps, Topology: topo}},
 		{"no-kernel-maps", Input{Config: def, Caps: noMaps, Topology: topo}},
 		{"auto-no-helper-no-maps", Input{Config: def, Caps: noHelperNoMaps, Topology: topo}},
+		{"auto-no-helper-no-ctnetlink", Input{Config: def, Caps: noHelperNoCtnetlink, Topology: topo}},
 	}
 }
 
@@ -152,9 +155,10 @@ func TestPPTPKernelHelper(t *testing.T) {
 	}
 	// The only drops with everything on are the guards: new inbound flows
 	// to the LAN that are no port forward, the ESP engine's (unsolicited
-	// WAN ESP, unrewritten (leaking) LAN ESP) and marked packets heading
-	// anywhere but the LAN.
-	guards := map[string]bool{CounterESPUnsolicited: true, CounterESPLeak: true, CounterMarkGuard: true}
+	// WAN ESP, unrewritten (leaking) LAN ESP, ESP of known servers that
+	// nothing forwarded) and marked packets heading anywhere but the LAN.
+	guards := map[string]bool{CounterESPUnsolicited: true, CounterESPLeak: true, CounterMarkGuard: true,
+		CounterESPNoEngine: true}
 	unsolicited := func(r Rule) bool {
 		return r.IIFSet == SetWAN && r.OIFSet == SetLAN && r.CtState == CtStateNew && r.NotDNAT &&
 			strings.HasPrefix(r.Counter, "unsolicited_")

@@ -124,6 +124,9 @@ func (r Rule) String() string {
 	if r.NotDNAT {
 		f = append(f, "ct status & dnat == 0")
 	}
+	if r.NotNAT {
+		f = append(f, "ct status & (snat | dnat) == 0")
+	}
 	if r.MarkMask != 0 {
 		op := "=="
 		if r.MarkNot {

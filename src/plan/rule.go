@@ -90,6 +90,9 @@ type Rule struct {
 	CtState uint32
 	// NotDNAT: ct status ! dnat (not a port forward).
 	NotDNAT bool
+	// NotNAT: ct status has neither snat nor dnat (tracked, but neither
+	// masqueraded nor port-forwarded). Untracked packets never match.
+	NotNAT bool
 	// KeyMatch: the (concatenated) key is in a set of Plan.Maps.
 	KeyMatch *KeyMatch
 

@@ -27,6 +27,15 @@ const (
 	MapESPOut      = "esp_out"       // client . server . outbound SPI (two halves; a set)
 	MapESPWANSrc   = "esp_wan_src"   // WAN device index : its IPv4 address
 	MapESPWANAddrs = "esp_wan_addrs" // the WAN addresses (a set)
+	// MapESPServers holds the servers LAN clients use raw ESP with (a
+	// set): unmarked ESP from them to a WAN address is dropped in the
+	// kernel, also while no engine runs (no ICMP error goes back).
+	MapESPServers = "esp_servers"
+
+	// CounterESPNoEngine counts inbound ESP from a server of esp_servers
+	// to a WAN address that neither the maps nor the engine forwarded:
+	// dropped, so fw4's input chain never answers it with an ICMP error.
+	CounterESPNoEngine = "esp_no_engine_dropped"
 )
 
 // espMaps are the ESP engine's maps. The inbound and outbound ones count
@@ -37,6 +46,7 @@ func espMaps() []Map {
 		{Name: MapESPOut, Engine: "esp", Key: Key{FieldIPSaddr, FieldIPDaddr, FieldSPIHi, FieldSPILo}, Counter: true},
 		{Name: MapESPWANSrc, Engine: "esp", Key: Key{FieldMetaOIF}, Data: FieldIPSaddr},
 		{Name: MapESPWANAddrs, Engine: "esp", Key: Key{FieldIPDaddr}},
+		{Name: MapESPServers, Engine: "esp", Key: Key{FieldIPSaddr}},
 	}
 }
 
@@ -65,7 +75,11 @@ func espMaps() []Map {
 //     marked and accepted (for this chain; fw4 accepts the mark).
 //
 // So only the first packets of an SA reach the engine, and SAs it learned
-// keep flowing while the daemon is down.
+// keep flowing while the daemon is down. And in raw prerouting (-299):
+// unmarked ESP from a server in esp_servers (the servers LAN clients use)
+// to a WAN address is dropped and counted, as the engine would: with the
+// daemon down the bypassed queue rule would otherwise let it reach fw4's
+// input chain, which answers it with an ICMP error to the server.
 //
 // Everything is IPv4: ESP over IPv6 needs no NAT and is left alone. Queue
 // rules use bypass (fail-open; src/engine/esp doc.go says what that costs).
@@ -128,7 +142,32 @@ func userspaceESP(p *Plan, in Input, pre, fwd *Chain) bool {
 		MarkMask: MarkMask,
 		Mark:     Mark,
 		Notrack:  true,
+		// Ends this chain for them: the drop below is for unmarked ESP.
+		Verdict: VerdictAccept,
 	}}}
+	if fast {
+		// A bypassed queue rule (no engine) accepts; routing then delivers
+		// ESP addressed to the router to fw4's input chain, whose reject
+		// sends an ICMP error to the server. The engine itself drops
+		// unknown SPIs of known servers, so this is the same decision,
+		// kept by the kernel.
+		untrack.Rules = append(untrack.Rules, Rule{
+			Comment:  "vpn-passthrough: ESP of a LAN client's server that nothing forwarded: dropped, no ICMP back (also with the daemon down)",
+			IIFSet:   SetWAN,
+			IPv4Only: true,
+			L4:       ProtoESP,
+			// KeyMatch marks the rule as one on engine-programmed sets,
+			// which the guard table cannot hold (Plan.Guard).
+			KeyMatch: &KeyMatch{Key: Key{FieldIPSaddr}, Set: MapESPServers},
+			DAddrSet: MapESPWANAddrs,
+			MarkMask: MarkMask,
+			Mark:     Mark,
+			MarkNot:  true,
+			Counter:  CounterESPNoEngine,
+			Verdict:  VerdictDrop,
+		})
+		p.Counters = append(p.Counters, CounterESPNoEngine)
+	}
 	guard := Rule{
 		Comment:  "vpn-passthrough: ESP from the WAN reaches the LAN only through the ESP engine",
 		IIFSet:   SetWAN,
@@ -141,9 +180,23 @@ func userspaceESP(p *Plan, in Input, pre, fwd *Chain) bool {
 		Counter:  CounterESPUnsolicited,
 		Verdict:  VerdictDrop,
 	}
-	fwd.Rules = append([]Rule{guard}, fwd.Rules...)
+	// What the engine or the maps forwarded leaves our forward chain at
+	// once, counted as passed: the other protocols' rules further down
+	// cannot match it (they cost inbound ESP ~20 rule evaluations).
+	passIn := Rule{
+		Comment:  "vpn-passthrough: ESP the ESP engine demultiplexed passes (counted)",
+		IIFSet:   SetWAN,
+		OIFSet:   SetLAN,
+		IPv4Only: true,
+		L4:       ProtoESP,
+		MarkMask: MarkMask,
+		Mark:     Mark,
+		Counter:  PassedCounter(IPsec, "in"),
+		Verdict:  VerdictAccept,
+	}
+	first := []Rule{guard, passIn}
 	if fast {
-		fwd.Rules = append(fwd.Rules, Rule{
+		first = append(first, Rule{
 			Comment:  "vpn-passthrough: outbound ESP of a known SA gets the WAN source from the kernel maps",
 			IIFSet:   SetLAN,
 			OIFSet:   SetWAN,
@@ -151,11 +204,13 @@ func userspaceESP(p *Plan, in Input, pre, fwd *Chain) bool {
 			L4:       ProtoESP,
 			KeyMatch: &KeyMatch{Key: Key{FieldIPSaddr, FieldIPDaddr, FieldSPIHi, FieldSPILo}, Set: MapESPOut},
 			MapSet:   &MapStmt{Dst: FieldIPSaddr, Key: Key{FieldMetaOIF}, Map: MapESPWANSrc},
+			Counter:  PassedCounter(IPsec, "out"),
 			SetMark:  true,
 			Verdict:  VerdictAccept,
 		})
 		p.Maps = append(p.Maps, espMaps()...)
 	}
+	fwd.Rules = append(first, fwd.Rules...)
 	fwd.Rules = append(fwd.Rules,
 		Rule{
 			Comment:  "vpn-passthrough: outbound ESP gets the WAN source after routing (ESP engine)",

@@ -3,6 +3,7 @@ package plan
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -70,9 +71,16 @@ func TestUserspaceESPPlan(t *testing.T) {
 		g.Verdict != VerdictDrop || g.Counter != CounterESPUnsolicited {
 		t.Fatalf("first forward rule %s", g)
 	}
-	// The untrack chain keys on the engine's mark only.
-	if u := untrack.Rules; len(u) != 1 || !u[0].Notrack || u[0].MarkMask != MarkMask || u[0].MarkNot || u[0].Queue != nil {
+	// The untrack chain keys on the engine's mark only; then (kernel
+	// maps) unmarked ESP of the servers LAN clients use, to a WAN address,
+	// is dropped: with the daemon down it would draw fw4's ICMP errors.
+	u := untrack.Rules
+	if len(u) != 2 || !u[0].Notrack || u[0].MarkMask != MarkMask || u[0].MarkNot || u[0].Queue != nil {
 		t.Fatalf("untrack rules %+v", u)
+	}
+	if d := u[1]; d.L4 != ProtoESP || d.IIFSet != SetWAN || d.KeyMatch == nil || d.KeyMatch.Set != MapESPServers || d.DAddrSet != MapESPWANAddrs ||
+		!d.MarkNot || d.Mark != Mark || d.Verdict != VerdictDrop || d.Counter != CounterESPNoEngine || d.Queue != nil {
+		t.Fatalf("no-engine drop %s", d)
 	}
 	// Without keep_ike_port IKE stays tracked (kernel NAT).
 	for _, r := range raw.Rules {
@@ -158,8 +166,8 @@ func TestUserspaceESPKeepIKEPortGolden(t *testing.T) {
 	}
 }
 
-// With the fast path, each ESP queue rule has a map rule in front of it in
-// the same chain that forwards (and accepts) what the maps know; without
+// With the fast path, each ESP queue rule has a map rule before it in the
+// same chain that forwards (and accepts) what the maps know; without
 // it (older kernels) the plan has no maps and queues every packet.
 func TestUserspaceESPKernelMaps(t *testing.T) {
 	p := espPlan(t, nil, fullCaps)
@@ -173,11 +181,14 @@ func TestUserspaceESPKernelMaps(t *testing.T) {
 			if r.Queue == nil || r.L4 != ProtoESP {
 				continue
 			}
-			if i == 0 || c.Rules[i-1].MapSet == nil || c.Rules[i-1].Verdict != VerdictAccept || !c.Rules[i-1].SetMark {
-				t.Errorf("chain %s: ESP queue rule %q has no map rule in front", c.Name, r)
+			j := slices.IndexFunc(c.Rules[:i], func(m Rule) bool {
+				return m.L4 == ProtoESP && m.IIFSet == r.IIFSet && m.MapSet != nil && m.Verdict == VerdictAccept && m.SetMark
+			})
+			if j < 0 {
+				t.Errorf("chain %s: ESP queue rule %q has no map rule before it", c.Name, r)
 				continue
 			}
-			m := c.Rules[i-1]
+			m := c.Rules[j]
 			for _, ref := range []string{m.MapSet.Map, m.KeyMatch.Set} {
 				if _, ok := p.Map(ref); !ok {
 					t.Errorf("rule %q refers to map %s the plan lacks", m, ref)

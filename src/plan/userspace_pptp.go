@@ -24,7 +24,15 @@ const (
 
 	chainPPTPRaw     = "pptp_raw"
 	chainPPTPUntrack = "pptp_untrack"
+	// chainPPTPGREGuard drops new GRE no call holds, after conntrack.
+	chainPPTPGREGuard = "pptp_gre_guard"
 )
+
+// PPTPMaps reports whether the userspace PPTP engine runs on the kernel data
+// plane: nft payload statements fed by map lookups, and ctnetlink, from
+// which the engine learns the router address each call's elements are keyed
+// by (without it the elements cannot be keyed, and every call would fail).
+func PPTPMaps(c Caps) bool { return c.MapPayload && c.Ctnetlink }
 
 // userspacePPTP adds what the userspace PPTP engine needs to p and registers
 // its queue (queue_base) in p.Queues:
@@ -52,7 +60,7 @@ const (
 func userspacePPTP(p *Plan, in Input, pre, fwd *Chain) bool {
 	num := in.Config.QueueBase
 	queue := func() *QueueStmt { return &QueueStmt{Num: num, Bypass: true} }
-	fast := in.Caps.MapPayload
+	fast := PPTPMaps(in.Caps)
 	raw := Chain{Name: chainPPTPRaw, Hook: HookPrerouting, Priority: PrioRaw}
 	if fast {
 		// Known calls: the kernel gives the client's address and Call ID
@@ -72,16 +80,6 @@ func userspacePPTP(p *Plan, in Input, pre, fwd *Chain) bool {
 			Notrack:  true,
 			SetMark:  true,
 			Verdict:  VerdictAccept,
-		}, Rule{
-			// Silently: an ICMP error from fw4's input reject would make
-			// a real PPTP server tear the call down (while no engine
-			// runs, or before the element of a new call exists).
-			Comment:  "vpn-passthrough: inbound GRE to a PPTP WAN address whose Call ID no call holds is dropped",
-			IIFSet:   SetWAN,
-			GREv1:    true,
-			KeyMatch: &KeyMatch{Key: Key{FieldIPDaddr}, Set: MapPPTPWANAddrs},
-			Counter:  CounterPPTPUnknownCall,
-			Verdict:  VerdictDrop,
 		})
 		p.Maps = append(p.Maps,
 			Map{Name: MapPPTPCalls, Engine: "pptp", Key: Key{FieldIPDaddr, FieldIPSaddr, FieldGREKey}, Counter: true},
@@ -123,19 +121,22 @@ func userspacePPTP(p *Plan, in Input, pre, fwd *Chain) bool {
 		MarkMask: MarkMask,
 		Mark:     Mark,
 		Notrack:  true,
-	}, {
-		// What the engine did not translate (no call holds its Call ID,
-		// or no engine runs and the queue rule let it pass): dropped
-		// silently when sent to a router address PPTP control
-		// connections use. fw4's input would reject it with an ICMP
-		// error, on which a real pptpd tears the call down, so a call
-		// would die because the daemon restarted.
-		Comment:  "vpn-passthrough: inbound GRE to a PPTP WAN address the engine did not translate is dropped",
+	}}}
+	// What the engine (or its maps) did not translate (no call holds its
+	// Call ID, or no engine runs and the queue rule let it pass): dropped
+	// silently when sent to a router address PPTP control connections
+	// use. fw4's input would reject it with an ICMP error, on which a real
+	// pptpd tears the call down, so a call would die because the daemon
+	// restarted. After conntrack, and only if new (or invalid: malformed
+	// GRE that conntrack cannot parse): GRE of the router's own
+	// calls is related to their control connection (the helper in output,
+	// router.go) and goes on to fw4's input, even while a LAN call's
+	// control connection makes the address one of the engine's.
+	guard := Chain{Name: chainPPTPGREGuard, Hook: HookPrerouting, Priority: PrioMangle, Rules: []Rule{{
+		Comment:  "vpn-passthrough: new inbound GRE to a PPTP WAN address the engine did not translate is dropped",
 		IIFSet:   SetWAN,
 		GREv1:    true,
-		MarkMask: MarkMask,
-		Mark:     Mark,
-		MarkNot:  true,
+		CtState:  CtStateNew | CtStateInvalid,
 		KeyMatch: &KeyMatch{Key: Key{FieldIPDaddr}, Set: MapPPTPWANAddrs},
 		Counter:  CounterPPTPUnknownCall,
 		Verdict:  VerdictDrop,
@@ -181,6 +182,7 @@ func userspacePPTP(p *Plan, in Input, pre, fwd *Chain) bool {
 	if !fast {
 		p.Chains = append(p.Chains, untrack)
 	}
+	p.Chains = append(p.Chains, guard)
 	p.Queues = append(p.Queues, Queue{Num: num, Engine: "pptp", Maps: fast, Mark: Mark, ClearHelper: in.Caps.PPTPHelper})
 	return true
 }

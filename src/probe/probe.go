@@ -2,18 +2,20 @@ package probe
 
 import (
 	"bufio"
-	"compress/gzip"
+	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/config"
+	"github.com/vpn-passthrough/vpn-passthrough/src/ct"
+	"github.com/vpn-passthrough/vpn-passthrough/src/gunzip"
 	"github.com/vpn-passthrough/vpn-passthrough/src/nft"
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
 )
@@ -62,16 +64,17 @@ func (r Root) release() string {
 // does not; Debian does), as a fallback for built-in modules.
 func (r Root) kconfig() map[string]string {
 	out := map[string]string{}
-	f, err := os.Open(filepath.Join(string(r), "proc/config.gz"))
+	gz, err := os.ReadFile(filepath.Join(string(r), "proc/config.gz"))
 	if err != nil {
 		return out
 	}
-	defer f.Close()
-	z, err := gzip.NewReader(f)
-	if err != nil {
+	// src/gunzip, not compress/gzip (~70 KB of the mipsel binary). As a
+	// streaming reader would, damage keeps the lines decoded before it.
+	text, err := gunzip.Gunzip(gz, 8<<20)
+	if err != nil && text == nil {
 		return out
 	}
-	sc := bufio.NewScanner(io.LimitReader(z, 8<<20))
+	sc := bufio.NewScanner(bytes.NewReader(text))
 	for sc.Scan() {
 		k, v, ok := strings.Cut(sc.Text(), "=")
 		if ok && strings.HasPrefix(k, "CONFIG_") {
@@ -102,6 +105,8 @@ func Caps(r Root, n *nft.Conn) plan.Caps {
 				// planned; the queue probes stay unknown (false).
 				c.NFTables = true
 				c.Notes["nftables"] = "assumed: netlink probes need root"
+				c.Ctnetlink = true
+				c.Notes["nf_conntrack_netlink"] = "assumed: netlink probes need root"
 			} else {
 				c.Notes["nftables"] = err.Error()
 			}
@@ -121,6 +126,15 @@ func Caps(r Root, n *nft.Conn) plan.Caps {
 				c.MapPayload = true
 				c.Notes["nft_map_payload"] = "netlink probe"
 			}
+			// The PPTP engine's conntrack view (its control connections,
+			// and the router address each call's GRE map elements are
+			// keyed by) speaks ctnetlink.
+			if err := ct.Probe(); err != nil {
+				c.Notes["nf_conntrack_netlink"] = fmt.Sprintf("netlink probe: %v", err)
+			} else {
+				c.Ctnetlink = true
+				c.Notes["nf_conntrack_netlink"] = "netlink probe"
+			}
 			if err := n.ProbeQueue(true); err != nil {
 				c.Notes["xt_nfqueue_compat"] = fmt.Sprintf("netlink probe: %v", err)
 			} else {
@@ -130,6 +144,7 @@ func Caps(r Root, n *nft.Conn) plan.Caps {
 		}
 	} else {
 		c.Notes["nftables"] = "no netlink connection"
+		c.Notes["nf_conntrack_netlink"] = "no netlink connection"
 	}
 	cfg := r.kconfig()
 	var helperNote string
@@ -174,6 +189,8 @@ func disable(c *plan.Caps, list string) {
 			f = &c.PPTPHelper
 		case "nft_queue_expr":
 			f = &c.NFTQueueExpr
+		case "nf_conntrack_netlink":
+			f = &c.Ctnetlink
 		default:
 			continue
 		}
@@ -213,8 +230,9 @@ func parseRoutes(text string) string {
 		if f[1] != "00000000" || f[7] != "00000000" {
 			continue
 		}
-		var metric int
-		fmt.Sscan(f[6], &metric)
+		// strconv, not fmt.Sscan: fmt's scanner costs ~50 KB on mipsel.
+		// The kernel writes the metric in decimal; garbage reads as 0, as before.
+		metric, _ := strconv.Atoi(f[6])
 		if bestMetric < 0 || metric < bestMetric {
 			best, bestMetric = f[0], metric
 		}

@@ -1,6 +1,8 @@
 package probe
 
 import (
+	"bytes"
+	"compress/gzip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +17,13 @@ eth1	00000000	01C6A8C0	0003	0	0	10	00000000	0	0	0
 `
 	if got := parseRoutes(text); got != "eth1" {
 		t.Errorf("default route device = %q, want eth1 (lowest metric)", got)
+	}
+	// Metrics compare as numbers (5 < 10), not as text.
+	numeric := "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n" +
+		"wan\t00000000\t0101A8C0\t0003\t0\t0\t10\t00000000\n" +
+		"wwan\t00000000\t0102A8C0\t0003\t0\t0\t5\t00000000\n"
+	if got := parseRoutes(numeric); got != "wwan" {
+		t.Errorf("default route device = %q, want wwan (metric 5 < 10)", got)
 	}
 	if got := parseRoutes("Iface\tDestination\n"); got != "" {
 		t.Errorf("no routes: got %q", got)
@@ -69,5 +78,43 @@ func TestCapsMissingHelper(t *testing.T) {
 	}
 	if c.Notes["nf_conntrack_pptp"] == "" {
 		t.Error("no note saying where it looked")
+	}
+}
+
+// TestDisableCtnetlink: VPNPT_DISABLE_CAPS reports ctnetlink missing (how
+// the labs run the PPTP engine of a kernel without nf_conntrack_netlink),
+// and a probe without netlink access never claims it.
+func TestDisableCtnetlink(t *testing.T) {
+	c := Caps(Root(t.TempDir()), nil)
+	if c.Ctnetlink || c.Notes["nf_conntrack_netlink"] == "" {
+		t.Errorf("no netlink connection: ctnetlink %v, note %q", c.Ctnetlink, c.Notes["nf_conntrack_netlink"])
+	}
+	c.Ctnetlink, c.MapPayload = true, true
+	disable(&c, "nft_map_payload, nf_conntrack_netlink")
+	if c.Ctnetlink || c.MapPayload || !strings.Contains(c.Notes["nf_conntrack_netlink"], DisableEnv) {
+		t.Errorf("after disable: %+v", c)
+	}
+}
+
+// TestKconfig: /proc/config.gz is read through src/gunzip; lines decoded
+// before damage still count, a file that is not gzip gives nothing.
+func TestKconfig(t *testing.T) {
+	var b bytes.Buffer
+	z := gzip.NewWriter(&b)
+	z.Write([]byte("# comment\nCONFIG_NF_CONNTRACK_PPTP=m\nCONFIG_NFT_QUEUE=y\n# CONFIG_X is not set\nNOT_CONFIG=1\n"))
+	z.Close()
+	root := t.TempDir()
+	write(t, root, "proc/config.gz", b.String())
+	got := Root(root).kconfig()
+	if len(got) != 2 || got["CONFIG_NF_CONNTRACK_PPTP"] != "m" || got["CONFIG_NFT_QUEUE"] != "y" {
+		t.Errorf("kconfig = %v", got)
+	}
+	write(t, root, "proc/config.gz", b.String()[:b.Len()-8]) // no trailer
+	if got := Root(root).kconfig(); got["CONFIG_NFT_QUEUE"] != "y" {
+		t.Errorf("truncated trailer: %v", got)
+	}
+	write(t, root, "proc/config.gz", "CONFIG_PLAIN=y\n")
+	if got := Root(root).kconfig(); len(got) != 0 {
+		t.Errorf("not gzip: %v", got)
 	}
 }

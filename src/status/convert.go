@@ -222,6 +222,8 @@ var capDefs = []capDef{
 	{"nfnetlink_queue", "the userspace engines", "kmod-nfnetlink-queue", func(c plan.Caps) bool { return c.NFQueue }},
 	{"nft_queue_expr", "the userspace engines' queue rules", "kmod-nft-queue", func(c plan.Caps) bool { return c.NFTQueueExpr }},
 	{"xt_nfqueue_compat", "queue rules without kmod-nft-queue", "kmod-nft-compat kmod-ipt-nfqueue", func(c plan.Caps) bool { return c.XTNFQueue }},
+	{"nft_map_payload", "the engines' kernel data plane (else every packet through NFQUEUE)", "kmod-nft-core", func(c plan.Caps) bool { return c.MapPayload }},
+	{"nf_conntrack_netlink", "the PPTP engine's conntrack view and kernel data plane", "kmod-nf-conntrack-netlink", func(c plan.Caps) bool { return c.Ctnetlink }},
 }
 
 func capabilities(c plan.Caps, acct, ts *bool) []Capability {

@@ -2,8 +2,11 @@ package ubus
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -86,5 +89,16 @@ func TestMsg(t *testing.T) {
 	}
 	if _, err := ParseMsg(append([]byte{1}, b[1:]...)); err == nil {
 		t.Error("version 1 accepted")
+	}
+}
+
+// TestReadMsgTooLarge: 10 MB of input is refused as too large before it is
+// read, not reported as an unexpected EOF.
+func TestReadMsgTooLarge(t *testing.T) {
+	h := []byte{0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(h[8:], 10<<20)
+	_, err := ReadMsg(bytes.NewReader(h)) // the 10 MB never follow
+	if err == nil || !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "too large") {
+		t.Errorf("10 MB message: %v, want a too-large error", err)
 	}
 }

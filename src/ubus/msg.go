@@ -121,7 +121,11 @@ func ReadMsg(r io.Reader) (*Msg, error) {
 		return nil, err
 	}
 	n := int(binary.BigEndian.Uint32(h[8:]) & blobLenMask)
-	if n < blobHdrLen || n > maxMsg {
+	if n > maxMsg {
+		// Said before reading it: a truncated read would only say EOF.
+		return nil, fmt.Errorf("%w: message of %d bytes is too large (limit %d)", ErrMalformed, n, maxMsg)
+	}
+	if n < blobHdrLen {
 		return nil, fmt.Errorf("%w: blob length %d", ErrMalformed, n)
 	}
 	b := make([]byte, 8+align4(n))

@@ -106,9 +106,9 @@ func startDaemon(t *testing.T, n int, o ipsecOpts) *env {
 	return &env{t: t, l: l, d: d}
 }
 
-func (e *env) startServer() {
+func (e *env) startServer(args ...string) {
 	e.t.Helper()
-	p, err := e.l.Spawn(e.l.Server.NS, "ipsecpeer server", peerBin, "server", "--duration", "10m")
+	p, err := e.l.Spawn(e.l.Server.NS, "ipsecpeer server", append([]string{peerBin, "server", "--duration", "10m"}, args...)...)
 	if err != nil {
 		e.t.Fatal(err)
 	}

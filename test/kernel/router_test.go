@@ -3,6 +3,7 @@ package kernel
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vpn-passthrough/vpn-passthrough/test/lab"
 )
@@ -58,5 +59,41 @@ func TestRouterOriginatedPPTP(t *testing.T) {
 	// LAN clients still work next to it.
 	if r, err := l.PPTPClient(1, "--call-id", "6", "--count", "5"); err != nil || !r.OK {
 		t.Errorf("LAN PPTP next to the router's own call: %+v, %v", r, err)
+	}
+
+	// Userspace mode: the PPTP engine translates LAN calls; the router's
+	// own call needs no translation (no NAT), only the kernel helper in
+	// output, and the engine's drop of GRE no call holds must not take
+	// its GRE, also while a LAN call's control connection makes the WAN
+	// address one of the engine's.
+	cfg.Mode = "userspace"
+	if err := d.Apply(cfg.String()); err != nil {
+		t.Fatal(err)
+	}
+	if st, _, err := d.Status(); err != nil || st.Datapath("pptp") != "userspace" {
+		t.Fatalf("pptp datapath %q, %v; want userspace", st.Datapath("pptp"), err)
+	}
+	if err := l.ConntrackFlush(); err != nil {
+		t.Fatal(err)
+	}
+	if r := call("11"); !r.OK || r.Received != 5 {
+		t.Errorf("router-originated PPTP, userspace mode, alone: %+v", r)
+	}
+	lan, err := l.StartPPTPClient(1, "--call-id", "12", "--count", "5", "--wait-stdin", "--timeout", "30s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(lan.Kill)
+	if _, err := lan.WaitStdout(0, lab.Scale(10*time.Second), lab.Contains("call-up")); err != nil {
+		t.Fatalf("LAN call not up: %v", err)
+	}
+	if r := call("13"); !r.OK || r.Received != 5 {
+		t.Errorf("router-originated PPTP, userspace mode, while a LAN call is up: %+v", r)
+	}
+	if err := lan.WriteLine("go"); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := lab.WaitPPTPClient(lan, lab.Scale(30*time.Second)); err != nil || !r.OK || r.Received != 5 {
+		t.Errorf("LAN PPTP (userspace engine) next to the router's own call: %+v, %v", r, err)
 	}
 }

@@ -86,7 +86,7 @@ func RepoRoot() (string, error) {
 	}
 	for {
 		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		// The exact module line: test/openwrt/luci is a module of its own below it.
+		// The exact module line, not a prefix: a module of its own below it must not match.
 		if err == nil && reModule.Match(b) {
 			return dir, nil
 		}

@@ -187,15 +187,9 @@ func TestPPTPHelperByHand(t *testing.T) {
 				t.Errorf("%s: %+v, %v", p.Name, r, err)
 			}
 		}
-		seen := map[int]string{}
-		for _, e := range srv.Events(mark, "ocrq") {
-			if e.FromIP() != l.WANAddr.String() {
-				t.Errorf("server saw a call from %s, want the router's %s", e.From, l.WANAddr)
-			}
-			if prev, dup := seen[*e.CallID]; dup {
-				t.Errorf("server saw Call ID %d twice (%s, %s)", *e.CallID, prev, e.From)
-			}
-			seen[*e.CallID] = e.From
+		seen, errs := srv.OutgoingCallIDs(mark, l.WANAddr.String())
+		for _, err := range errs {
+			t.Error(err)
 		}
 		t.Logf("Call IDs the server saw: %v", seen)
 		if len(seen) != len(procs) {

@@ -138,6 +138,29 @@ func (s *Servers) Events(mark int, kinds ...string) []Event {
 	return evs
 }
 
+// OutgoingCallIDs checks the PPTP server's Outgoing-Call-Requests of run mark, as NAT must leave
+// them: every one from the router's WAN address wan, no Call ID twice (two LAN clients' calls
+// must reach the server apart). It reports what breaks that as errors and returns the Call IDs
+// the server saw, with who sent each.
+func (s *Servers) OutgoingCallIDs(mark int, wan string) (map[int]string, []error) {
+	ids := map[int]string{}
+	var errs []error
+	for _, ev := range s.Events(mark, "ocrq") {
+		if ev.FromIP() != wan {
+			errs = append(errs, fmt.Errorf("server saw a call from %s, want the router's %s", ev.From, wan))
+		}
+		if ev.CallID == nil {
+			errs = append(errs, fmt.Errorf("server saw a call without a Call ID from %s", ev.From))
+			continue
+		}
+		if prev, dup := ids[*ev.CallID]; dup {
+			errs = append(errs, fmt.Errorf("server saw Call ID %d from both %s and %s", *ev.CallID, prev, ev.From))
+		}
+		ids[*ev.CallID] = ev.From
+	}
+	return ids, errs
+}
+
 func contains(list []string, s string) bool {
 	for _, v := range list {
 		if v == s {

@@ -2,6 +2,7 @@ package luci
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/network"
+	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"golang.org/x/sys/unix"
 
@@ -70,13 +72,18 @@ func (r *rig) startLuCI() {
 // 127.0.0.1:80 in the router's namespace (where uhttpd listens), so that
 // Chromium and its DevTools socket stay on the host's loopback. It
 // returns the host-side address.
-func (r *rig) proxy() string {
-	r.t.Helper()
+func (r *rig) proxy() string { return forwardInto(r.t, r.l.Router, "127.0.0.1:80") }
+
+// forwardInto listens on the host's loopback and connects each client to
+// addr inside the named network namespace (the browser runs on the host).
+// It returns the host-side address; the listener closes with t.
+func forwardInto(t testing.TB, netns, addr string) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		r.t.Fatal(err)
+		t.Fatal(err)
 	}
-	r.t.Cleanup(func() { ln.Close() })
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -85,9 +92,9 @@ func (r *rig) proxy() string {
 			}
 			go func() {
 				defer c.Close()
-				u, err := dialIn("/var/run/netns/"+r.l.Router, "127.0.0.1:80")
+				u, err := dialIn("/var/run/netns/"+netns, addr)
 				if err != nil {
-					r.t.Logf("proxy: %v", err)
+					t.Logf("proxy: %v", err)
 					return
 				}
 				defer u.Close()
@@ -139,6 +146,14 @@ func dialIn(nsPath, addr string) (net.Conn, error) {
 // browser is headless Chromium on the host's loopback.
 func (r *rig) browser() (context.Context, context.CancelFunc) {
 	r.t.Helper()
+	return newBrowser(r.t, 100*time.Second)
+}
+
+// newBrowser starts headless Chromium (Debian's) with a fresh profile; its
+// context ends after limit. Without chromium the test skips, and fails
+// under CI=true.
+func newBrowser(t testing.TB, limit time.Duration) (context.Context, context.CancelFunc) {
+	t.Helper()
 	bin := ""
 	for _, b := range []string{"chromium", "chromium-browser", "google-chrome"} {
 		if p, err := exec.LookPath(b); err == nil {
@@ -148,17 +163,17 @@ func (r *rig) browser() (context.Context, context.CancelFunc) {
 	}
 	if bin == "" {
 		if os.Getenv("CI") == "true" {
-			r.t.Fatal("CI=true and chromium is missing (apt-get install chromium)")
+			t.Fatal("CI=true and chromium is missing (apt-get install chromium)")
 		}
-		r.t.Skip("chromium missing")
+		t.Skip("chromium missing")
 	}
 	// Chromium may write its profile for a moment after it is told to
 	// quit: removing it is retried, and a failure is not the test's.
 	profile, err := os.MkdirTemp("", "vpnpt-chromium-")
 	if err != nil {
-		r.t.Fatal(err)
+		t.Fatal(err)
 	}
-	r.t.Cleanup(func() {
+	t.Cleanup(func() {
 		for i := 0; i < 50 && os.RemoveAll(profile) != nil; i++ {
 			time.Sleep(100 * time.Millisecond)
 		}
@@ -171,7 +186,7 @@ func (r *rig) browser() (context.Context, context.CancelFunc) {
 	// Chromium: those are logged and skipped, and only that noise is muted.
 	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(func(format string, a ...any) {
 		if !strings.HasPrefix(format, "could not unmarshal event") {
-			r.t.Logf(format, a...)
+			t.Logf(format, a...)
 		}
 	}))
 	// The first Run starts the browser and binds it to ctx: later Runs may
@@ -179,9 +194,9 @@ func (r *rig) browser() (context.Context, context.CancelFunc) {
 	if err := chromedp.Run(ctx); err != nil {
 		cancel()
 		acancel()
-		r.t.Fatalf("chromium: %v", err)
+		t.Fatalf("chromium: %v", err)
 	}
-	ctx, tcancel := context.WithTimeout(ctx, 100*time.Second)
+	ctx, tcancel := context.WithTimeout(ctx, limit)
 	return ctx, func() { tcancel(); cancel(); acancel() }
 }
 
@@ -299,6 +314,9 @@ func TestLuCIPage(t *testing.T) {
 		t.Fatalf("live sessions %q: %v", rows, err)
 	}
 	r.shot(ctx, "1-two-calls")
+	// The Status → Overview include, rendered as the Overview page does,
+	// with the two calls up.
+	r.checkOverview(ctx, base, "1b-overview-two-calls")
 	// Kernel sessions: conntrack keeps no age, and with accounting off no
 	// counts: "-", never "0s" or "0 / 0".
 	var cells []string
@@ -380,6 +398,10 @@ func TestLuCIPage(t *testing.T) {
 		t.Errorf("banner with the daemon stopped: %q: %v", s, err)
 	}
 	r.shot(ctx, "5-daemon-down")
+	// The Overview include with the daemon stopped says so, in words.
+	if in := r.overview(ctx, base, "6-overview-daemon-down"); !strings.Contains(in.Text, "The vpn-passthrough daemon is not running.") {
+		t.Errorf("Overview include with the daemon stopped: %q", in.Text)
+	}
 }
 
 // datapath is what the daemon says carries proto.
@@ -390,4 +412,129 @@ func (r *rig) datapath(proto string) string {
 		}
 	}
 	return ""
+}
+
+// overviewJS renders every Status → Overview include the way LuCI's
+// Overview page (luci-mod-status, not among the bed's sources) finds and
+// shows them: list /www/.../view/status/include through rpcd's file
+// object, L.require each .js there, call its load() and render(), and put
+// the result in a section titled with its title. It returns JSON: the
+// files listed and, per include, its title and rendered text.
+const overviewJS = `(async function() {
+	const fs = await L.require('fs');
+	const entries = await fs.list('/www' + L.resource('view/status/include'));
+	const files = entries.filter(function(e) { return e.type == 'file' && /\.js$/.test(e.name); })
+		.map(function(e) { return e.name; }).sort();
+	const out = { files: files, includes: [] };
+	for (const f of files) {
+		const inc = await L.require('view.status.include.' + f.replace(/\.js$/, ''));
+		const node = await inc.render(await inc.load());
+		const sec = E('div', { 'class': 'cbi-section', 'data-include': f }, [ E('h3', {}, [ inc.title ]), node ]);
+		(document.querySelector('#view') || document.body).appendChild(sec);
+		out.includes.push({ file: f, title: inc.title, text: sec.innerText });
+	}
+	return JSON.stringify(out);
+})()`
+
+type overviewInclude struct {
+	File, Title, Text string
+}
+
+// overview opens a LuCI page (luci-app-firewall's zones) in a tab of its
+// own, renders the Overview includes there with overviewJS, screenshots the
+// result as name and returns our include.
+func (r *rig) overview(ctx context.Context, base, name string) overviewInclude {
+	r.t.Helper()
+	tctx, cancel := chromedp.NewContext(ctx)
+	defer cancel()
+	var raw string
+	if err := chromedp.Run(tctx,
+		chromedp.Navigate(base+"admin/network/firewall"),
+		chromedp.WaitReady(`#view`, chromedp.ByQuery),
+		chromedp.Evaluate(overviewJS, &raw, func(p *cdpruntime.EvaluateParams) *cdpruntime.EvaluateParams {
+			return p.WithAwaitPromise(true)
+		}),
+	); err != nil {
+		r.shot(tctx, "error-"+name)
+		r.t.Fatalf("rendering the Overview includes: %v", err)
+	}
+	var got struct {
+		Files    []string
+		Includes []overviewInclude
+	}
+	if err := json.Unmarshal([]byte(raw), &got); err != nil {
+		r.t.Fatalf("overview: %v: %s", err, raw)
+	}
+	r.shot(tctx, name)
+	for _, in := range got.Includes {
+		if in.File == "70_vpn-passthrough.js" {
+			r.t.Logf("Overview include %s (of %v): %q: %q", in.File, got.Files, in.Title, in.Text)
+			return in
+		}
+	}
+	r.t.Fatalf("our include is not among the Overview includes LuCI lists: %v", got.Files)
+	return overviewInclude{}
+}
+
+// overviewWords is what the include says for a datapath.
+func overviewWords(proto, datapath string) string {
+	switch datapath {
+	case "kernel":
+		if proto == "pptp" {
+			return "passing, through the kernel helper"
+		}
+		return "passing, through the kernel's NAT"
+	case "userspace":
+		return "passing, through the userspace engine"
+	case "blocked":
+		return "blocked"
+	case "untouched":
+		return "not handled (vpn-passthrough is disabled)"
+	}
+	return "unknown"
+}
+
+// checkOverview renders the include and compares each protocol's line
+// with the daemon's status read just before and after.
+func (r *rig) checkOverview(ctx context.Context, base, name string) {
+	r.t.Helper()
+	before := r.status()
+	in := r.overview(ctx, base, name)
+	after := r.status()
+	if in.Title != "VPN Passthrough" {
+		r.t.Errorf("include title %q", in.Title)
+	}
+	label := map[string]string{"pptp": "PPTP", "l2tp": "L2TP", "ipsec": "IPsec"}
+	count := func(s wireStatus, proto string) int {
+		n := 0
+		for _, x := range s.Sessions {
+			if x["protocol"] == proto {
+				n++
+			}
+		}
+		return n
+	}
+	lines := strings.Split(in.Text, "\n")
+	for _, p := range before.Protocols {
+		n := count(before, p.Proto)
+		if count(after, p.Proto) != n {
+			r.t.Logf("%s sessions changed while rendering: not compared", p.Proto)
+			continue
+		}
+		want := overviewWords(p.Proto, p.Datapath)
+		if n == 1 {
+			want += fmt.Sprintf(" — %d session", n)
+		} else if n > 1 {
+			want += fmt.Sprintf(" — %d sessions", n)
+		}
+		found := false
+		for _, l := range lines {
+			if strings.HasPrefix(l, label[p.Proto]) && strings.TrimSpace(strings.TrimPrefix(l, label[p.Proto])) == want {
+				found = true
+			}
+		}
+		if !found {
+			r.t.Errorf("Overview include: no line %q %q in:\n%s", label[p.Proto], want, in.Text)
+		}
+	}
 }

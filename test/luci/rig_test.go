@@ -15,37 +15,16 @@ import (
 	"github.com/vpn-passthrough/vpn-passthrough/test/openwrt"
 )
 
-// rpcdConfig: root holds every ACL group; viewer (password "test" too)
-// holds only the read half of the app's group (and luci-base's, to log in
-// to LuCI).
-const rpcdConfig = `config rpcd
-	option socket /var/run/ubus/ubus.sock
-	option timeout 30
-
-config login
-	option username 'root'
-	option password '$1$vpnpt$yuCAMnyb1pbF6aMULAeC91'
-	list read '*'
-	list write '*'
-
+// rpcdConfig: root holds every ACL group (openwrt.RpcdConfig); viewer
+// (password "test" too) holds only the read half of the app's group (and
+// luci-base's, to log in to LuCI).
+const rpcdConfig = openwrt.RpcdConfig + `
 config login
 	option username 'viewer'
 	option password '$1$vpnpt$yuCAMnyb1pbF6aMULAeC91'
 	list read 'luci-app-vpn-passthrough'
 	list read 'luci-base'
 	list read 'unauthenticated'
-`
-
-const unauthenticatedACL = `{
-	"unauthenticated": {
-		"description": "Access controls for unauthenticated requests",
-		"read": {
-			"ubus": {
-				"session": [ "access", "login" ]
-			}
-		}
-	}
-}
 `
 
 // rig is the lab (two LAN clients, fw4 router, WAN servers) with OpenWrt's
@@ -115,11 +94,8 @@ func startRig(t *testing.T, o rigOptions) *rig {
 		t.Fatal(err)
 	}
 	r := &rig{t: t, l: l, srv: srv, b: b, ubusd: ubusd}
-	// OpenWrt's rpcd package ships this ACL (package/system/rpcd/files);
-	// the rpcd sources do not. LuCI needs session access for every login.
-	if err := b.WriteFile("/usr/share/rpcd/acl.d/unauthenticated.json", unauthenticatedACL, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	// LuCI needs session access for every login: rpcd's unauthenticated.json,
+	// which the userland build installs.
 	r.installApp()
 	b.StartRpcd(t)
 	b.InstallFiles(t)

@@ -3,47 +3,10 @@ package openwrt
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 )
-
-var (
-	apkOnce sync.Once
-	apkDir  string
-	apkErr  error
-)
-
-// apkPackages builds our two v3 packages for x86_64 with the Makefile's own `make apk` (apk-tools'
-// mkpkg, scripts from the packaging), once per run.
-func apkPackages(t *testing.T) (daemon, luci string) {
-	t.Helper()
-	apkOnce.Do(func() {
-		apkDir, apkErr = os.MkdirTemp("", "vpt-openwrt-apk-")
-		if apkErr != nil {
-			return
-		}
-		cmd := exec.Command("make", "-s", "apk", "CROSS_ARCHES=x86_64", "DIST="+apkDir)
-		cmd.Dir = repoPath(t, ".")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			apkErr = fmt.Errorf("make apk: %v: %s", err, out)
-		}
-	})
-	if apkErr != nil {
-		t.Fatal(apkErr)
-	}
-	glob := func(p string) string {
-		m, _ := filepath.Glob(filepath.Join(apkDir, p))
-		if len(m) != 1 {
-			t.Fatalf("want one %s in %s, got %v", p, apkDir, m)
-		}
-		return m[0]
-	}
-	return glob("apk/x86_64/vpn-passthrough-*.apk"), glob("apk/noarch/luci-app-vpn-passthrough-*.apk")
-}
 
 // apk-tools v3 on a live root in the bed (lab router, real fw4 and procd): our two packages from
 // `make apk`, proven v3 by the ADB magic and real `apk adbdump`; `apk add --allow-untrusted` runs
@@ -51,17 +14,9 @@ func apkPackages(t *testing.T) (daemon, luci string) {
 // del` leaves nothing of ours in uci, the ruleset or the file system.
 func TestAPKLiveRoot(t *testing.T) {
 	pd, pl := apkPackages(t)
-	r := startRouterBed(t, false)
-	r.UninstallFiles(t)
-	r.configureFW4(t)
-	r.MustRun(t, "fw4", "-q", "restart")
+	r := startLiveRoot(t, false)
 	stage := "/tmp/apk-stage"
-	var pkgs []string
-	for _, f := range []string{pd, pl} {
-		p := stage + "/" + filepath.Base(f)
-		r.WriteFile(p, mustRead(t, f), 0o644)
-		pkgs = append(pkgs, p)
-	}
+	pkgs := r.stage(t, stage, pd, pl)
 	r.WriteFile("/etc/apk/arch", "x86_64\n", 0o644)
 
 	// What our packages depend on, as empty stand-in packages (the kernel modules are built in
@@ -96,18 +51,7 @@ func TestAPKLiveRoot(t *testing.T) {
 	if !strings.Contains(out, "Executing vpn-passthrough-") || !strings.Contains(out, ".post-install") {
 		t.Fatalf("post-install did not run:\n%s", out)
 	}
-	if err := WaitFor(20*time.Second, func() error {
-		in, err := r.instance()
-		if err == nil && !in.Running {
-			err = fmt.Errorf("daemon not running after apk add: %+v", in)
-		}
-		if err == nil {
-			_, err = r.Run("", "nft", "list", "table", "inet", "vpn_passthrough")
-		}
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	r.waitInstalled(t, "apk add")
 	u, n := ours(r)
 	if !strings.Contains(u, "firewall.vpn_passthrough.path=") || !strings.Contains(n, "accepted by userspace engine") || !strings.Contains(n, "table inet vpn_passthrough") {
 		t.Fatalf("after apk add: uci %q, ruleset %q", u, n)
@@ -116,17 +60,9 @@ func TestAPKLiveRoot(t *testing.T) {
 
 	out = r.MustSh(t, apk+"del luci-app-vpn-passthrough vpn-passthrough 2>&1")
 	t.Logf("apk del:\n%s", out)
-	if err := WaitFor(20*time.Second, func() error {
-		if u, n := ours(r); u != "" && u != "vpn-passthrough" || n != "" {
-			return fmt.Errorf("left after apk del: uci %q, ruleset %q", u, n)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	left := r.MustSh(t, "find /usr /etc /www ! -type d \\( -name '*vpn-passthrough*' -o -name '*vpn_passthrough*' \\) -print; true")
-	t.Logf("after apk del, files of ours: %q", strings.TrimSpace(left))
-	for _, l := range strings.Fields(left) {
+	left := r.waitRemoved(t, "apk del", true)
+	t.Logf("after apk del, files of ours: %q", left)
+	for _, l := range left {
 		if l != "/etc/config/vpn-passthrough" && !strings.HasSuffix(l, ".apk-new") {
 			t.Fatalf("apk del left %s", l)
 		}

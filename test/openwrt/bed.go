@@ -477,10 +477,11 @@ func (b *Bed) InstallFiles(t testing.TB) {
 // for its `service` object.
 func (b *Bed) StartProcd(t testing.TB) *lab.Proc {
 	t.Helper()
-	// OpenWrt's shell libraries come from base-files beside the sources, not from sources.lock.
+	// OpenWrt's shell libraries: build.sh takes base-files/ from the local sources or downloads
+	// the files pinned in base-files.lock, and fails if it can do neither; this guards an old root.
 	if _, err := os.Stat(filepath.Join(b.Root, "etc/rc.common")); err != nil {
-		missing(t, "OpenWrt's base-files (etc/rc.common, lib/functions.sh, lib/functions/procd.sh) are not in the userland: "+
-			"put them in $OPENWRT_USERLAND_SRC/base-files or ../shared/openwrt-userland/base-files")
+		missing(t, "OpenWrt's base-files (etc/rc.common, lib/functions.sh, lib/functions/procd.sh) are not in the userland "+
+			b.Root+": rebuild it with test/openwrt/build.sh")
 	}
 	p, err := b.Spawn("procd", "/usr/sbin/procd", "-s", UbusSock)
 	if err != nil {

@@ -11,10 +11,12 @@
 # repository, else a download from the git URLs in sources.lock at the pinned commits, each tree
 # checked against its content hash. Each source is a tarball <name>.tar.gz (luci also
 # luci-subset.tar.gz) unpacking to <name>/, or a folder <name>/. OpenWrt's base-files shell
-# excerpts come from base-files/ beside or inside that folder.
+# libraries come from base-files/ inside or beside that folder, else the exact upstream files
+# pinned in base-files.lock are downloaded, each checked against its sha256.
 #
 # Environment: OPENWRT_USERLAND_SRC, OPENWRT_USERLAND_CACHE (default ~/.cache/vpn-passthrough/
-# openwrt-userland), OPENWRT_USERLAND_LOCK (another lock file; the download test uses it),
+# openwrt-userland), OPENWRT_USERLAND_LOCK and OPENWRT_BASEFILES_LOCK (other lock files; the
+# download tests use them), OPENWRT_BASEFILES_URL (another base URL for base-files.lock),
 # OPENWRT_USERLAND_NO_LOCAL=1 (ignore the override and ../shared: force the download), CI.
 # Build flags: ../shared/conventions/openwrt-userland.md (nothing is patched, only flags differ).
 set -euo pipefail
@@ -116,15 +118,68 @@ for row in "${rows[@]}"; do
 	fi
 done
 
-# base-files: OpenWrt's rc.common, functions.sh and procd.sh excerpts (not in sources.lock: they
-# are excerpts of openwrt/openwrt, see ../shared/openwrt-userland/SOURCES.txt).
+# base-files: OpenWrt's shell libraries (rc.common, functions.sh, service.sh, procd.sh, uci.sh), not
+# in sources.lock (they are single files of openwrt/openwrt, far too large to fetch whole). First
+# found wins, as for the sources: base-files/ in or beside the local source folder (the override,
+# else ../shared/openwrt-userland), used as it is (the shared set holds edited excerpts, with live/
+# for a running procd); else the exact upstream files pinned in base-files.lock, each downloaded
+# and checked against its sha256, then edited as the comment at their install says.
+bflock=${OPENWRT_BASEFILES_LOCK:-$here/base-files.lock}
 basefiles=""
+bfvia=""
 bfdirs=()
 [ -z "$srcdir" ] || bfdirs+=("$srcdir/base-files" "$srcdir/../base-files")
-[ "${OPENWRT_USERLAND_NO_LOCAL:-0}" = 1 ] || bfdirs+=("$repo/../shared/openwrt-userland/base-files")
 for d in "${bfdirs[@]}"; do
-	if [ -f "$d/etc/rc.common" ]; then basefiles=$(cd "$d" && pwd); break; fi
+	if [ -f "$d/etc/rc.common" ]; then basefiles=$(cd "$d" && pwd); bfvia=local; break; fi
 done
+
+# download_basefiles: fetch every file of base-files.lock into $cache/downloads/base-files-<id>/
+# (id: a hash of the lock's rows), refusing any file whose sha256 differs from its pin. Cached
+# files are checked again on every run. Works for https, http and file:// URLs.
+download_basefiles() {
+	local base rows id out tmp dest path commit want url got
+	base=$(awk '$1 == "base-url" { print $2; exit }' "$bflock")
+	base=${OPENWRT_BASEFILES_URL:-$base}
+	[ -n "$base" ] || die "no base-url in $bflock"
+	rows=$(grep -v '^[[:space:]]*\(#\|$\|base-url[[:space:]]\)' "$bflock")
+	[ -n "$rows" ] || die "no files in $bflock"
+	id=$(sha256sum <<<"$rows" | cut -c1-16)
+	out="$cache/downloads/base-files-$id"
+	check() { # check DIR: every pinned file is in DIR with its pinned sha256
+		local dest path commit want
+		while read -r dest path commit want; do
+			[ -f "$1/$dest" ] && [ "$(sha256sum <"$1/$dest" | cut -c1-64)" = "$want" ] || return 1
+		done <<<"$rows"
+	}
+	if [ -d "$out" ] && check "$out"; then echo "$out"; return 0; fi
+	command -v curl >/dev/null || die "curl is needed to download OpenWrt's base-files (no local base-files/ folder)"
+	mkdir -p "$cache/downloads"
+	tmp=$(mktemp -d "$cache/downloads/.dl-base-files.XXXXXX")
+	while read -r dest path commit want; do
+		url="${base%/}/$commit/$path"
+		mkdir -p "$tmp/$(dirname "$dest")"
+		log "downloading base-files $dest from $url"
+		if ! curl -fsSL --retry 2 --max-time 120 -o "$tmp/$dest" "$url"; then
+			rm -rf "$tmp"
+			die "base-files: download of $dest from $url failed"
+		fi
+		got=$(sha256sum <"$tmp/$dest" | cut -c1-64)
+		if [ "$got" != "$want" ]; then
+			rm -rf "$tmp"
+			die "base-files: sha256 mismatch for $dest from $url: got $got, $(basename "$bflock") pins $want"
+		fi
+	done <<<"$rows"
+	# OpenWrt installs rc.common executable (init scripts name it as their interpreter).
+	[ ! -f "$tmp/etc/rc.common" ] || chmod 0755 "$tmp/etc/rc.common"
+	rm -rf "$out"
+	mv "$tmp" "$out"
+	log "base-files verified ($(wc -l <<<"$rows") files)"
+	echo "$out"
+}
+if [ -z "$basefiles" ]; then
+	basefiles=$(download_basefiles)
+	bfvia=download
+fi
 
 # input_id FILE|DIR: what the cache key uses for one input.
 input_id() {
@@ -133,13 +188,13 @@ input_id() {
 
 if [ $fetch_only = 1 ]; then
 	for n in "${names[@]}"; do printf '%s\t%s\t%s\n' "$n" "${via[$n]}" "${input[$n]}"; done
-	printf 'base-files\t%s\t%s\n' "${basefiles:+local}" "${basefiles:-MISSING}"
+	printf 'base-files\t%s\t%s\n' "$bfvia" "$basefiles"
 	exit 0
 fi
 
 key=$({
 	for n in "${names[@]}"; do echo "$n $(input_id "${input[$n]}")"; done
-	[ -z "$basefiles" ] || echo "base-files $(treehash "$basefiles")"
+	echo "base-files $bfvia $(treehash "$basefiles")"
 	sha256sum <"${BASH_SOURCE[0]}"
 } | sha256sum | cut -c1-16)
 dest="$cache/$key"
@@ -264,16 +319,23 @@ for d in modules/luci-base themes/luci-theme-bootstrap applications/luci-app-fir
 	[ -d "$S/luci/$d/htdocs" ] && mkdir -p "$root/www" && cp -a "$S/luci/$d/htdocs/." "$root/www/"
 	[ -d "$S/luci/$d/ucode" ] && mkdir -p "$root/usr/share/ucode/luci" && cp -a "$S/luci/$d/ucode/." "$root/usr/share/ucode/luci/"
 done
-if [ -n "$basefiles" ]; then
-	# rc.common, /lib/functions.sh, /lib/functions/procd.sh, /lib/config/uci.sh; live/ (the set
-	# used with a running procd) over the plain excerpts.
-	cp -a "$basefiles/etc/." "$root/etc/"
-	mkdir -p "$root/lib"
-	cp -a "$basefiles/lib/." "$root/lib/"
-	[ -d "$basefiles/live/lib" ] && cp -a "$basefiles/live/lib/." "$root/lib/"
-	chmod -R u+w "$root/etc" "$root/lib"
-else
-	log "WARNING: no base-files (rc.common, functions.sh, procd.sh) found; procd init-script tests need them"
+# base-files: the local set (live/, the set used with a running procd, over the plain excerpts),
+# or the downloaded upstream files, which the bed then edits as follows (and only so):
+#  - lib/functions/procd.sh: the bed has no /sbin/validate_data (ubox, which provides it, is not
+#    among the pinned sources), so a line appended to procd.sh unsets uci_load_validate and
+#    uci_validate_section. Init scripts that check for them then take their path for a procd
+#    without validation, as with the shared excerpts, which leave the two out. On a router,
+#    validate_data is there and the upstream functions run.
+cp -a "$basefiles/etc/." "$root/etc/"
+mkdir -p "$root/lib"
+cp -a "$basefiles/lib/." "$root/lib/"
+[ ! -d "$basefiles/live/lib" ] || cp -a "$basefiles/live/lib/." "$root/lib/"
+chmod -R u+w "$root/etc" "$root/lib"
+if [ "$bfvia" = download ]; then
+	f=$root/lib/functions/procd.sh
+	grep -q '^uci_load_validate()' "$f" || die "the pinned procd.sh has no uci_load_validate: review the bed's edit in build.sh"
+	printf '\n# test/openwrt bed: no /sbin/validate_data here (see build.sh)\nunset -f uci_load_validate uci_validate_section\n' >>"$f"
+	log "edited base-files: lib/functions/procd.sh without the validation helpers (no validate_data in the bed)"
 fi
 # Keep the sources the tests need as data (fw4's mocks and test suite).
 mkdir -p "$root/usr/share/openwrt-src"
@@ -291,7 +353,7 @@ ln -sf ../bin/uhttpd "$root/usr/sbin/uhttpd"
 
 {
 	for n in "${names[@]}"; do echo "$n ${via[$n]} ${input[$n]}"; done
-	echo "base-files ${basefiles:-MISSING}"
+	echo "base-files $bfvia $basefiles"
 	echo "built in $(($(date +%s) - t0)) s"
 } >"$work/SOURCES"
 rm -rf "$work/src" "$work/build"

@@ -61,7 +61,9 @@ func TestDownloadFromLocalRemote(t *testing.T) {
 	lock := filepath.Join(tmp, "sources.lock")
 	os.WriteFile(lock, []byte("# test\ndemo file://"+remote+" "+commit+" "+hash+"\n"), 0o644)
 	cache := filepath.Join(tmp, "cache")
-	env := []string{"OPENWRT_USERLAND_LOCK=" + lock, "OPENWRT_USERLAND_CACHE=" + cache, "OPENWRT_USERLAND_NO_LOCAL=1"}
+	bf := newBaseFilesMirror(t, tmp) // base-files too come from a local stand-in
+	env := []string{"OPENWRT_USERLAND_LOCK=" + lock, "OPENWRT_USERLAND_CACHE=" + cache, "OPENWRT_USERLAND_NO_LOCAL=1",
+		"OPENWRT_BASEFILES_LOCK=" + bf.lock, "OPENWRT_BASEFILES_URL=file://" + bf.dir}
 	out, err := script(t, env, "--fetch-only")
 	if err != nil {
 		t.Fatalf("download: %v\n%s", err, out)
@@ -139,7 +141,9 @@ func TestPinnedHashSurvivesGit(t *testing.T) {
 	commit := git(t, remote, "rev-parse", "HEAD")
 	lock := filepath.Join(tmp, "sources.lock")
 	os.WriteFile(lock, []byte("ubus file://"+remote+" "+commit+" "+pin[3]+"\n"), 0o644)
-	env := []string{"OPENWRT_USERLAND_LOCK=" + lock, "OPENWRT_USERLAND_CACHE=" + filepath.Join(tmp, "cache"), "OPENWRT_USERLAND_NO_LOCAL=1"}
+	bf := newBaseFilesMirror(t, tmp)
+	env := []string{"OPENWRT_USERLAND_LOCK=" + lock, "OPENWRT_USERLAND_CACHE=" + filepath.Join(tmp, "cache"), "OPENWRT_USERLAND_NO_LOCAL=1",
+		"OPENWRT_BASEFILES_LOCK=" + bf.lock, "OPENWRT_BASEFILES_URL=file://" + bf.dir}
 	if out, err := script(t, env, "--fetch-only"); err != nil || !strings.Contains(out, "ubus\tdownload") {
 		t.Fatalf("git round trip of the shared ubus tarball does not match the pin %s: %v\n%s", pin[3], err, out)
 	}

@@ -35,10 +35,7 @@ func (b *Bed) MustRunQuiet(argv ...string) string {
 // PPTP and L2TP pass from a LAN client to the server through the router.
 func TestFW4ReloadRestartWithDaemon(t *testing.T) {
 	r := startRouterBed(t, false)
-	r.configureFW4(t)
-	r.MustSh(t, "sh /etc/uci-defaults/vpn-passthrough")
-	r.MustRun(t, "fw4", "-q", "restart")
-	r.MustRun(t, "/etc/init.d/vpn-passthrough", "start")
+	r.startService(t)
 	if err := WaitFor(20*time.Second, r.fw4State); err != nil {
 		t.Fatalf("after start: %v", err)
 	}

@@ -75,3 +75,43 @@ func ConfigureFW4(t testing.TB, bed *Bed, l *lab.Lab) {
 		bed.MustSh(t, fmt.Sprintf("uci add_list firewall.@zone[0].network=lan%d && uci commit firewall", i+1))
 	}
 }
+
+// Router is a lab with a bed inside its router, as a router runs our package: ubusd, rpcd if
+// asked, the netifd stand-in serving the lab's interfaces, procd, our files installed and
+// BedConfig in /etc/config/vpn-passthrough. The service is not started (StartService).
+type Router struct {
+	*Bed
+	Lab *lab.Lab
+}
+
+// StartRouter starts a Router (Require first: it skips, or fails under CI=true, naming what
+// the bed lacks).
+func StartRouter(t testing.TB, withRpcd bool) *Router {
+	t.Helper()
+	Require(t)
+	l := lab.Start(t, lab.Config{})
+	b := Start(t, Options{NetNS: l.Router})
+	b.StartUbusd(t)
+	b.InstallFiles(t)
+	if withRpcd {
+		b.StartRpcd(t)
+	}
+	if err := b.WriteFile("/tmp/lab-ifaces.json", LabInterfaceDump(l), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.StartNetifd(t, "/tmp/lab-ifaces.json", true)
+	b.StartProcd(t)
+	if err := b.WriteFile("/etc/config/vpn-passthrough", BedConfig(l), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &Router{Bed: b, Lab: l}
+}
+
+// StartService starts our service as a router's first boot does: real fw4 renders the lab
+// (ConfigureFW4) with our include, which our uci-defaults script registers, and procd starts
+// the init script.
+func (r *Router) StartService(t testing.TB) {
+	t.Helper()
+	ConfigureFW4(t, r.Bed, r.Lab)
+	r.MustSh(t, "sh /etc/uci-defaults/vpn-passthrough && fw4 -q restart && /etc/init.d/vpn-passthrough start")
+}

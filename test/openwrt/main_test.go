@@ -14,12 +14,8 @@ func TestMain(m *testing.M) {
 	if binPath != "" && os.Getenv("VPNPT_BIN") == "" {
 		os.RemoveAll(filepath.Dir(binPath))
 	}
-	if ipkDir != "" {
-		os.RemoveAll(ipkDir)
-	}
-	if apkDir != "" {
-		os.RemoveAll(apkDir)
-	}
+	ipks.remove()
+	apks.remove()
 	if buildRoot != "" {
 		println("openwrt test bed: userland build/cache check", BuildTime().Round(time.Millisecond).String(),
 			"of", time.Since(t0).Round(time.Millisecond).String(), "in all; root", buildRoot)

@@ -1,49 +1,10 @@
 package openwrt
 
 import (
-	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 )
-
-var (
-	ipkOnce sync.Once
-	ipkDir  string
-	ipkErr  error
-)
-
-// packages builds our two .ipk files for x86_64 with the Makefile's own `ipk` target, once per
-// run, and returns vpn-passthrough's and luci-app-vpn-passthrough's paths.
-func packages(t *testing.T) (daemon, luci string) {
-	t.Helper()
-	ipkOnce.Do(func() {
-		ipkDir, ipkErr = os.MkdirTemp("", "vpt-openwrt-ipk-")
-		if ipkErr != nil {
-			return
-		}
-		cmd := exec.Command("make", "-s", "ipk", "CROSS_ARCHES=x86_64", "DIST="+ipkDir)
-		cmd.Dir = repoPath(t, ".")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			ipkErr = fmt.Errorf("make ipk: %v: %s", err, out)
-		}
-	})
-	if ipkErr != nil {
-		t.Fatal(ipkErr)
-	}
-	glob := func(p string) string {
-		m, _ := filepath.Glob(filepath.Join(ipkDir, p))
-		if len(m) != 1 {
-			t.Fatalf("want one %s in %s, got %v", p, ipkDir, m)
-		}
-		return m[0]
-	}
-	return glob("vpn-passthrough_*_x86_64.ipk"), glob("luci-app-vpn-passthrough_*_all.ipk")
-}
 
 const opkgConf = `dest root /
 arch all 1
@@ -77,45 +38,22 @@ Architecture: all
 
 `
 
-// ours lists what of ours is in uci (firewall includes) and in the running ruleset.
-func ours(r *routerBed) (uciLeft, nftLeft string) {
-	uciLeft, _ = r.Sh("uci -q show firewall | grep -i vpn_passthrough; ls /etc/config/ | grep vpn-passthrough; true")
-	nftLeft, _ = r.Sh("nft list ruleset | grep -i -e vpn-passthrough -e vpn_passthrough; true")
-	return strings.TrimSpace(uciLeft), strings.TrimSpace(nftLeft)
-}
-
 // opkg on a live root inside the bed (in the lab router, real fw4 running): install runs our
 // uci-defaults through default_postinst (fw4 reloads with our include, procd starts the daemon);
 // remove leaves nothing of ours in uci or the running ruleset; a reinstall over an edited
 // conffile keeps the edit.
 func TestOpkgLiveRoot(t *testing.T) {
 	d, l := packages(t)
-	r := startRouterBed(t, true)
-	// A clean live root: fw4 running from its own rendering, none of our files installed yet.
-	r.UninstallFiles(t)
-	r.configureFW4(t)
-	r.MustRun(t, "fw4", "-q", "restart")
+	r := startLiveRoot(t, true)
 	r.WriteFile("/etc/opkg.conf", opkgConf, 0o644)
 	r.WriteFile("/usr/lib/opkg/status", opkgStatus, 0o644)
 	r.MustSh(t, "for p in kmod-nft-core kmod-nft-queue kmod-nf-conntrack-netlink luci-base; do : > /usr/lib/opkg/info/$p.list; done")
-	r.WriteFile("/tmp/pkg/"+filepath.Base(d), mustRead(t, d), 0o644)
-	r.WriteFile("/tmp/pkg/"+filepath.Base(l), mustRead(t, l), 0o644)
-	pd, pl := "/tmp/pkg/"+filepath.Base(d), "/tmp/pkg/"+filepath.Base(l)
+	staged := r.stage(t, "/tmp/pkg", d, l)
+	pd, pl := staged[0], staged[1]
 
 	out := r.MustSh(t, "opkg install "+pd+" "+pl+" 2>&1")
 	t.Logf("opkg install:\n%s", out)
-	if err := WaitFor(20*time.Second, func() error {
-		in, err := r.instance()
-		if err == nil && !in.Running {
-			err = fmt.Errorf("daemon not running after install: %+v", in)
-		}
-		if err == nil { // running, and its table applied
-			_, err = r.Run("", "nft", "list", "table", "inet", "vpn_passthrough")
-		}
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	r.waitInstalled(t, "install")
 	u, n := ours(r)
 	t.Logf("after install, uci:\n%s\nruleset:\n%s", u, n)
 	if !strings.Contains(u, "firewall.vpn_passthrough.path=") {
@@ -131,16 +69,7 @@ func TestOpkgLiveRoot(t *testing.T) {
 
 	out = r.MustSh(t, "opkg remove luci-app-vpn-passthrough vpn-passthrough 2>&1")
 	t.Logf("opkg remove:\n%s", out)
-	if err := WaitFor(20*time.Second, func() error {
-		if u, n := ours(r); u != "" || n != "" {
-			return fmt.Errorf("left after remove: uci %q, ruleset %q", u, n)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	left := r.MustSh(t, "find /usr /etc /www ! -type d \\( -name '*vpn-passthrough*' -o -name '*vpn_passthrough*' \\) -print; true")
-	if strings.TrimSpace(left) != "" {
+	if left := r.waitRemoved(t, "remove", false); len(left) > 0 {
 		t.Fatalf("files left after remove: %s", left)
 	}
 	t.Log("after remove: nothing of ours in uci, the ruleset or the file system")
@@ -163,8 +92,7 @@ func TestOpkgLiveRoot(t *testing.T) {
 func TestOpkgOfflineRoot(t *testing.T) {
 	d, l := packages(t)
 	b := Start(t, Options{})
-	b.WriteFile("/tmp/pkg/"+filepath.Base(d), mustRead(t, d), 0o644)
-	b.WriteFile("/tmp/pkg/"+filepath.Base(l), mustRead(t, l), 0o644)
+	staged := b.stage(t, "/tmp/pkg", d, l)
 	img := "/tmp/img"
 	// An image root as OpenWrt lays it out (/var -> tmp), with the base-files and libubox shell
 	// libraries the maintainer scripts source from $IPKG_INSTROOT.
@@ -176,7 +104,7 @@ func TestOpkgOfflineRoot(t *testing.T) {
 	b.WriteFile(img+"/etc/opkg.conf", opkgConf, 0o644)
 	b.WriteFile(img+"/usr/lib/opkg/status", opkgStatus, 0o644)
 	env := "IPKG_INSTROOT=" + img + " opkg -o " + img + " -f " + img + "/etc/opkg.conf --force-postinstall "
-	out := b.MustSh(t, env+"install /tmp/pkg/"+filepath.Base(d)+" /tmp/pkg/"+filepath.Base(l)+" 2>&1")
+	out := b.MustSh(t, env+"install "+strings.Join(staged, " ")+" 2>&1")
 	t.Logf("offline install:\n%s", out)
 	for _, p := range []string{"/usr/bin/vpn-passthrough", "/etc/config/vpn-passthrough", "/etc/uci-defaults/vpn-passthrough",
 		"/usr/share/luci/menu.d/luci-app-vpn-passthrough.json"} {
@@ -197,13 +125,4 @@ func TestOpkgOfflineRoot(t *testing.T) {
 		t.Fatalf("left in the image after remove:\n%s", left)
 	}
 	t.Log("offline remove: nothing of ours left in the image")
-}
-
-func mustRead(t *testing.T, p string) string {
-	t.Helper()
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }

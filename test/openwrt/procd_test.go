@@ -21,24 +21,12 @@ type routerBed struct {
 
 func startRouterBed(t *testing.T, withRpcd bool) *routerBed {
 	t.Helper()
-	Require(t)
-	l := lab.Start(t, lab.Config{})
-	b := Start(t, Options{NetNS: l.Router})
-	b.StartUbusd(t)
-	b.InstallFiles(t)
-	if withRpcd {
-		b.StartRpcd(t)
-	}
-	if err := b.WriteFile("/tmp/lab-ifaces.json", LabInterfaceDump(l), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	b.StartNetifd(t, "/tmp/lab-ifaces.json", true)
-	b.StartProcd(t)
-	if err := b.WriteFile("/etc/config/vpn-passthrough", BedConfig(l), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return &routerBed{Bed: b, lab: l}
+	r := StartRouter(t, withRpcd)
+	return &routerBed{Bed: r.Bed, lab: r.Lab}
 }
+
+// startService: StartService (fw4 with our include, init script started).
+func (r *routerBed) startService(t *testing.T) { (&Router{Bed: r.Bed, Lab: r.lab}).StartService(t) }
 
 // instance is what procd says about our service.
 type instance struct {
@@ -123,10 +111,7 @@ func (r *routerBed) pid(t *testing.T) int {
 func TestProcdReloadPaths(t *testing.T) {
 	r := startRouterBed(t, true)
 	// Real fw4 with our script include registered, for the fw4 path below.
-	r.configureFW4(t)
-	r.MustSh(t, "sh /etc/uci-defaults/vpn-passthrough")
-	r.MustRun(t, "fw4", "-q", "restart")
-	r.MustRun(t, "/etc/init.d/vpn-passthrough", "start")
+	r.startService(t)
 	if err := WaitFor(20*time.Second, func() error {
 		in, err := r.instance()
 		if err == nil && !in.Running {

@@ -2,6 +2,8 @@ package userspace
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -183,6 +185,48 @@ func attacks(t *testing.T, kernel bool) {
 		}
 		if got := e.nftCounter("invalid_pptp_control") + e.counter("control_out_of_window") - before; got != 30 {
 			t.Errorf("invalid_pptp_control + control_out_of_window rose by %d, want the 30 forged segments", got)
+		}
+		alive(p, s.TransID)
+	})
+
+	step("LAN: malformed control messages in a client's own stream are counted and change no other client's call", func(t *testing.T) {
+		p, s := victim("own-malformed")
+		badBefore, lostBefore := e.counter("control_bad_messages"), e.counter("control_lost_sync")
+		c, err := dialFrom(l.Client(2).NS, net.JoinHostPort(server, "1723"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(lab.Scale(10 * time.Second)))
+		// A real start, so the engine follows the stream from a message
+		// boundary.
+		if _, err := c.Write(msgSCCRQ()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, make([]byte, 156)); err != nil {
+			t.Fatalf("no Start-Control-Connection-Reply: %v", err)
+		}
+		// Then, in one segment: a Call-Clear-Request for the victim's
+		// Call ID with a bad magic cookie, a Stop-Control-Connection-
+		// Request too short for its type, an unknown type, and a Length
+		// below the header's, after which the framing is lost.
+		var bad []byte
+		bad = append(bad, ctrlMsg(12, 16, map[int]uint16{4: 0xdead, 12: 1})...)
+		bad = append(bad, ctrlMsg(3, 12, nil)...)
+		bad = append(bad, ctrlMsg(99, 16, map[int]uint16{12: 1})...)
+		bad = append(bad, 0, 5, 0, 1, 0x1a, 0x2b, 0x3c, 0x4d, 0, 12, 0, 1)
+		if _, err := c.Write(bad); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(lab.Scale(5 * time.Second))
+		for time.Now().Before(deadline) && (e.counter("control_bad_messages")-badBefore < 3 || e.counter("control_lost_sync") == lostBefore) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if got := e.counter("control_bad_messages") - badBefore; got < 3 {
+			t.Errorf("control_bad_messages rose by %d, want the 3 malformed messages", got)
+		}
+		if e.counter("control_lost_sync") == lostBefore {
+			t.Errorf("control_lost_sync did not count the Length below the header's")
 		}
 		alive(p, s.TransID)
 	})

@@ -170,14 +170,15 @@ func (e *env) sameCallID(t *testing.T, n int) {
 			t.Errorf("%v: stdout %q stderr %q", err, p.Stdout(), p.Stderr())
 		}
 	}
-	// While the calls are up, the session table lists them.
+	// While the calls are up, the session table lists them: connected
+	// (the server accepted them), not established: no GRE has flowed yet.
 	ss := e.status().pptpSessions()
 	if len(ss) != n {
 		t.Errorf("%d pptp sessions while %d calls are up: %+v", len(ss), n, ss)
 	}
 	trans := map[string]bool{}
 	for _, s := range ss {
-		if s.OrigID != "1" || s.Server != l.Server.Addr.String() || s.State != "established" || s.PeerID == "" || trans[s.TransID] {
+		if s.OrigID != "1" || s.Server != l.Server.Addr.String() || s.State != "connected" || s.PeerID == "" || trans[s.TransID] {
 			t.Errorf("session %+v", s)
 		}
 		trans[s.TransID] = true
@@ -230,6 +231,26 @@ func (e *env) sameCallID(t *testing.T, n int) {
 		}
 	}
 	e.noSessions(t)
+}
+
+// waitState polls the session table until the call translated to trans
+// (or, with trans "", the only PPTP call) is in state want; it returns the
+// last state seen.
+func (e *env) waitState(trans, want string, within time.Duration) string {
+	e.t.Helper()
+	deadline := time.Now().Add(within)
+	last := ""
+	for {
+		for _, s := range e.status().pptpSessions() {
+			if trans == "" || s.TransID == trans {
+				last = s.State
+			}
+		}
+		if last == want || time.Now().After(deadline) {
+			return last
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // noSessions waits briefly for the engine's table to empty (clients gone).

@@ -213,6 +213,8 @@ func capsText(l *loader.Loaded) string {
 		{"nfnetlink_queue", c.NFQueue, "nfnetlink_queue"},
 		{"nft queue expression", c.NFTQueueExpr, "nft_queue_expr"},
 		{"xt NFQUEUE (compat)", c.XTNFQueue, "xt_nfqueue_compat"},
+		{"nft map payload", c.MapPayload, "nft_map_payload"},
+		{"nf_conntrack_netlink", c.Ctnetlink, "nf_conntrack_netlink"},
 	}
 	s := fmt.Sprintf("kernel %s capabilities:\n", c.KernelRelease)
 	for _, r := range rows {

@@ -75,7 +75,9 @@
 //     A binding made while another candidate had evidence of the same kind
 //     is counted (esp_learned_ambiguous). The lab and unit tests run every
 //     order in which two or three clients negotiate and send their first
-//     packet (src/engine/esp order_test.go, test/esp TestUpUpThenFirstSends).
+//     packet, and every order of the server's first answers
+//     (src/engine/esp order_test.go, race_test.go; test/esp
+//     TestUpUpThenFirstSends, TestFirstPacketsRaceAnswersReversed).
 //  4. If the server's SPI arrives before the client sent anything, the SA is
 //     created from the inbound side ("learning" the outbound SPI) and the
 //     client's next new outbound SPI to S completes it.
@@ -86,9 +88,37 @@
 //     ipsec.idle_timeout). Every SA expires after ipsec.idle_timeout without
 //     traffic, and so do IKE SPIs and client-server records.
 //
-// "established" in status means both SPIs known and traffic both ways
-// since; until then an SA shows "learning" or "both SPIs, waiting for
-// traffic both ways".
+// # Re-learning a guess
+//
+// A binding made while another client was a candidate too, or while
+// another SA of the server is provisional, is a guess: it is provisional. It stays out of the kernel maps, so its packets and
+// its client's keep reaching the engine, and each inbound packet on it
+// is judged by the timing: the voter is the client (among those with a
+// provisional or half-learned SA to that server) that sent ESP last,
+// within the reply window and at most half as long ago as any other of
+// them, since a server answers within a round trip. Each outbound
+// packet is evidence for one answer per SA and for one new SPI of the
+// server (a client is not answered on two new SPIs at once).
+//   - a vote for the SA's own client delivers the packet; three in a row
+//     confirm the binding (esp_confirmed_in_spi): it goes to the maps;
+//   - a vote for another client holds the packet back (dropped,
+//     esp_learn_held), never delivering it to a client it may not belong
+//     to; three in a row for the same client move the SPI there
+//     (esp_relearned_in_spi): swapped with that client's provisional SA,
+//     or completing its half-learned one (the first client learns again);
+//   - without new evidence the last vote stands; before the first one
+//     the packet is held while any of those clients is sending (their
+//     timing will tell), and delivered on the guess when none is (no
+//     evidence would come before an answer; it stays provisional).
+//
+// So a crossed guess costs a few held answers and is never left in
+// place, and status says "established" only for confirmed SAs
+// ("both SPIs, confirming whose inbound SPI" until then).
+//
+// "established" in status means both SPIs known, confirmed, and traffic
+// both ways since (the kernel's per-element counters count too); until
+// then an SA shows "learning", "both SPIs, confirming whose inbound SPI" or
+// "both SPIs, waiting for traffic both ways".
 //
 // Tables are hash maps keyed by (server, inbound SPI), (client, server,
 // outbound SPI), (client, server) and (server, IKE SPI): O(1) per packet.
@@ -164,23 +194,29 @@
 // Failing open: the queue rules use the bypass flag, so while the daemon is
 // down SAs in the kernel maps keep flowing, but outbound packets of new SAs
 // (everything on the fallback) would leave untranslated and are dropped
-// by the leak guard, and inbound ESP the maps do not know is left to the
-// kernel, which delivers it to the router, not to the LAN. ICMP errors about ESP packets (such as
+// by the leak guard. Inbound ESP the maps do not know, from a server in
+// esp_servers (the servers LAN clients use, which the engine keeps in the
+// kernel) to a WAN address, is dropped by a kernel rule (the planner's,
+// esp_no_engine_dropped), as the engine would drop an unknown SPI: so it
+// never reaches fw4's input chain, whose reject would send the VPN server
+// an ICMP error (test/esp TestNoICMPToServerWhileDaemonDown: 0 ICMP, 0
+// replies lost on the established SAs). On the fallback (no maps) such
+// ESP is still left to the kernel while no daemon runs, which delivers it
+// to the router, not to the LAN. ICMP errors about ESP packets (such as
 // "fragmentation needed") are not translated for the untracked flows. An
 // attacker who can spoof a server's address and races the server's first
 // inbound packet can bind a bogus SPI to a learning client; that is a denial
 // of service for that SA until its next rekey or idle expiry (ESP integrity
 // protects the data), the same exposure every SPI-learning NAT has.
 //
-// Learning cannot read the SPIs (they travel encrypted in IKE), so one case
-// stays a guess: two clients of one server whose first ESP packets race
-// and whose answers come back in the other order get crossed SAs until
-// their next rekey or idle expiry. The IKE hold above makes it rare (it
-// serialises the negotiations, so the first client's SA is usually learned
-// before the second one's exists), and the guess is counted
-// (esp_learned_ambiguous). The engine does not yet re-learn from later
-// evidence, and while no daemon runs, inbound ESP the maps do not cover is
-// delivered to the router (which may answer it with an ICMP error).
+// Learning cannot read the SPIs (they travel encrypted in IKE): where the
+// timing never tells clients apart (two clients sending in lock-step, each
+// answered only after the other's next packet) a provisional binding stays
+// provisional, on the queue path, with its answers held while the
+// evidence is contested; it is re-learned as soon as the timing separates
+// them. A server that sends unprompted to a client that negotiated at the
+// same moment as another is delivered on the guess (rule 3) until that
+// client's own ESP gives evidence.
 //
 // The package must not log per forwarded packet or allocate per packet of a
 // known SA (tests assert zero allocations).

@@ -240,9 +240,9 @@ func (e *Engine) HandleBatch(pkts []nfqueue.Packet) {
 	now := e.now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	learned := e.tr.st.LearnedIn + e.tr.st.LearnedOut
+	learned := e.tr.st.LearnedIn + e.tr.st.LearnedOut + e.tr.st.Confirmed + e.tr.st.Relearned
 	defer func() {
-		if e.maps != nil && e.tr.st.LearnedIn+e.tr.st.LearnedOut != learned {
+		if e.maps != nil && e.tr.st.LearnedIn+e.tr.st.LearnedOut+e.tr.st.Confirmed+e.tr.st.Relearned != learned {
 			select {
 			case e.syncCh <- struct{}{}:
 			default:

@@ -65,7 +65,9 @@ func (e *Engine) syncMaps() {
 	adopt := !e.adopted
 	staleIn, staleOut := e.tr.KernelSync(ins, outs, adopt, e.primaryWANLocked(), e.now())
 	want := e.tr.Desired()
+	servers := e.tr.Servers()
 	e.mu.Unlock()
+	e.syncServers(servers)
 	if adopt {
 		e.adopted = true
 		e.log.Info("esp engine: kernel maps read back", "esp_in", len(ins), "esp_out", len(outs),
@@ -91,6 +93,40 @@ func (e *Engine) syncMaps() {
 	}
 	e.mapErr(e.maps.Delete(plan.MapESPIn, delIn), e.maps.Delete(plan.MapESPOut, delOut))
 	e.mapErr(e.maps.Add(plan.MapESPIn, addIn), e.maps.Add(plan.MapESPOut, addOut))
+}
+
+// syncServers makes esp_servers hold the servers LAN clients use. Adds go
+// first: a new server's stray ESP is dropped as soon as possible.
+func (e *Engine) syncServers(want []netip.Addr) {
+	have, err := e.maps.List(plan.MapESPServers)
+	if err != nil {
+		e.mapErr(err)
+		return
+	}
+	wantSet := make(map[netip.Addr]bool, len(want))
+	for _, a := range want {
+		wantSet[a] = true
+	}
+	haveSet := make(map[netip.Addr]bool, len(have))
+	var del [][]byte
+	for _, el := range have {
+		if len(el.Key) != 4 {
+			continue
+		}
+		a := netip.AddrFrom4([4]byte(el.Key))
+		if !wantSet[a] {
+			del = append(del, el.Key)
+		}
+		haveSet[a] = true
+	}
+	var add []engine.Element
+	for _, a := range want {
+		if !haveSet[a] {
+			v := a.As4()
+			add = append(add, engine.Element{Key: v[:]})
+		}
+	}
+	e.mapErr(e.maps.Add(plan.MapESPServers, add), e.maps.Delete(plan.MapESPServers, del))
 }
 
 func (e *Engine) mapErr(errs ...error) {

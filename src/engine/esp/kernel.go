@@ -90,15 +90,27 @@ type Programmed struct {
 	In, Out        uint32
 }
 
-// Desired lists the elements the maps should hold now.
+// Desired lists the elements the maps should hold now. Provisional SAs
+// stay out: their packets are the evidence that confirms or moves them.
 func (t *Tracker) Desired() []Programmed {
 	out := make([]Programmed, 0, t.nsa)
 	for _, p := range t.pairs {
 		for _, s := range p.sas {
-			if s.in != 0 && s.out != 0 {
+			if s.in != 0 && s.out != 0 && !s.provisional {
 				out = append(out, Programmed{Client: p.client.Addr(), Server: p.server.Addr(), In: s.in, Out: s.out})
 			}
 		}
+	}
+	return out
+}
+
+// Servers lists the servers LAN clients use (esp_servers): the kernel drops
+// unmarked ESP from them to a WAN address, which the engine would drop as
+// an unknown SPI, also while no engine runs.
+func (t *Tracker) Servers() []netip.Addr {
+	out := make([]netip.Addr, 0, len(t.servers))
+	for a := range t.servers {
+		out = append(out, a.Addr())
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package esp
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
 )
@@ -76,5 +77,55 @@ func TestKernelSyncAdoptAndExpire(t *testing.T) {
 	r.tr.Expire(r.now)
 	if si, so := r.tr.KernelSync(ins, outs, false, wanA, r.now); len(si) != 1 || len(so) != 1 {
 		t.Fatalf("after expiry: stale %v %v", si, so)
+	}
+}
+
+// Issue 8: "established" in status means the SA really carries traffic
+// both ways: the kernel maps' per-element counters count, and one direction
+// going silent while the other flows (a dead peer, a broken return path)
+// is shown as one way.
+func TestEstablishedFollowsTheMapsCounters(t *testing.T) {
+	r := newRig(t, Options{})
+	r.handshake(clientA, srvS, 0xa1, 0xa2)
+	r.espOut(clientA, srvS, 0xc1)
+	r.wantIn(srvS, 0xd1, clientA)
+	state := func() string {
+		t.Helper()
+		_, st := r.session("esp", clientA.String(), hexSPI(0xc1))
+		return st
+	}
+	// Outbound went before the SA was complete: not both ways yet.
+	if st := state(); st != StateOneWay {
+		t.Fatalf("state %q, want %q", st, StateOneWay)
+	}
+	sync := func(in, out uint64) {
+		t.Helper()
+		stale, staleOut := r.tr.KernelSync([]KernelIn{{Server: srvS, Client: clientA, SPI: 0xd1, Packets: in}},
+			[]KernelOut{{Client: clientA, Server: srvS, SPI: 0xc1, Packets: out}}, false, wanA, r.now)
+		if len(stale)+len(staleOut) != 0 {
+			t.Fatalf("stale elements %v %v", stale, staleOut)
+		}
+	}
+	sync(0, 5) // the kernel forwarded outbound packets
+	if st := state(); st != StateEstablished {
+		t.Fatalf("state %q after the kernel forwarded both ways, want %q", st, StateEstablished)
+	}
+	// Outbound keeps flowing in the kernel, nothing comes back.
+	for i := uint64(1); i <= 8; i++ {
+		r.advance(5 * time.Second)
+		sync(0, 5+10*i)
+	}
+	if st := state(); !strings.HasPrefix(st, "one way: nothing inbound for ") {
+		t.Fatalf("state %q after 40 s without inbound, want one way", st)
+	}
+	r.advance(time.Second)
+	sync(3, 100)
+	if st := state(); st != StateEstablished {
+		t.Fatalf("state %q once inbound flows again, want %q", st, StateEstablished)
+	}
+	// Both idle: still established (an idle tunnel is not a broken one).
+	r.advance(2 * OneWayAfter)
+	if st := state(); st != StateEstablished {
+		t.Fatalf("state %q when idle, want %q", st, StateEstablished)
 	}
 }

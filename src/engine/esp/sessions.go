@@ -13,7 +13,10 @@ const (
 	StateLearning    = "learning"    // one SPI of the pair is not known yet
 	StateEstablished = "established" // both SPIs known, traffic both ways since
 	StateOneWay      = "both SPIs, waiting for traffic both ways"
-	StateRekeyed     = "rekeyed" // a newer SA replaced it; expires when idle
+	// StateConfirming: both SPIs known, but another client could own the
+	// inbound one; the timing evidence confirms or moves it (doc.go).
+	StateConfirming = "both SPIs, confirming whose inbound SPI"
+	StateRekeyed    = "rekeyed" // a newer SA replaced it; expires when idle
 )
 
 // Sessions returns one "esp" session per SA and one "ike" session per
@@ -28,8 +31,13 @@ func (t *Tracker) Sessions(now time.Duration) []status.Session {
 				state = StateRekeyed
 			case s.in == 0 || s.out == 0:
 				state = StateLearning
+			case s.provisional:
+				state = StateConfirming
 			case !s.established():
 				state = StateOneWay
+			case s.silent(now) != "":
+				state = "one way: nothing " + s.silent(now) + " for " +
+					strconv.FormatInt(int64(now-min(s.lastIn, s.lastOut))/int64(time.Second), 10) + " s"
 			}
 			out = append(out, status.Session{
 				Proto:       "esp",

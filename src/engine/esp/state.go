@@ -38,6 +38,8 @@ type SavedSA struct {
 	Idle   int64  `json:"idle_s"`
 	// Rekeyed: a newer SA of the same pair replaced it.
 	Rekeyed bool `json:"rekeyed,omitempty"`
+	// Provisional: its inbound SPI awaits the timing evidence (doc.go).
+	Provisional bool `json:"provisional,omitempty"`
 }
 
 // SavedIKE maps an IKE SPI with a server to a client.
@@ -76,7 +78,7 @@ func (t *Tracker) Snapshot(now time.Duration, wall time.Time, bootID string) Sna
 		for _, a := range p.sas {
 			s.SAs = append(s.SAs, SavedSA{Client: p.client.String(), Server: p.server.String(), WAN: a.wan.String(),
 				Out: a.out, In: a.in, Age: int64((now - a.created) / time.Second),
-				Idle: int64((now - a.lastUsed()) / time.Second), Rekeyed: a.rekeyedAt != 0})
+				Idle: int64((now - a.lastUsed()) / time.Second), Rekeyed: a.rekeyedAt != 0, Provisional: a.provisional})
 		}
 	}
 	for k, e := range t.ikeSPIs {
@@ -144,6 +146,7 @@ func (t *Tracker) Restore(s Snapshot, now time.Duration, offline time.Duration) 
 		if sa0.Rekeyed {
 			a.rekeyedAt = last
 		}
+		a.provisional = sa0.Provisional && a.in != 0 && a.out != 0
 		p.sas = append(p.sas, a)
 		if a.out != 0 {
 			t.out[outKey{p.client, p.server, a.out}] = a

@@ -140,6 +140,9 @@ type Stats struct {
 	LearnedOut      uint64 // new outbound SPIs
 	LearnedIn       uint64 // inbound SPIs bound to a client
 	Ambiguous       uint64 // inbound SPIs bound while several clients were candidates
+	LearnHeld       uint64 // inbound ESP on a provisional SA held back (dropped): the timing evidence named another client
+	Relearned       uint64 // provisional inbound SPIs moved to another client by the timing evidence
+	Confirmed       uint64 // provisional inbound SPIs confirmed by the timing evidence (then programmed)
 	Expired         uint64 // SAs removed by idle or rekey expiry
 	IKESeen         uint64 // IKE messages observed
 	IKEHeld         uint64 // child-SA requests held back (dropped) while another client negotiated
@@ -172,6 +175,9 @@ func (s Stats) Map() map[string]uint64 {
 		"learned_out_spi":        s.LearnedOut,
 		"learned_in_spi":         s.LearnedIn,
 		"learned_ambiguous":      s.Ambiguous,
+		"learn_held":             s.LearnHeld,
+		"relearned_in_spi":       s.Relearned,
+		"confirmed_in_spi":       s.Confirmed,
 		"expired_sa":             s.Expired,
 		"ike_seen":               s.IKESeen,
 		"ike_held":               s.IKEHeld,
@@ -234,10 +240,15 @@ type sa struct {
 	lastIn    time.Duration
 	rekeyedAt time.Duration // a newer SA of the same pair completed; 0 if not
 	ambiguous bool          // in was learned with more than one candidate
-	pktsOut   uint64
-	bytesOut  uint64
-	pktsIn    uint64
-	bytesIn   uint64
+	// provisional: in was bound while another client of the server could
+	// have owned it (doc.go, "Re-learning"); the SA stays out of the
+	// kernel maps until the timing evidence confirms it.
+	provisional bool
+	votes       votes
+	pktsOut     uint64
+	bytesOut    uint64
+	pktsIn      uint64
+	bytesIn     uint64
 	// Packets forwarded here in each direction after both SPIs were
 	// known: "established" needs both (status promises traffic both ways).
 	inAfter, outAfter uint64
@@ -246,9 +257,27 @@ type sa struct {
 	adopted                                bool // made from kernel elements a previous run left
 }
 
-// established: both SPIs known and traffic seen both ways since.
+// established: both SPIs known, not provisional, and traffic seen both
+// ways since.
 func (s *sa) established() bool {
-	return s.in != 0 && s.out != 0 && s.inAfter+s.kPktsIn > 0 && s.outAfter+s.kPktsOut > 0
+	return s.in != 0 && s.out != 0 && !s.provisional && s.inAfter+s.kPktsIn > 0 && s.outAfter+s.kPktsOut > 0
+}
+
+// OneWayAfter: an established SA whose one direction has been silent this
+// long while the other still flows is shown as one way, not established
+// (a dead peer, a crossed SPI, a broken return path).
+const OneWayAfter = 30 * time.Second
+
+// silent names the direction ("inbound", "outbound") that has been silent
+// for OneWayAfter while the other carried traffic within it; "" if none.
+func (s *sa) silent(now time.Duration) string {
+	switch {
+	case now-s.lastOut < OneWayAfter && now-s.lastIn >= OneWayAfter:
+		return "inbound"
+	case now-s.lastIn < OneWayAfter && now-s.lastOut >= OneWayAfter:
+		return "outbound"
+	}
+	return ""
 }
 
 func (s *sa) outOnly() bool { return s.out != 0 && s.in == 0 }
@@ -268,6 +297,7 @@ type pair struct {
 
 	// IKE timing (see doc.go). Times are 0 when never seen.
 	lastIKE    time.Duration // last IKE message either way
+	lastESPOut time.Duration // last outbound ESP to server the engine saw (timing evidence)
 	childStart time.Duration // first message of the current child-SA exchange
 	childLast  time.Duration // last message of a child-SA exchange
 	learnedAt  time.Duration // last time an inbound SPI was bound to this pair
@@ -294,6 +324,7 @@ type pair struct {
 type server struct {
 	pairs   []*pair
 	pending []*pair // pairs that may be learning an inbound SPI (superset)
+	vote    lastVote
 }
 
 type ikeEntry struct {
@@ -411,6 +442,7 @@ func (t *Tracker) outESP(ip packet.IPv4, wan netip.Addr, now time.Duration) Verd
 		}
 		s.pair.wan = w
 		s.pair.lastSeen = now
+		s.pair.lastESPOut = now
 	}
 	ip.SetSrc(wan)
 	t.st.OutForwarded++
@@ -456,6 +488,12 @@ func (t *Tracker) inESP(ip packet.IPv4, now time.Duration) Verdict {
 		// straight to a LAN address): not ours to rewrite.
 		t.st.InNotOurs++
 		return Accept
+	}
+	if s.provisional {
+		if s = t.judge(s, now); s == nil {
+			t.st.LearnHeld++
+			return Drop
+		}
 	}
 	s.lastIn = now
 	s.pktsIn++
@@ -559,6 +597,10 @@ func (t *Tracker) learnIn(sv *server, srv, dst ip4, spi uint32, now time.Duratio
 		p.wan = dst
 	}
 	s.ambiguous = n > 1
+	// Another client could own this SPI (or an SA of this server is still
+	// being confirmed): provisional until the timing evidence says whose.
+	s.provisional = len(ranks) > 1 || t.hasProvisional(sv)
+	s.votes = votes{}
 	t.in[inKey{srv, spi}] = s
 	p.learnedAt = now
 	t.dirty = true
@@ -581,7 +623,7 @@ func (t *Tracker) learnIn(sv *server, srv, dst ip4, spi uint32, now time.Duratio
 		state = "learning outbound SPI"
 	}
 	t.opt.Log.Info("esp inbound SPI learned", "client", p.client, "server", srv, "spi_in", hexSPI(spi),
-		"spi_out", hexSPI(s.out), "candidates", n, "rule", how, "state", state)
+		"spi_out", hexSPI(s.out), "candidates", n, "rule", how, "state", state, "provisional", s.provisional)
 	return s
 }
 

@@ -36,7 +36,7 @@ type action struct {
 type actionKind uint8
 
 const (
-	actEstablish actionKind = iota // set the server's Call ID, state established
+	actEstablish actionKind = iota // set the server's Call ID, state connected
 	actRemove                      // remove the call
 	actCloseAll                    // remove every call of the connection
 )
@@ -69,7 +69,8 @@ func (sc *segCtx) commit() {
 		case actEstablish:
 			if a.cl.conn != nil && e.byTrans[transKey{a.cl.conn.key.server, a.cl.trans}] == a.cl {
 				e.setPeerLocked(a.cl, a.peer)
-				a.cl.state = "established"
+				a.cl.state = stateConnected
+				e.greBothWaysLocked(a.cl)
 			}
 		case actRemove:
 			if e.byTrans[transKey{a.cl.conn.key.server, a.cl.trans}] == a.cl {
@@ -306,8 +307,9 @@ func (sc *segCtx) message(d int, m packet.PPTPCtrl) {
 		sc.actions = append(sc.actions, action{kind: actEstablish, cl: cl, peer: s})
 	case d == dirIn && t == packet.PPTPIncomingCallConn:
 		tr, _ := m.PeerCallID()
-		if cl := sc.byTrans(tr); cl != nil {
-			cl.state = "established"
+		if cl := sc.byTrans(tr); cl != nil && cl.state == stateRequested {
+			cl.state = stateConnected
+			sc.e.greBothWaysLocked(cl)
 		}
 	case d == dirOut && t == packet.PPTPCallClearRequest:
 		c, _ := m.CallID()

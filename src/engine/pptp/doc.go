@@ -61,12 +61,14 @@
 // With Caps.MapPayload (nft payload statements that take map lookups), the
 // plan replaces the GRE queue rule by a rule in raw prerouting that
 // demultiplexes inbound GRE from three maps the engine programs when it
-// translates a call (kernel.go), and a rule that drops the rest:
+// translates a call (kernel.go), and a rule after conntrack (chain
+// pptp_gre_guard) that drops the rest unless it is related to the router's
+// own calls:
 //
 //	... ip daddr . ip saddr . @th,48,16 @pptp_gre_calls
 //	    ip daddr set ip saddr . @th,48,16 map @pptp_gre_dst
 //	    @th,48,16 set ip saddr . @th,48,16 map @pptp_gre_key notrack meta mark set ... accept
-//	... ip daddr @pptp_wan_addrs counter name "pptp_gre_unknown_call" drop
+//	... ip daddr @pptp_wan_addrs ct state new,invalid counter name "pptp_gre_unknown_call" drop
 //
 // The guard set pptp_gre_calls is keyed by the router's address the
 // control connection uses, the server and the translated Call ID, so GRE
@@ -83,13 +85,21 @@
 // like the rest, because the elements exist from the Outgoing-Call-Request
 // on, before the server can send GRE. The elements outlive the daemon: an
 // established call loses no GRE while the daemon is killed and restarted
-// (the lab measures 0 of 150 packets over a 1 s outage, against about 52 on
-// the NFQUEUE fallback), and the restarted engine reads them back, adopting
+// (the lab measures 0 of 250 packets over a 1 s outage, against about 52 on
+// the NFQUEUE fallback, where the replies sent while no engine runs are
+// lost and none after the restart), and the restarted engine reads them back, adopting
 // its restored calls' elements without adding them again and keeping
 // elements no state file knows until they are idle. Outbound GRE keeps the
 // kernel's masquerade on both paths. The fast path needs the conntrack view
-// (ctnetlink) for the router's address of each call; without it a call's
-// elements cannot be keyed and the engine says so.
+// (ctnetlink) for the router's address of each call: the probe reports it
+// (nf_conntrack_netlink), and without it the plan picks the NFQUEUE
+// fallback (plan.PPTPMaps), and check and status say why and what is lost.
+//
+// The new call's four elements go in with one nftables transaction
+// (nft.Maps.AddAll: one netlink round trip and one commit) while its
+// Outgoing-Call-Request waits in the queue; that wait is the learning
+// latency of the kernel data plane (see the README's performance section
+// for the figures; status counts map_adds and map_add_us).
 //
 // On the fallback the NFQUEUE rule's bypass lets GRE through unhandled while
 // no engine runs; the plan drops GRE the engine did not mark when it is sent
@@ -98,6 +108,22 @@
 //
 // Figures (make bench, test/bench/pptp, this 2-core machine): see the
 // README's performance table.
+//
+// # Session states (status)
+//
+// The control connection says only that the server accepted a call; its
+// data is GRE. So a call is "requested" from its Outgoing-Call-Request (or
+// Incoming-Call-Reply), "connected" once the server accepted it, and
+// "established" only once GRE was seen both ways: inbound from the
+// engine's own count (fallback) or the call's guard element counter (kernel
+// maps, read every second), outbound from the conntrack entry the kernel's
+// masquerade makes for the client's GRE (looked up once a second for the
+// calls still waiting for it; with nf_conntrack_acct, OpenWrt's default,
+// its packet count). A call restored after a restart is "restored" until
+// GRE has been seen both ways again since the restart (counters taken as a
+// baseline when read back; without nf_conntrack_acct the outbound entry's
+// existence is the only evidence). Without ctnetlink outbound GRE is
+// invisible to the engine, and calls stay "connected" (the plan says so).
 //
 // # Lifecycle and limits
 //

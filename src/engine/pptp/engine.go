@@ -112,6 +112,7 @@ func (e *Engine) housekeeping() {
 	}
 	e.mu.Lock()
 	if now.Sub(e.lastSweep) >= time.Second {
+		e.checkOutboundLocked()
 		e.sweepLocked(now)
 		e.lastSweep = now
 	}
@@ -163,8 +164,10 @@ func (e *Engine) Sessions() []status.Session {
 				s.PeerID = strconv.Itoa(int(cl.peer))
 				if f, ok := out[outKey{cl.client, cl.server, cl.peer}]; ok {
 					s.PacketsOut, s.BytesOut = f.PacketsOrig, f.BytesOrig
+					e.seenOutLocked(cl, f)
 				}
 			}
+			s.State = cl.state
 			ss = append(ss, s)
 		}
 	}
@@ -196,6 +199,7 @@ func (e *Engine) Stats() engine.Stats {
 		"gre_malformed": c.greMalformed, "gre_in_not_to_wan": c.greNotToWAN,
 		"control_syn_ignored": c.ctrlSynIgnored, "control_rst_ignored": c.ctrlRSTIgnored,
 		"control_unconfirmed": c.ctrlUnconfirmed, "control_out_of_window": c.ctrlOutOfWindow,
+		"map_adds": c.mapAdds, "map_add_us": c.mapAddMicros,
 	}
 	var kin uint64
 	var elems uint64
@@ -263,6 +267,9 @@ func New(cfg Config, opts ...Options) (*Engine, error) {
 	}
 	if e.flows == nil {
 		e.flows = ct.Dump
+		if cfg.NoCtnetlink {
+			e.flows = func() ([]ct.Flow, error) { return nil, errNoCtnetlink }
+		}
 	}
 	e.seg.e = e.tracker
 	if cfg.StatePath != "" {
@@ -290,7 +297,7 @@ func New(cfg Config, opts ...Options) (*Engine, error) {
 		}
 		e.q = q
 		if e.ctq == nil {
-			c, why := openConntrack()
+			c, why := openConntrack(cfg.NoCtnetlink)
 			if c != nil {
 				e.ctq, e.ctView = c, true
 				e.ctConn = c
@@ -309,8 +316,12 @@ func New(cfg Config, opts ...Options) (*Engine, error) {
 	return e, nil
 }
 
-// openConntrack opens ctnetlink if the kernel speaks it.
-func openConntrack() (*ct.Conn, error) {
+// openConntrack opens ctnetlink if the kernel speaks it (and the probe
+// said so: off is how the labs run a kernel without it).
+func openConntrack(off bool) (*ct.Conn, error) {
+	if off {
+		return nil, errors.New("nf_conntrack_netlink not found by the probe (or disabled)")
+	}
 	c, err := ct.Open()
 	if err != nil {
 		return nil, err

@@ -452,7 +452,7 @@ func TestIncomingCall(t *testing.T) {
 		t.Errorf("outbound Set-Link-Info rewritten to %#x", got)
 	}
 	ss := h.e.Sessions()
-	if len(ss) != 1 || ss[0].PeerID != strconv.Itoa(0x6001) || ss[0].State != "established" {
+	if len(ss) != 1 || ss[0].PeerID != strconv.Itoa(0x6001) || ss[0].State != "connected" {
 		t.Errorf("sessions %+v", ss)
 	}
 	// Outbound GRE of the call is counted from its conntrack entry; GRE

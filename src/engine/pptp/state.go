@@ -98,7 +98,7 @@ func (e *Engine) loadState(path string) (int, error) {
 		}
 		cl := e.addCallLocked(c, s.Orig, s.Trans, now)
 		e.cnt.callsOpened--
-		cl.state = "restored"
+		cl.state = stateRestored
 		if !s.Created.IsZero() {
 			cl.created = s.Created
 		}

@@ -35,6 +35,11 @@ type Config struct {
 	// control connection the engine handles (the kernel has nf_conntrack_pptp
 	// and fw4 may assign it; see doc.go).
 	ClearKernelHelper bool
+	// NoCtnetlink: the probe found no ctnetlink (plan.Caps.Ctnetlink, or
+	// VPNPT_DISABLE_CAPS=nf_conntrack_netlink): the engine opens no
+	// conntrack socket and follows control connections by its own stream
+	// tracking, as on a kernel without nf_conntrack_netlink.
+	NoCtnetlink bool
 }
 
 func (c *Config) defaults() {
@@ -97,6 +102,16 @@ type call struct {
 
 	pktsIn, bytesIn uint64 // inbound GRE the engine demultiplexed
 
+	// What status calls "established" needs: GRE seen both ways (since
+	// the restart, for a restored call). In: the engine's own count
+	// (fallback) or the guard element's counter past inBase (maps). Out:
+	// the outbound GRE's conntrack entry (the kernel masquerades it),
+	// past outBase packets when the kernel counts (outBaseSet: the first
+	// look of a restored call took the baseline).
+	seenIn, seenOut bool
+	inBase, outBase uint64
+	outBaseSet      bool
+
 	// Kernel data plane (kernel.go): the elements exist, for wan.
 	programmed          bool
 	wan                 netip.Addr
@@ -129,6 +144,7 @@ type counters struct {
 	helperCleared, helperErrors, callsOpened, callsClosed, callsExpired uint64
 	greMalformed, greNotToWAN, ctrlSynIgnored, ctrlRSTIgnored           uint64
 	ctrlUnconfirmed, ctrlOutOfWindow, mapErrors                         uint64
+	mapAdds, mapAddMicros                                               uint64
 }
 
 // tracker decides: it holds the control connections and calls, follows
@@ -159,7 +175,8 @@ type tracker struct {
 	ctView    bool // ctq is set: follow control connections with conntrack's view
 	ctq       Conntrack
 	maps      engine.Maps
-	orphans   map[string]*orphan // kernel.go
+	orphans   map[string]*orphan  // kernel.go
+	wanAdded  map[netip.Addr]bool // fallback: router addresses put in MapPPTPWANAddrs
 	lastSync  time.Time
 	seg       segCtx
 }
@@ -240,6 +257,10 @@ func (e *tracker) greInLocked(p *nfqueue.Packet, ip packet.IPv4, now time.Time) 
 	ip.SetDst(c.client)
 	g.SetCallID(c.orig)
 	c.pktsIn++
+	if !c.seenIn {
+		c.seenIn = true
+		e.greBothWaysLocked(c)
+	}
 	c.bytesIn += uint64(len(ip))
 	c.lastSeen = now
 	e.cnt.greIn++
@@ -250,13 +271,18 @@ func (e *tracker) greInLocked(p *nfqueue.Packet, ip packet.IPv4, now time.Time) 
 
 // tcpLocked follows a control connection (forward hook, both directions).
 func (e *tracker) tcpLocked(p *nfqueue.Packet, ip packet.IPv4, now time.Time) {
+	// The plan queues only TCP 1723, defragmented by conntrack: a
+	// fragment or a segment that does not parse is of use to no
+	// endpoint. Counted and dropped (never followed).
 	if ip.IsFragment() {
 		e.cnt.badPkts++
+		p.Verdict = nfqueue.Drop
 		return
 	}
 	tcp, err := packet.ParseTCP(ip.Payload())
 	if err != nil {
 		e.cnt.badPkts++
+		p.Verdict = nfqueue.Drop
 		return
 	}
 	var d int
@@ -690,7 +716,7 @@ func (e *tracker) limitLogLocked(client uint32, now time.Time, msg string, args 
 // addCallLocked registers a call whose translation is decided.
 func (e *tracker) addCallLocked(c *ctrlConn, orig, trans uint16, now time.Time) *call {
 	cl := &call{conn: c, client: c.client.Addr(), server: c.server.Addr(), orig: orig, trans: trans,
-		state: "requested", created: now, lastSeen: now}
+		state: stateRequested, created: now, lastSeen: now}
 	e.byTrans[transKey{c.key.server, trans}] = cl
 	e.blocks[transKey{c.key.server, trans &^ 0xff}]++
 	e.perClient[c.key.client]++

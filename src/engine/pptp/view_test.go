@@ -71,7 +71,7 @@ func viewCall(t *testing.T, h *harness, c *fakeCT, f *flow, callID, serverID uin
 	p := f.out(ocrq(callID))
 	trans := u16(tcpPayload(t, p.Data), 12)
 	f.in(ocrp(serverID, trans))
-	if ss := h.e.Sessions(); len(ss) != 1 || ss[0].State != "established" {
+	if ss := h.e.Sessions(); len(ss) != 1 || ss[0].State != "connected" {
 		t.Fatalf("sessions %+v", ss)
 	}
 	return trans

@@ -36,6 +36,28 @@ func Main(name string, run func() error, flood func(args []string) error) {
 	}
 }
 
+// Setup is what a bench program needs before it measures: the lab's
+// requirements, the daemon binary, its own executable (it runs its flood
+// half in a lab namespace) and a lab of cfg. When the machine lacks a
+// requirement it prints "<name>: skipped: <why>" and returns a nil lab and
+// no error: benches print figures, they do not fail for that.
+func Setup(name string, cfg lab.Config) (l *lab.Lab, bin, self string, err error) {
+	if why := lab.Requirements(); why != "" {
+		fmt.Println(name+": skipped:", why)
+		return nil, "", "", nil
+	}
+	bin, why := lab.FindDaemonBin()
+	if why != "" {
+		fmt.Println(name+": skipped:", why)
+		return nil, "", "", nil
+	}
+	if self, err = os.Executable(); err != nil {
+		return nil, "", "", err
+	}
+	l, err = lab.New(cfg)
+	return l, bin, self, err
+}
+
 // ReadCounter reads the packets of counter name in table inet bench, which
 // the program installs at its receiver.
 func ReadCounter(l *lab.Lab, ns, name string) (uint64, error) {

@@ -16,9 +16,21 @@
 //	               demultiplexed by the engine, one NFQUEUE round trip per
 //	               packet.
 //
-// Also the learning latency: from the first inbound GRE packet of a newly
-// set-up call until it is counted at the client, against the same
-// measurement of plain forwarding (both include starting the sender).
+// Also the learning latency, as router transit times taken from kernel
+// timestamps (AF_PACKET taps on the sending device and on the router's
+// device that sends the packet on, tap.go), so neither starting the sender
+// nor reading counters is in them:
+//
+//   - the first inbound GRE packet of a newly set-up call (server's eth0 to
+//     the router's LAN device), and the one after it;
+//   - the call's Outgoing-Call-Request (client's eth0 to the router's WAN
+//     device): on the engine's datapaths it crosses NFQUEUE, and on the
+//     kernel maps the engine programs the call's elements before its
+//     verdict, so this is where a new call's learning costs time.
+//
+// (An earlier version polled the receiver's nft counter by starting `nft`
+// every 0.2 ms and timed from before starting the sender: about 10 ms on
+// every datapath, plain forwarding included, which was process start-up.)
 //
 // Every packet is the same: enhanced GRE (RFC 2637, key and sequence number)
 // carrying PPP, IPv4 and UDP with a 64-byte payload: 124 bytes of IP. Both
@@ -57,6 +69,7 @@ import (
 func main() { benchutil.Main("bench-pptp", run, flood) }
 
 type bench struct {
+	taps *taps
 	l    *lab.Lab
 	srv  *lab.Servers
 	self string
@@ -115,8 +128,12 @@ func run() error {
 			return fmt.Errorf("-modes: unknown mode %q", m)
 		}
 	}
+	if b.taps, err = openTaps(l); err != nil {
+		return err
+	}
+	defer b.taps.close()
 	res := map[string][]float64{}
-	var engine string
+	engine := map[string]string{}
 	for r := 0; r < *runs; r++ {
 		for _, m := range modes {
 			out, in, lat, st, err := b.mode(m)
@@ -125,9 +142,11 @@ func run() error {
 			}
 			res[m+" out"] = append(res[m+" out"], out)
 			res[m+" in"] = append(res[m+" in"], in)
-			res[m+" latency"] = append(res[m+" latency"], lat)
+			for k, v := range lat {
+				res[m+" "+k] = append(res[m+" "+k], v)
+			}
 			if st != "" {
-				engine = st
+				engine[m] = st
 			}
 		}
 		fmt.Fprintf(os.Stderr, "bench-pptp: run %d of %d done\n", r+1, *runs)
@@ -147,13 +166,20 @@ func run() error {
 		fmt.Printf("  %-24s out %9.0f pps  in %9.0f pps   runs out %s  in %s\n", label[m],
 			med[m+" out"], med[m+" in"], benchutil.List(res[m+" out"]), benchutil.List(res[m+" in"]))
 	}
-	fmt.Printf("  first inbound GRE of a new call until counted at the client (median ms):")
-	for _, m := range modes {
-		if len(res[m+" latency"]) > 0 {
-			fmt.Printf("  %s %.1f", m, med[m+" latency"])
+	fmt.Printf("  router transit from kernel timestamps, median µs (runs):\n")
+	for _, k := range []struct{ key, what string }{
+		{"ocrq", "Outgoing-Call-Request (the call is learned)"},
+		{"gre1", "first inbound GRE of the new call"},
+		{"gre2", "the inbound GRE packet after it"},
+	} {
+		fmt.Printf("    %-44s", k.what)
+		for _, m := range modes {
+			if v := res[m+" "+k.key]; len(v) > 0 {
+				fmt.Printf("  %s %.0f (%s)", m, med[m+" "+k.key], micros(v))
+			}
 		}
+		fmt.Println()
 	}
-	fmt.Println()
 	ratio := func(x, y string) string {
 		var parts []string
 		for _, dir := range []string{"out", "in"} {
@@ -168,8 +194,10 @@ func run() error {
 	fmt.Printf("  c/a (kernel maps/plain): %s\n", ratio("maps", "plain"))
 	fmt.Printf("  d/a (NFQUEUE/plain):     %s\n", ratio("fallback", "plain"))
 	fmt.Printf("  b/a (kernel helper/plain): %s\n", ratio("kernel", "plain"))
-	if engine != "" {
-		fmt.Printf("  %s\n", engine)
+	for _, m := range modes {
+		if engine[m] != "" {
+			fmt.Printf("  %s\n", engine[m])
+		}
 	}
 	return nil
 }
@@ -185,16 +213,63 @@ const counterRules = `table inet bench {
 }
 `
 
+// micros lists latencies (µs) for the runs column.
+func micros(v []float64) string {
+	var parts []string
+	for _, x := range v {
+		parts = append(parts, strconv.FormatFloat(x, 'f', 0, 64))
+	}
+	return strings.Join(parts, " ")
+}
+
+// taps are the four devices the latency figures are taken at.
+type taps struct {
+	client, server, routerWAN, routerLAN *tap
+}
+
+func openTaps(l *lab.Lab) (*taps, error) {
+	var t taps
+	var err error
+	for _, x := range []struct {
+		p       **tap
+		ns, dev string
+	}{
+		{&t.client, l.Client(1).NS, l.Client(1).Dev},
+		{&t.server, l.Server.NS, l.Server.Dev},
+		{&t.routerWAN, l.Router, l.WANDev},
+		{&t.routerLAN, l.Router, l.Client(1).RouterDev},
+	} {
+		if *x.p, err = openTap(x.ns, x.dev); err != nil {
+			t.close()
+			return nil, err
+		}
+	}
+	return &t, nil
+}
+
+func (t *taps) close() {
+	for _, x := range []*tap{t.client, t.server, t.routerWAN, t.routerLAN} {
+		if x != nil {
+			x.close()
+		}
+	}
+}
+
 // mode sets the router up for m, measures both directions and tears down.
-func (b *bench) mode(m string) (out, in, lat float64, engine string, err error) {
+// lat holds router transit times in µs: "ocrq" (not for plain), "gre1" and
+// "gre2".
+func (b *bench) mode(m string) (out, in float64, lat map[string]float64, engine string, err error) {
 	l := b.l
 	client, server := l.Client(1), l.Server
 	var c *call
+	lat = map[string]float64{}
+	clientKey := 1 // the Call ID inbound GRE reaches the client with
 	switch m {
 	case "plain":
+		clientKey = 0
 		b.stopDaemon()
 		if err := l.ConntrackFlush(); err != nil {
-			return 0, 0, 0, "", err
+			return 0, 0, nil, "", err
 		}
 		// Without a helper the kernel tracks GRE by addresses, and a
 		// version 1 tuple also holds the key (nf_conntrack_proto_gre): key
@@ -202,60 +277,51 @@ func (b *bench) mode(m string) (out, in, lat float64, engine string, err error) 
 		// out first, so the reply direction is NATed back to the client.
 		c = &call{serverID: 0, wireID: 0}
 		if _, err := l.Exec(client.NS, b.self, "flood", "--dst", server.Addr.String(), "--key", "0", "--count", "1"); err != nil {
-			return 0, 0, 0, "", err
+			return 0, 0, nil, "", err
 		}
 	case "kernel", "maps", "fallback":
 		if err := b.startDaemon(m); err != nil {
-			return 0, 0, 0, "", err
+			return 0, 0, nil, "", err
 		}
 		if err := l.ConntrackFlush(); err != nil {
-			return 0, 0, 0, "", err
+			return 0, 0, nil, "", err
 		}
-		if c, err = b.holdCall(); err != nil {
-			return 0, 0, 0, "", err
+		d, err := transit(b.taps.client, b.taps.routerWAN, isOCRQ, isOCRQ, func() (err error) {
+			c, err = b.holdCall()
+			return err
+		})
+		if c != nil {
+			defer c.p.Kill()
 		}
-		defer c.p.Kill()
+		if err != nil {
+			return 0, 0, nil, "", fmt.Errorf("call: %w", err)
+		}
+		lat["ocrq"] = float64(d.Microseconds())
 	}
-	// The first inbound packet of the call, right after it was set up.
-	if lat, err = b.firstPacket(server.NS, client.NS, l.WANAddr.String(), c.wireID); err != nil {
-		return 0, 0, 0, "", fmt.Errorf("latency: %w", err)
+	// The first inbound packet of the call, right after it was set up,
+	// and the next one.
+	for _, k := range []string{"gre1", "gre2"} {
+		d, err := transit(b.taps.server, b.taps.routerLAN, isGRE(c.wireID), isGRE(clientKey), func() error {
+			_, err := l.Exec(server.NS, b.self, "flood", "--dst", l.WANAddr.String(), "--key", strconv.Itoa(c.wireID), "--count", "1")
+			return err
+		})
+		if err != nil {
+			return 0, 0, nil, "", fmt.Errorf("latency %s: %w", k, err)
+		}
+		lat[k] = float64(d.Microseconds())
 	}
 	out, err = b.measure(client.NS, server.NS, server.Addr.String(), c.serverID)
 	if err != nil {
-		return 0, 0, 0, "", fmt.Errorf("out: %w", err)
+		return 0, 0, nil, "", fmt.Errorf("out: %w", err)
 	}
 	in, err = b.measure(server.NS, client.NS, l.WANAddr.String(), c.wireID)
 	if err != nil {
-		return 0, 0, 0, "", fmt.Errorf("in: %w", err)
+		return 0, 0, nil, "", fmt.Errorf("in: %w", err)
 	}
 	if m == "maps" || m == "fallback" {
 		engine = m + ": " + b.engineLine()
 	}
 	return out, in, lat, engine, nil
-}
-
-// firstPacket sends one GRE packet and returns the milliseconds until the
-// receiver's counter shows it (polled every 0.2 ms, at most 2 s).
-func (b *bench) firstPacket(from, at, dst string, key int) (float64, error) {
-	before, err := benchutil.ReadCounter(b.l, at, "gre_in")
-	if err != nil {
-		return 0, err
-	}
-	start := time.Now()
-	if _, err := b.l.Exec(from, b.self, "flood", "--dst", dst, "--key", strconv.Itoa(key), "--count", "1"); err != nil {
-		return 0, err
-	}
-	for time.Since(start) < 2*time.Second {
-		n, err := benchutil.ReadCounter(b.l, at, "gre_in")
-		if err != nil {
-			return 0, err
-		}
-		if n > before {
-			return float64(time.Since(start).Microseconds()) / 1000, nil
-		}
-		time.Sleep(200 * time.Microsecond)
-	}
-	return 0, errors.New("the first packet never arrived")
 }
 
 func (b *bench) startDaemon(mode string) error {
@@ -344,8 +410,12 @@ func (b *bench) engineLine() string {
 		return ""
 	}
 	c := s.Counters
-	return fmt.Sprintf("engine (last run): inbound GRE demultiplexed by the engine %d, by the kernel maps %d; queue batches %d for %d packets; socket overflows %d",
+	line := fmt.Sprintf("engine (last run): inbound GRE demultiplexed by the engine %d, by the kernel maps %d; queue batches %d for %d packets; socket overflows %d",
 		c["pptp_gre_in"].Packets, c["pptp_kernel_in"].Packets, c["pptp_queue_batches"].Packets, c["pptp_queue_packets"].Packets, c["pptp_queue_enobufs"].Packets)
+	if n := c["pptp_map_adds"].Packets; n > 0 {
+		line += fmt.Sprintf("; a call's map elements added in %d µs on average (%d calls)", c["pptp_map_add_us"].Packets/n, n)
+	}
+	return line
 }
 
 // measure floods GRE keyed with key from one namespace and counts it at

@@ -31,22 +31,26 @@ func main() { benchutil.Main("rss", run, flood) }
 
 // rss reads VmRSS and VmHWM of pid, in KiB.
 func rss(pid int) (cur, peak int, err error) {
+	v, err := status(pid)
+	return v["VmRSS"], v["VmHWM"], err
+}
+
+// status reads the kB figures of /proc/<pid>/status (VmRSS, RssAnon,
+// RssFile, ...).
+func status(pid int) (map[string]int, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
+	v := map[string]int{}
 	for _, l := range strings.Split(string(b), "\n") {
 		f := strings.Fields(l)
-		if len(f) >= 2 && (f[0] == "VmRSS:" || f[0] == "VmHWM:") {
+		if len(f) == 3 && f[2] == "kB" {
 			n, _ := strconv.Atoi(f[1])
-			if f[0] == "VmRSS:" {
-				cur = n
-			} else {
-				peak = n
-			}
+			v[strings.TrimSuffix(f[0], ":")] = n
 		}
 	}
-	return cur, peak, nil
+	return v, nil
 }
 
 func mib(kib int) string { return fmt.Sprintf("%.1f MiB", float64(kib)/1024) }
@@ -56,28 +60,16 @@ func run() error {
 	spis := flag.Int("spis", 4096, "distinct outbound SPIs in the load")
 	memLimit := flag.String("gomemlimit", "20MiB", "GOMEMLIMIT for the daemon (the init script's default)")
 	gogc := flag.String("gogc", "50", "GOGC for the daemon (the init script's default)")
+	label := flag.String("label", "host build", "what VPNPT_BIN is, for the report")
 	flag.Parse()
 	if *secs <= 0 || *secs > 60 || *spis < 1 || *spis > 1<<20 {
 		return errors.New("-seconds in (0,60], -spis in [1,1048576]")
 	}
-	if why := lab.Requirements(); why != "" {
-		fmt.Println("rss: skipped:", why)
-		return nil
-	}
-	bin, why := lab.FindDaemonBin()
-	if why != "" {
-		fmt.Println("rss: skipped:", why)
-		return nil
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
 	// The daemon inherits them, as from procd.
 	os.Setenv("GOMEMLIMIT", *memLimit)
 	os.Setenv("GOGC", *gogc)
-	l, err := lab.New(lab.Config{Clients: 1})
-	if err != nil {
+	l, bin, self, err := benchutil.Setup("rss", lab.Config{Clients: 1})
+	if err != nil || l == nil {
 		return err
 	}
 	defer l.Close()
@@ -89,10 +81,11 @@ func run() error {
 	}
 	defer d.Kill()
 	time.Sleep(3 * time.Second)
-	idle, _, err := rss(d.Pid())
+	idleStatus, err := status(d.Pid())
 	if err != nil {
 		return err
 	}
+	idle := idleStatus["VmRSS"]
 
 	done := make(chan error, 1)
 	go func() {
@@ -128,8 +121,9 @@ wait:
 	if out, _, err := d.CLI("status", "--json", "--socket", d.Socket); err == nil {
 		sas = strconv.Itoa(strings.Count(out, `"orig_id"`))
 	}
-	fmt.Printf("daemon RSS (%s build, GOMEMLIMIT=%s GOGC=%s):\n", "host", *memLimit, *gogc)
-	fmt.Printf("  idle (3 s after start)        %s\n", mib(idle))
+	fmt.Printf("daemon RSS (%s, GOMEMLIMIT=%s GOGC=%s):\n", *label, *memLimit, *gogc)
+	fmt.Printf("  idle (3 s after start)        %s (anonymous %s, file-backed: the binary's pages %s)\n",
+		mib(idle), mib(idleStatus["RssAnon"]), mib(idleStatus["RssFile"]))
 	fmt.Printf("  under load (max of 100 ms samples) %s, peak (VmHWM) %s: %.0f s of raw ESP, %d SPIs (%s sessions in status)\n",
 		mib(maxRSS), mib(peak), *secs, *spis, sas)
 	fmt.Printf("  after load                    %s\n", mib(after))

@@ -194,6 +194,11 @@ type childSA struct {
 	serverIn, clientIn uint32
 	peer               string // IKE peer address the SA belongs to
 	in                 int
+	// --delay-replies: answers to packets within delay of the SA's first
+	// packet leave at first+delay (a slow first answer, so another
+	// client's answer overtakes it).
+	delay time.Duration
+	first time.Time
 }
 
 type server struct {
@@ -206,14 +211,29 @@ type server struct {
 	unknown  int
 	ikeIn    map[string]int // IKE messages per peer address:port
 	espFroms map[string]int
+	delays   map[uint32]time.Duration // --delay-replies, by server inbound SPI
 }
 
 func runServer(ctx context.Context, o *out, args []string) error {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	dur := fs.Duration("duration", 5*time.Minute, "maximum lifetime")
 	base := fs.String("spi-base", "0x5e000001", "first inbound SPI the server assigns")
+	delayFlag := fs.String("delay-replies", "", "SPI=duration,...: hold the answers of that SA's first duration back until it ends")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	delays := map[uint32]time.Duration{}
+	for _, kv := range strings.Split(*delayFlag, ",") {
+		if kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		spi, err := parseUint(k)
+		d, derr := time.ParseDuration(v)
+		if !ok || err != nil || derr != nil || d <= 0 || d > time.Minute {
+			return fmt.Errorf("--delay-replies %q", kv)
+		}
+		delays[spi] = d
 	}
 	first, err := parseUint(*base)
 	if err != nil {
@@ -222,7 +242,7 @@ func runServer(ctx context.Context, o *out, args []string) error {
 	ctx, cancel := context.WithTimeout(ctx, *dur)
 	defer cancel()
 	s := &server{o: o, nextSPI: first, byIn: map[uint32]*childSA{}, replies: map[string][]byte{},
-		rspis: map[uint64]uint64{}, ikeIn: map[string]int{}, espFroms: map[string]int{}}
+		rspis: map[uint64]uint64{}, ikeIn: map[string]int{}, espFroms: map[string]int{}, delays: delays}
 	uc, err := net.ListenUDP("udp4", &net.UDPAddr{Port: 500})
 	if err != nil {
 		return err
@@ -287,7 +307,7 @@ func (s *server) answer(m ikeMsg, addr *net.UDPAddr) []byte {
 	}
 	resp := ikeMsg{ISPI: m.ISPI, RSPI: rspi, Exchange: m.Exchange, Flags: flagResponse, MsgID: m.MsgID, Marker: m.Marker}
 	if m.Exchange == exAuth || m.Exchange == exCreateChildSA {
-		sa := &childSA{serverIn: s.nextSPI, clientIn: m.ChildSPI, peer: addr.IP.String()}
+		sa := &childSA{serverIn: s.nextSPI, clientIn: m.ChildSPI, peer: addr.IP.String(), delay: s.delays[s.nextSPI]}
 		s.nextSPI++
 		s.byIn[sa.serverIn] = sa
 		resp.ChildSPI = sa.serverIn
@@ -310,11 +330,16 @@ func (s *server) serveESP(c *net.IPConn) {
 		}
 		s.mu.Lock()
 		sa := s.byIn[spi]
+		var wait time.Duration
 		if sa == nil {
 			s.unknown++
 		} else {
 			sa.in++
 			s.espFroms[addr.String()]++
+			if sa.first.IsZero() {
+				sa.first = time.Now()
+			}
+			wait = time.Until(sa.first.Add(sa.delay))
 		}
 		s.mu.Unlock()
 		if sa == nil {
@@ -323,7 +348,12 @@ func (s *server) serveESP(c *net.IPConn) {
 		}
 		// The reply goes to where the packet came from, on the client's
 		// SPI: with NAT, every client's reply goes to the same address.
-		_, _ = c.WriteTo(espPacket(sa.clientIn, seq, marker), addr)
+		reply := espPacket(sa.clientIn, seq, marker)
+		if wait > 0 {
+			time.AfterFunc(wait, func() { _, _ = c.WriteTo(reply, addr) })
+			continue
+		}
+		_, _ = c.WriteTo(reply, addr)
 	}
 }
 
@@ -370,6 +400,7 @@ func runClient(ctx context.Context, o *out, args []string) error {
 	count := fs.Int("count", 20, "ESP packets per Child SA")
 	interval := fs.Duration("interval", 20*time.Millisecond, "between ESP packets")
 	espDelay := fs.Duration("esp-delay", 0, "wait after IKE_AUTH before the first ESP packet")
+	espAt := fs.Int64("esp-start-at", 0, "send the first ESP packet at this Unix time in milliseconds (after IKE_AUTH)")
 	rekey := fs.Bool("rekey", false, "after the first SA, CREATE_CHILD_SA and continue on the new one")
 	linger := fs.Duration("linger", 0, "keep listening this long after the last reply")
 	startAt := fs.Int64("start-at", 0, "start at this Unix time in milliseconds")
@@ -438,6 +469,11 @@ func runClient(ctx context.Context, o *out, args []string) error {
 	}
 	if *espDelay > 0 && !sleepCtx(ctx, *espDelay) {
 		return fail(ctx.Err())
+	}
+	if *espAt > 0 {
+		if d := time.Until(time.UnixMilli(*espAt)); d > 0 && !sleepCtx(ctx, d) {
+			return fail(ctx.Err())
+		}
 	}
 	if err := c.traffic(ctx, spiIn, auth.ChildSPI, *count, *interval); err != nil {
 		return fail(err)

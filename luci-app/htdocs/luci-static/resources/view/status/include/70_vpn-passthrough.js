@@ -26,8 +26,11 @@ return baseclass.extend({
 	title: _('VPN Passthrough'),
 
 	load: function() {
+		// A missing ubus object reaches rpc.js as JSON-RPC -32000 "Object not
+		// found" (uhttpd), a missing method as ubus code 4: both mean the daemon
+		// is not there.
 		return callStatus().catch(function(e) {
-			return { error: /ubus code 4/.test(e.message) ? _('The vpn-passthrough daemon is not running.') : e.message };
+			return { error: /ubus code 4|not found/i.test(e.message) ? _('The vpn-passthrough daemon is not running.') : e.message };
 		});
 	},
 
