@@ -223,7 +223,7 @@ func TestRulesReadBackOnThisKernel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	limits := 0
+	limits, paddedRules := 0, 0
 	for _, pc := range p.Chains {
 		ch := &nftables.Chain{Name: pc.Name, Table: table(p.Table)}
 		got, err := c.rules(table(p.Table), ch)
@@ -237,6 +237,21 @@ func TestRulesReadBackOnThisKernel(t *testing.T) {
 		if len(got) != len(pc.Rules) || !reflect.DeepEqual(got, want) {
 			t.Fatalf("%s: %d rules %v, library %d rules %v, plan %d", pc.Name, len(got), got, len(want), want, len(pc.Rules))
 		}
+		// The same reply padded the way a MIPS kernel pads it reads back
+		// the same.
+		padded, err := getRules(table(p.Table), ch, func(req netlink.Message) ([]netlink.Message, error) {
+			msgs, err := c.execute(req)
+			for i := range msgs {
+				msgs[i].Data = append(msgs[i].Data[:4:4], padLimits(t, msgs[i].Data[4:])...)
+				if hasLimitPad(msgs[i].Data[4:]) {
+					paddedRules++
+				}
+			}
+			return msgs, err
+		})
+		if err != nil || !reflect.DeepEqual(padded, got) {
+			t.Fatalf("%s padded as on MIPS: %v, %v; want %v", pc.Name, err, padded, got)
+		}
 		for _, r := range got {
 			for _, e := range r.Exprs {
 				if _, ok := e.(*expr.Limit); ok {
@@ -245,8 +260,8 @@ func TestRulesReadBackOnThisKernel(t *testing.T) {
 			}
 		}
 	}
-	if limits == 0 {
-		t.Fatal("everyField has no limit rule any more: this test needs one")
+	if limits == 0 || paddedRules != limits {
+		t.Fatalf("%d limits read back, %d rules padded: everyField needs a limit rule (one per rule)", limits, paddedRules)
 	}
 	if d := c.Diff(p); d != "" {
 		t.Fatalf("Diff right after the apply: %s", d)
@@ -254,4 +269,52 @@ func TestRulesReadBackOnThisKernel(t *testing.T) {
 	if !c.Intact(p) {
 		t.Fatal("Intact false right after the apply")
 	}
+}
+
+// padLimits puts an empty NFTA_LIMIT_PAD before the 64-bit attributes of
+// every limit expression in a rule's attributes, as a MIPS kernel does.
+func padLimits(t *testing.T, b []byte) []byte {
+	t.Helper()
+	rule, err := netlink.UnmarshalAttributes(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range rule {
+		if attrType(r) != unix.NFTA_RULE_EXPRESSIONS {
+			continue
+		}
+		elems, err := netlink.UnmarshalAttributes(r.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, e := range elems {
+			ex, err := netlink.UnmarshalAttributes(e.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ex) < 2 || string(bytes.TrimRight(ex[0].Data, "\x00")) != "limit" {
+				continue
+			}
+			for k, a := range ex {
+				if attrType(a) != unix.NFTA_EXPR_DATA {
+					continue
+				}
+				data, err := netlink.UnmarshalAttributes(a.Data)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var out []netlink.Attribute
+				for _, d := range data {
+					if len(d.Data) == 8 {
+						out = append(out, netlink.Attribute{Type: unix.NFTA_LIMIT_PAD})
+					}
+					out = append(out, d)
+				}
+				ex[k].Data, ex[k].Length = attrs(t, out...), 0
+			}
+			elems[j].Data, elems[j].Length = attrs(t, ex...), 0
+		}
+		rule[i].Data, rule[i].Length = attrs(t, elems...), 0
+	}
+	return attrs(t, rule...)
 }
