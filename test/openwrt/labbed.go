@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vpn-passthrough/vpn-passthrough/test/lab"
 )
@@ -114,4 +115,12 @@ func (r *Router) StartService(t testing.TB) {
 	t.Helper()
 	ConfigureFW4(t, r.Bed, r.Lab)
 	r.MustSh(t, "sh /etc/uci-defaults/vpn-passthrough && fw4 -q restart && /etc/init.d/vpn-passthrough start")
+	// procd starts the daemon in the background: wait until its table is
+	// applied and its ubus object answers, or the first call races it.
+	if err := WaitFor(30*time.Second, func() error {
+		_, err := r.Bed.Sh("nft list table inet vpn_passthrough >/dev/null && ubus call vpn-passthrough status >/dev/null")
+		return err
+	}); err != nil {
+		t.Fatalf("daemon not ready after /etc/init.d/vpn-passthrough start: %v", err)
+	}
 }
