@@ -14,10 +14,12 @@ import (
 	"testing"
 )
 
-// Footprint targets (issue 5).
+// Footprint ceilings against regressions, with room for growth; the goals
+// (issue 13: mipsel binary 3.5 MiB, packages 1.2 MiB) are what `make size`
+// reports against.
 const (
-	maxMipselBinary = 6 << 20
-	maxIPK          = 5 << 19 // 2.5 MiB
+	maxMipselBinary = 9 << 19 // 4.5 MiB
+	maxIPK          = 2 << 20 // 2 MiB (x86_64 is the largest)
 )
 
 // target is one OpenWrt package architecture and what its binary must be.
@@ -233,9 +235,23 @@ func checkELF(t *testing.T, b []byte, tg target, version string) {
 	if ef.Machine != tg.machine || ef.Class != tg.class || ef.ByteOrder != tg.order || ef.Type != elf.ET_EXEC {
 		t.Errorf("ELF %v %v %v %v, want %v %v %v ET_EXEC", ef.Machine, ef.Class, ef.ByteOrder, ef.Type, tg.machine, tg.class, tg.order)
 	}
+	// The 32-bit small-flash targets: 4 KiB segment alignment (-R=0x1000)
+	// and no inlining (-gcflags=all=-l), see the Makefile's CROSS_*FLAGS.
+	small := tg.goarch == "mips" || tg.goarch == "mipsle" || tg.goarch == "arm"
 	for _, p := range ef.Progs {
 		if p.Type == elf.PT_INTERP || p.Type == elf.PT_DYNAMIC {
 			t.Errorf("not static: has %v", p.Type)
+		}
+		if p.Type != elf.PT_LOAD {
+			continue
+		}
+		// The kernel maps a segment only if offset and address agree
+		// modulo the page size: 4 KiB pages on these targets.
+		if p.Off%4096 != p.Vaddr%4096 {
+			t.Errorf("LOAD segment at offset %#x, address %#x: not congruent modulo 4 KiB", p.Off, p.Vaddr)
+		}
+		if small && p.Align != 0x1000 {
+			t.Errorf("LOAD segment aligned to %#x, want 0x1000 (-R=0x1000)", p.Align)
 		}
 	}
 	for _, s := range ef.Sections {
@@ -278,7 +294,10 @@ func checkELF(t *testing.T, b []byte, tg target, version string) {
 	for _, s := range bi.Settings {
 		settings[s.Key] = s.Value
 	}
-	want := map[string]string{"GOOS": "linux", "GOARCH": tg.goarch, "CGO_ENABLED": "0", "-trimpath": "true", tg.setting[0]: tg.setting[1]}
+	want := map[string]string{"GOOS": "linux", "GOARCH": tg.goarch, "CGO_ENABLED": "0", "-trimpath": "true", tg.setting[0]: tg.setting[1], "-gcflags": ""}
+	if small {
+		want["-gcflags"] = "all=-l"
+	}
 	for k, v := range want {
 		if settings[k] != v && !(k == "GOARM" && settings[k] == "7,hardfloat") {
 			t.Errorf("build setting %s = %q, want %q", k, settings[k], v)

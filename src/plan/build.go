@@ -103,7 +103,9 @@ func Build(in Input) (*Plan, error) {
 	// hook, so the engines would miss PPTP control and IKE; the package's
 	// ruleset-post include accepts those before fw4's `flow offload @ft`
 	// (test/qemu's flowtable guest), and only the data is offloaded. The
-	// daemon warns when fw4 runs without our includes.
+	// daemon warns when fw4's forward chain lacks our chain-pre include,
+	// which fw4 reads from the same folder (or uci-defaults registers
+	// with it when auto_includes is off).
 	p.FlowOffload = in.FlowOffload
 	if len(p.Queues) > 0 {
 		// fw4's include accepts our mark whatever the output zone; a

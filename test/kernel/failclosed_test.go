@@ -27,18 +27,7 @@ func TestBlocksFailClosed(t *testing.T) {
 	}
 	cfg := l.KernelUCI()
 	cfg.PPTP, cfg.IPsec = false, false
-	d, err := l.StartDaemon(bin, cfg.String())
-	if d != nil {
-		t.Cleanup(func() {
-			d.Kill()
-			if t.Failed() {
-				t.Logf("daemon log:\n%s", d.Log())
-			}
-		})
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := l.RunDaemon(t, bin, cfg.String())
 	e := &env{l: l, srv: srv, d: d}
 	full := tableText(t, l)
 	tbl := lab.TableFamily + " " + lab.Table

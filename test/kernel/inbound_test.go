@@ -43,18 +43,7 @@ func TestOnlyWhatTheLANOpenedComesIn(t *testing.T) {
 	}
 	lanEvents := (&lab.Servers{Proc: lanSrv}).Events
 	cfg := l.KernelUCI()
-	d, err := l.StartDaemon(bin, cfg.String())
-	if d != nil {
-		t.Cleanup(func() {
-			d.Kill()
-			if t.Failed() {
-				t.Logf("daemon log:\n%s", d.Log())
-			}
-		})
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := l.RunDaemon(t, bin, cfg.String())
 	e := &env{l: l, d: d}
 	fromWAN := func(to string, args ...string) (sent, received int) {
 		var r struct {

@@ -42,18 +42,7 @@ func TestKernelMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	all := l.KernelUCI()
-	d, err := l.StartDaemon(bin, all.String())
-	if d != nil {
-		t.Cleanup(func() {
-			d.Kill()
-			if t.Failed() {
-				t.Logf("daemon log:\n%s", d.Log())
-			}
-		})
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := l.RunDaemon(t, bin, all.String())
 	e := &env{l: l, srv: srv, d: d}
 	step := func(name string, f func(t *testing.T)) {
 		t.Run(name, func(t *testing.T) {
@@ -458,15 +447,9 @@ func (e *env) pptpSameCallID(t *testing.T) {
 			t.Errorf("lan%d: Outgoing-Call-Reply carried Peer's Call ID %d, want its own 1", i+1, got)
 		}
 	}
-	ids := map[int]string{}
-	for _, ev := range srv.Events(mark, "ocrq") {
-		if ev.FromIP() != l.WANAddr.String() {
-			t.Errorf("server saw a call from %s, want the router's %s", ev.From, l.WANAddr)
-		}
-		if prev, dup := ids[*ev.CallID]; dup {
-			t.Errorf("server saw Call ID %d from both %s and %s", *ev.CallID, prev, ev.From)
-		}
-		ids[*ev.CallID] = ev.From
+	ids, errs := srv.OutgoingCallIDs(mark, l.WANAddr.String())
+	for _, err := range errs {
+		t.Error(err)
 	}
 	if len(ids) != 2 {
 		t.Errorf("server saw %d distinct Call IDs (%v), want 2", len(ids), ids)

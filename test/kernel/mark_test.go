@@ -46,18 +46,7 @@ func TestMarkCoexistsWithPBR(t *testing.T) {
 	}
 	cfg := l.KernelUCI()
 	cfg.Mode = "userspace"
-	d, err := l.StartDaemon(bin, cfg.String())
-	if d != nil {
-		t.Cleanup(func() {
-			d.Kill()
-			if t.Failed() {
-				t.Logf("daemon log:\n%s", d.Log())
-			}
-		})
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := l.RunDaemon(t, bin, cfg.String())
 	c0, _ := l.ReadCounter("inet", "pbr_lab", "egress_pbr_esp")
 	if r, err := l.RawClient(1, "esp", "--count", "5", "--spi", "0x7001"); err != nil || !r.OK || r.Received != 5 {
 		t.Errorf("ESP through the engine with pbr marking: %+v, %v", r, err)

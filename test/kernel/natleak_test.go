@@ -33,18 +33,7 @@ func TestNoLANSourceWithoutFW4(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(l.DaemonDir(), "firewall"), []byte(fw), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	d, err := l.StartDaemon(bin, l.KernelUCI().String())
-	if d != nil {
-		t.Cleanup(func() {
-			d.Kill()
-			if t.Failed() {
-				t.Logf("daemon log:\n%s", d.Log())
-			}
-		})
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := l.RunDaemon(t, bin, l.KernelUCI().String())
 	// With fw4: everything passes the guard, masqueraded (or rewritten
 	// by the engines, in userspace mode).
 	for i, mode := range []string{"userspace", "kernel"} {

@@ -38,18 +38,7 @@ func TestRouterOriginatedPPTP(t *testing.T) {
 		t.Fatalf("control without the daemon: %+v; want connected and 0 GRE back (else this test proves nothing)", r)
 	}
 	cfg := l.KernelUCI()
-	d, err := l.StartDaemon(bin, cfg.String())
-	if d != nil {
-		t.Cleanup(func() {
-			d.Kill()
-			if t.Failed() {
-				t.Logf("daemon log:\n%s", d.Log())
-			}
-		})
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := l.RunDaemon(t, bin, cfg.String())
 	if err := l.ConntrackFlush(); err != nil {
 		t.Fatal(err)
 	}

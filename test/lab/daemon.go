@@ -148,6 +148,25 @@ func (l *Lab) StartDaemon(bin, config string) (*Daemon, error) {
 	return d, fmt.Errorf("daemon: no table %s %s and status socket within 10s:\n%s", TableFamily, Table, d.Log())
 }
 
+// RunDaemon is StartDaemon for a test: the daemon is killed when t ends and
+// its log printed if t failed; a failed start fails t.
+func (l *Lab) RunDaemon(t testing.TB, bin, config string) *Daemon {
+	t.Helper()
+	d, err := l.StartDaemon(bin, config)
+	if d != nil {
+		t.Cleanup(func() {
+			d.Kill()
+			if t.Failed() {
+				t.Logf("daemon log:\n%s", d.Log())
+			}
+		})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 // WriteConfig replaces the daemon's UCI file.
 func (d *Daemon) WriteConfig(text string) error {
 	return os.WriteFile(d.Config, []byte(text), 0o600)

@@ -46,26 +46,17 @@ func shots(t *testing.T) string {
 func (r *rig) startLuCI() {
 	r.t.Helper()
 	r.b.StartNetifd(r.t, openwrt.FW4MockDump, true)
-	p, err := r.b.Spawn("uhttpd", "/usr/sbin/uhttpd", "-f", "-h", r.www, "-r", "OpenWrt", "-x", "/cgi-bin", "-u", "/ubus",
+	p := r.b.SpawnReady(r.t, "uhttpd", func() error {
+		_, err := r.l.RouterExec("bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/80")
+		return err
+	}, "/usr/sbin/uhttpd", "-f", "-h", r.www, "-r", "OpenWrt", "-x", "/cgi-bin", "-u", "/ubus",
 		"-o", "/cgi-bin/luci", "-O", "/usr/share/ucode/luci/uhttpd.uc", "-t", "60", "-T", "30", "-n", "4", "-p", "127.0.0.1:80")
-	if err != nil {
-		r.t.Fatal(err)
-	}
 	r.t.Cleanup(func() {
 		if r.t.Failed() {
 			done, err := p.Exited()
 			r.t.Logf("uhttpd (exited %v: %v): %s", done, err, strings.Join(p.Stderr(), "\n"))
 		}
 	})
-	if err := openwrt.WaitFor(20*time.Second, func() error {
-		if done, err := p.Exited(); done {
-			return fmt.Errorf("uhttpd exited: %v: %s", err, strings.Join(p.Stderr(), "\n"))
-		}
-		_, err := r.l.RouterExec("bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/80")
-		return err
-	}); err != nil {
-		r.t.Fatal(err)
-	}
 }
 
 // proxy forwards connections to 127.0.0.1:port on the host's loopback to

@@ -4,10 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -49,36 +47,12 @@ type rigOptions struct {
 	procd bool
 }
 
-var (
-	dbusBinOnce sync.Once
-	dbusBin     string
-	dbusBinErr  error
-)
-
 // binary is the daemon to install: with D-Bus built in when asked.
 func binary(t *testing.T, withDBus bool) string {
-	if !withDBus {
-		return openwrt.Binary(t)
+	if withDBus {
+		return openwrt.BinaryWithTags(t, "dbus")
 	}
-	dbusBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "vpt-dbus-bin-")
-		if err != nil {
-			dbusBinErr = err
-			return
-		}
-		dbusBin = filepath.Join(dir, "vpn-passthrough")
-		repo, _ := lab.RepoRoot()
-		cmd := exec.Command("go", "build", "-trimpath", "-tags", "dbus", "-o", dbusBin, "./src/cmd/vpn-passthrough")
-		cmd.Dir = repo
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			dbusBinErr = fmt.Errorf("go build -tags dbus: %v: %s", err, out)
-		}
-	})
-	if dbusBinErr != nil {
-		t.Fatal(dbusBinErr)
-	}
-	return dbusBin
+	return openwrt.Binary(t)
 }
 
 func startRig(t *testing.T, o rigOptions) *rig {
@@ -110,16 +84,7 @@ func startRig(t *testing.T, o rigOptions) *rig {
 		t.Fatal(err)
 	}
 	if o.procd {
-		r.procd, err = b.Spawn("procd", "/usr/sbin/procd", "-s", openwrt.UbusSock)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := openwrt.WaitFor(20*time.Second, func() error {
-			_, err := r.ubus("list", "service")
-			return err
-		}); err != nil {
-			t.Fatalf("procd: %v %s", err, r.procd.Stderr())
-		}
+		r.procd = b.StartProcd(t)
 		if out, err := b.Run("", "/etc/init.d/vpn-passthrough", "start"); err != nil {
 			t.Fatalf("init script start: %v %s", err, out)
 		}

@@ -285,18 +285,27 @@ func WaitFor(timeout time.Duration, cond func() error) error {
 // StartUbusd starts the real ubusd and waits until `ubus list` answers.
 func (b *Bed) StartUbusd(t testing.TB) *lab.Proc {
 	t.Helper()
-	p, err := b.Spawn("ubusd", "/usr/sbin/ubusd", "-s", UbusSock)
+	return b.SpawnReady(t, "ubusd", func() error {
+		_, err := b.Run("", "ubus", "-s", UbusSock, "list")
+		return err
+	}, "/usr/sbin/ubusd", "-s", UbusSock)
+}
+
+// SpawnReady spawns argv in the bed as name (Spawn) and waits up to 20 s until ready returns
+// nil; it fails t, with the process's stderr, if the process exits first or ready never holds.
+func (b *Bed) SpawnReady(t testing.TB, name string, ready func() error, argv ...string) *lab.Proc {
+	t.Helper()
+	p, err := b.Spawn(name, argv...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := WaitFor(20*time.Second, func() error {
 		if ok, err := p.Exited(); ok {
-			return fmt.Errorf("ubusd exited: %v: %s", err, strings.Join(p.Stderr(), "\n"))
+			return fmt.Errorf("%s exited: %v: %s", name, err, strings.Join(p.Stderr(), "\n"))
 		}
-		_, err := b.Run("", "ubus", "-s", UbusSock, "list")
-		return err
+		return ready()
 	}); err != nil {
-		t.Fatalf("ubusd: %v", err)
+		t.Fatalf("%s: %v", name, err)
 	}
 	return p
 }
@@ -322,26 +331,13 @@ func (b *Bed) StartRpcd(t testing.TB) *lab.Proc {
 			t.Fatal(err)
 		}
 	}
-	p, err := b.Spawn("rpcd", "/usr/sbin/rpcd", "-s", UbusSock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := WaitFor(20*time.Second, func() error {
-		if ok, err := p.Exited(); ok {
-			return fmt.Errorf("rpcd exited: %v: %s", err, strings.Join(p.Stderr(), "\n"))
-		}
+	return b.SpawnReady(t, "rpcd", func() error {
 		out, err := b.Run("", "ubus", "-s", UbusSock, "list", "session")
-		if err != nil {
-			return err
+		if err == nil && !strings.Contains(out, "session") {
+			err = errors.New("no session object yet")
 		}
-		if !strings.Contains(out, "session") {
-			return errors.New("no session object yet")
-		}
-		return nil
-	}); err != nil {
-		t.Fatalf("rpcd: %v", err)
-	}
-	return p
+		return err
+	}, "/usr/sbin/rpcd", "-s", UbusSock)
 }
 
 // Close stops every process of the bed (the namespace goes with the last one) and removes the
@@ -401,60 +397,85 @@ func repoPath(t testing.TB, rel string) string {
 // `network.interface dump` format; board also serves `system board`/`system info`.
 func (b *Bed) StartNetifd(t testing.TB, dump string, board bool) *lab.Proc {
 	t.Helper()
-	argv := []string{"/usr/bin/ucode", repoPath(t, "test/openwrt/netifd.uc"), dump}
-	if board {
-		argv = append(argv, "board")
-	}
-	p, err := b.Spawn("netifd-standin", argv...)
+	// A copy inside the bed: the repository may sit where the bed has its own tmpfs (/tmp).
+	script, err := os.ReadFile(repoPath(t, "test/openwrt/netifd.uc"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := WaitFor(20*time.Second, func() error {
-		if ok, err := p.Exited(); ok {
-			return fmt.Errorf("exited: %v: %s", err, strings.Join(p.Stderr(), "\n"))
-		}
+	if err := b.WriteFile("/tmp/vpt-netifd.uc", string(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	argv := []string{"/usr/bin/ucode", "/tmp/vpt-netifd.uc", dump}
+	if board {
+		argv = append(argv, "board")
+	}
+	return b.SpawnReady(t, "netifd stand-in", func() error {
 		_, err := b.Run("", "ubus", "list", "network.interface")
 		return err
-	}); err != nil {
-		t.Fatalf("netifd stand-in: %v", err)
-	}
-	return p
+	}, argv...)
 }
 
 // FW4MockDump is firewall4's own mocked `network.interface dump` inside the bed.
 const FW4MockDump = "/usr/share/openwrt-src/firewall4-tests/mocks/ubus/network.interface~dump.json"
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
+// builds are the daemon binaries built for this test run, by build tags.
+var builds = struct {
+	sync.Mutex
+	m map[string]*build
+}{m: map[string]*build{}}
+
+type build struct {
+	once sync.Once
+	dir  string // removed by RemoveBinaries ("" for $VPNPT_BIN)
+	path string
+	err  error
+}
 
 // Binary is $VPNPT_BIN, else bin/vpn-passthrough built once from this tree for the test run.
-func Binary(t testing.TB) string {
+func Binary(t testing.TB) string { return BinaryWithTags(t, "") }
+
+// BinaryWithTags is the daemon built once for the test run with Go build tags (comma-separated,
+// e.g. "dbus"); "" is Binary, which $VPNPT_BIN overrides.
+func BinaryWithTags(t testing.TB, tags string) string {
 	t.Helper()
-	binOnce.Do(func() {
-		if p := os.Getenv("VPNPT_BIN"); p != "" {
-			binPath = p
+	builds.Lock()
+	b := builds.m[tags]
+	if b == nil {
+		b = &build{}
+		builds.m[tags] = b
+	}
+	builds.Unlock()
+	b.once.Do(func() {
+		if p := os.Getenv("VPNPT_BIN"); p != "" && tags == "" {
+			b.path = p
 			return
 		}
-		dir, err := os.MkdirTemp("", "vpt-openwrt-bin-")
-		if err != nil {
-			binErr = err
+		if b.dir, b.err = os.MkdirTemp("", "vpt-openwrt-bin-"); b.err != nil {
 			return
 		}
-		binPath = filepath.Join(dir, "vpn-passthrough")
-		cmd := exec.Command("go", "build", "-trimpath", "-o", binPath, "./src/cmd/vpn-passthrough")
+		b.path = filepath.Join(b.dir, "vpn-passthrough")
+		cmd := exec.Command("go", "build", "-trimpath", "-tags", tags, "-o", b.path, "./src/cmd/vpn-passthrough")
 		cmd.Dir = repoPath(t, ".")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go build: %v: %s", err, out)
+			b.err = fmt.Errorf("go build -tags %q: %v: %s", tags, err, out)
 		}
 	})
-	if binErr != nil {
-		t.Fatal(binErr)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return binPath
+	return b.path
+}
+
+// RemoveBinaries removes the binaries BinaryWithTags built (a TestMain calls it at the end).
+func RemoveBinaries() {
+	builds.Lock()
+	defer builds.Unlock()
+	for _, b := range builds.m {
+		if b.dir != "" {
+			os.RemoveAll(b.dir)
+		}
+	}
 }
 
 // InstallFiles copies the package's files/ tree, the LuCI app's root and htdocs and the binary
@@ -483,20 +504,10 @@ func (b *Bed) StartProcd(t testing.TB) *lab.Proc {
 		missing(t, "OpenWrt's base-files (etc/rc.common, lib/functions.sh, lib/functions/procd.sh) are not in the userland "+
 			b.Root+": rebuild it with test/openwrt/build.sh")
 	}
-	p, err := b.Spawn("procd", "/usr/sbin/procd", "-s", UbusSock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := WaitFor(20*time.Second, func() error {
-		if ok, err := p.Exited(); ok {
-			return fmt.Errorf("procd exited: %v: %s", err, strings.Join(p.Stderr(), "\n"))
-		}
+	return b.SpawnReady(t, "procd", func() error {
 		_, err := b.Run("", "ubus", "list", "service")
 		return err
-	}); err != nil {
-		t.Fatalf("procd: %v", err)
-	}
-	return p
+	}, "/usr/sbin/procd", "-s", UbusSock)
 }
 
 // UninstallFiles removes what InstallFiles placed (the package tests start from a clean root).
@@ -545,22 +556,12 @@ const HTTPPort = 8080
 // JSON-RPC on /ubus and LuCI's ucode dispatcher on /cgi-bin/luci, as OpenWrt's uhttpd config does.
 func (b *Bed) StartUhttpd(t testing.TB) *lab.Proc {
 	t.Helper()
-	p, err := b.Spawn("uhttpd", "/usr/sbin/uhttpd", "-f", "-p", fmt.Sprintf("127.0.0.1:%d", HTTPPort), "-h", "/www",
-		"-r", "vpt-bed", "-x", "/cgi-bin", "-u", "/ubus", "-U", UbusSock, "-o", "/cgi-bin/luci",
-		"-O", "/usr/share/ucode/luci/uhttpd.uc", "-t", "60", "-T", "30", "-k", "20", "-A", "1", "-n", "3", "-N", "100", "-R")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := WaitFor(20*time.Second, func() error {
-		if ok, err := p.Exited(); ok {
-			return fmt.Errorf("uhttpd exited: %v: %s", err, strings.Join(p.Stderr(), "\n"))
-		}
+	return b.SpawnReady(t, "uhttpd", func() error {
 		_, err := b.Run("", "curl", "-sf", "-o", "/dev/null", fmt.Sprintf("http://127.0.0.1:%d/", HTTPPort))
 		return err
-	}); err != nil {
-		t.Fatalf("uhttpd: %v", err)
-	}
-	return p
+	}, "/usr/sbin/uhttpd", "-f", "-p", fmt.Sprintf("127.0.0.1:%d", HTTPPort), "-h", "/www",
+		"-r", "vpt-bed", "-x", "/cgi-bin", "-u", "/ubus", "-U", UbusSock, "-o", "/cgi-bin/luci",
+		"-O", "/usr/share/ucode/luci/uhttpd.uc", "-t", "60", "-T", "30", "-k", "20", "-A", "1", "-n", "3", "-N", "100", "-R")
 }
 
 // Login opens an rpcd session (ubus session login) and returns its id.

@@ -2,7 +2,6 @@ package openwrt
 
 import (
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -11,9 +10,7 @@ import (
 func TestMain(m *testing.M) {
 	t0 := time.Now()
 	code := m.Run()
-	if binPath != "" && os.Getenv("VPNPT_BIN") == "" {
-		os.RemoveAll(filepath.Dir(binPath))
-	}
+	RemoveBinaries()
 	ipks.remove()
 	apks.remove()
 	if buildRoot != "" {

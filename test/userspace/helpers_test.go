@@ -199,17 +199,13 @@ func (e *env) sameCallID(t *testing.T, n int) {
 			t.Errorf("lan%d: call not cleared (Call-Disconnect-Notify)", i+1)
 		}
 	}
-	ids := map[int]string{}
-	for _, ev := range srv.Events(mark, "ocrq") {
-		if ev.FromIP() != l.WANAddr.String() {
-			t.Errorf("server saw a call from %s, want the router's %s", ev.From, l.WANAddr)
-		}
-		if prev, dup := ids[*ev.CallID]; dup {
-			t.Errorf("server saw Call ID %d from both %s and %s", *ev.CallID, prev, ev.From)
-		}
-		ids[*ev.CallID] = ev.From
-		if !trans[fmt.Sprint(*ev.CallID)] {
-			t.Errorf("server saw Call ID %d, not a translation status listed (%v)", *ev.CallID, trans)
+	ids, errs := srv.OutgoingCallIDs(mark, l.WANAddr.String())
+	for _, err := range errs {
+		t.Error(err)
+	}
+	for id := range ids {
+		if !trans[fmt.Sprint(id)] {
+			t.Errorf("server saw Call ID %d, not a translation status listed (%v)", id, trans)
 		}
 	}
 	if len(ids) != n {

@@ -66,21 +66,8 @@ func run() error {
 	probes := flag.Int("probes", 20, "new SAs for the learning latency")
 	only := flag.String("only", "", "\"small\": only the kernel maps with 10 elements (a quick look at the per-packet cost); \"memory\": only the memory with 10,000 elements")
 	flag.Parse()
-	if why := lab.Requirements(); why != "" {
-		fmt.Println("bench-esp: skipped:", why)
-		return nil
-	}
-	bin, why := lab.FindDaemonBin()
-	if why != "" {
-		fmt.Println("bench-esp: skipped:", why)
-		return nil
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	l, err := lab.New(lab.Config{Clients: 1})
-	if err != nil {
+	l, bin, self, err := benchutil.Setup("bench-esp", lab.Config{Clients: 1})
+	if err != nil || l == nil {
 		return err
 	}
 	defer l.Close()

@@ -90,24 +90,11 @@ func run() error {
 	secs := flag.Float64("seconds", 2, "seconds per measurement")
 	only := flag.String("modes", "plain,kernel,maps,fallback", "modes to measure, comma-separated")
 	flag.Parse()
-	if why := lab.Requirements(); why != "" {
-		fmt.Println("bench-pptp: skipped:", why)
-		return nil
-	}
-	bin, why := lab.FindDaemonBin()
-	if why != "" {
-		fmt.Println("bench-pptp: skipped:", why)
-		return nil
-	}
 	if *runs < 1 || *runs > 50 || *secs <= 0 || *secs > 30 {
 		return errors.New("need 1 <= -runs <= 50 and 0 < -seconds <= 30")
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	l, err := lab.New(lab.Config{Clients: 1})
-	if err != nil {
+	l, bin, self, err := benchutil.Setup("bench-pptp", lab.Config{Clients: 1})
+	if err != nil || l == nil {
 		return err
 	}
 	defer l.Close()

@@ -154,12 +154,8 @@ func rawClientFunc(name string) func(context.Context, *emitter, []string) error 
 			<-ctx.Done()
 			conn.Close()
 		}()
-		var (
-			mu       sync.Mutex
-			got      = map[uint32]bool{}
-			foreign  int
-			replySPI string
-		)
+		rep := newReplies()
+		var replySPI string // under rep's lock
 		go func() {
 			buf := make([]byte, 65536)
 			for {
@@ -175,14 +171,14 @@ func rawClientFunc(name string) func(context.Context, *emitter, []string) error 
 				if !ok {
 					continue
 				}
-				mu.Lock()
 				if m == *marker && rspi != uint32(*spi) {
-					got[seq] = true
-					replySPI = fmt.Sprintf("%#08x", rspi)
+					rep.with(func() {
+						rep.got[int(seq)] = true
+						replySPI = fmt.Sprintf("%#08x", rspi)
+					})
 				} else if m != *marker {
-					foreign++
+					rep.alien()
 				}
-				mu.Unlock()
 			}
 		}()
 		dst := &net.IPAddr{IP: srv}
@@ -190,20 +186,14 @@ func rawClientFunc(name string) func(context.Context, *emitter, []string) error 
 			_, err := conn.WriteTo(p.build(uint32(*spi), uint32(i), payload(*marker, i)), dst)
 			return err
 		}
-		received := func() int {
-			mu.Lock()
-			defer mu.Unlock()
-			return len(got)
-		}
-		sent, err := sendThenWait(ctx, *count, *interval, *wait, send, received)
+		sent, err := rep.exchange(ctx, *count, *interval, *wait, send)
 		res.Sent = sent
 		if err != nil {
 			res.Error = err.Error()
 			return err
 		}
-		mu.Lock()
-		res.Received, res.Foreign, res.ReplySPI = len(got), foreign, replySPI
-		mu.Unlock()
+		res.Received, res.Foreign, _ = rep.counts()
+		rep.with(func() { res.ReplySPI = replySPI })
 		res.OK = res.Received == res.Sent && res.Foreign == 0
 		if !res.OK {
 			res.Error = fmt.Sprintf("received %d of %d %s replies (%d foreign)", res.Received, res.Sent, name, res.Foreign)

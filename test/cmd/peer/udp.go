@@ -272,12 +272,7 @@ func runUDPClient(ctx context.Context, out *emitter, args []string) error {
 		}
 	}
 
-	var (
-		mu      sync.Mutex
-		got     = map[int]bool{}
-		foreign int
-		invalid int
-	)
+	rep := newReplies()
 	go func() {
 		buf := make([]byte, 65536)
 		for {
@@ -286,18 +281,14 @@ func runUDPClient(ctx context.Context, out *emitter, args []string) error {
 				return
 			}
 			seq, mk, err := check(buf[:n])
-			mu.Lock()
 			switch {
 			case err != nil && mk == *marker:
-				invalid++
-			case err != nil:
-				foreign++
-			case mk != *marker:
-				foreign++
+				rep.malformed()
+			case err != nil || mk != *marker:
+				rep.alien()
 			default:
-				got[seq] = true
+				rep.answered(seq)
 			}
-			mu.Unlock()
 		}
 	}()
 	dst := &net.UDPAddr{IP: srv, Port: port}
@@ -305,20 +296,13 @@ func runUDPClient(ctx context.Context, out *emitter, args []string) error {
 		_, err := c.WriteToUDP(build(i), dst)
 		return err
 	}
-	received := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(got)
-	}
-	sent, err := sendThenWait(ctx, *count, *interval, *wait, send, received)
+	sent, err := rep.exchange(ctx, *count, *interval, *wait, send)
 	res.Sent = sent
 	if err != nil {
 		res.Error = err.Error()
 		return err
 	}
-	mu.Lock()
-	res.Received, res.Foreign, res.Invalid = len(got), foreign, invalid
-	mu.Unlock()
+	res.Received, res.Foreign, res.Invalid = rep.counts()
 	res.OK = res.Received == res.Sent && res.Foreign == 0 && res.Invalid == 0
 	if !res.OK {
 		res.Error = fmt.Sprintf("received %d of %d %s replies (%d foreign, %d invalid)", res.Received, res.Sent, *proto, res.Foreign, res.Invalid)

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -53,6 +54,38 @@ func status(pid int) (map[string]int, error) {
 	return v, nil
 }
 
+// anonMaps lists the resident KiB of pid's largest anonymous mappings
+// (/proc/<pid>/smaps): Go's heap arenas, stacks and the binary's bss.
+func anonMaps(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		return err.Error()
+	}
+	var sizes []int
+	anon := false
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
+			anon = len(f) == 5 || strings.HasPrefix(f[5], "[heap") || strings.HasPrefix(f[5], "[stack")
+		case anon && len(f) == 3 && f[0] == "Anonymous:":
+			if n, _ := strconv.Atoi(f[1]); n > 0 {
+				sizes = append(sizes, n)
+			}
+		}
+	}
+	sort.Sort(sort.Reverse(sort.IntSlice(sizes)))
+	var out []string
+	for i, n := range sizes {
+		if i == 6 {
+			out = append(out, fmt.Sprintf("+%d more", len(sizes)-i))
+			break
+		}
+		out = append(out, strconv.Itoa(n))
+	}
+	return strings.Join(out, ", ")
+}
+
 func mib(kib int) string { return fmt.Sprintf("%.1f MiB", float64(kib)/1024) }
 
 func run() error {
@@ -61,9 +94,10 @@ func run() error {
 	memLimit := flag.String("gomemlimit", "20MiB", "GOMEMLIMIT for the daemon (the init script's default)")
 	gogc := flag.String("gogc", "50", "GOGC for the daemon (the init script's default)")
 	label := flag.String("label", "host build", "what VPNPT_BIN is, for the report")
+	settle := flag.Duration("settle", 20*time.Second, "how much longer to wait for the settled idle figure (at most 5m)")
 	flag.Parse()
-	if *secs <= 0 || *secs > 60 || *spis < 1 || *spis > 1<<20 {
-		return errors.New("-seconds in (0,60], -spis in [1,1048576]")
+	if *secs <= 0 || *secs > 60 || *spis < 1 || *spis > 1<<20 || *settle < 0 || *settle > 5*time.Minute {
+		return errors.New("-seconds in (0,60], -spis in [1,1048576], -settle in [0,5m]")
 	}
 	// The daemon inherits them, as from procd.
 	os.Setenv("GOMEMLIMIT", *memLimit)
@@ -80,12 +114,20 @@ func run() error {
 		return err
 	}
 	defer d.Kill()
+	// Idle twice: soon after start, when start-up garbage may not be
+	// collected and returned yet, and settled, as a router runs.
 	time.Sleep(3 * time.Second)
 	idleStatus, err := status(d.Pid())
 	if err != nil {
 		return err
 	}
 	idle := idleStatus["VmRSS"]
+	time.Sleep(*settle)
+	settled, err := status(d.Pid())
+	if err != nil {
+		return err
+	}
+	maps := anonMaps(d.Pid())
 
 	done := make(chan error, 1)
 	go func() {
@@ -124,6 +166,9 @@ wait:
 	fmt.Printf("daemon RSS (%s, GOMEMLIMIT=%s GOGC=%s):\n", *label, *memLimit, *gogc)
 	fmt.Printf("  idle (3 s after start)        %s (anonymous %s, file-backed: the binary's pages %s)\n",
 		mib(idle), mib(idleStatus["RssAnon"]), mib(idleStatus["RssFile"]))
+	fmt.Printf("  idle, settled (%v later)      %s (anonymous %s, file-backed %s)\n",
+		*settle, mib(settled["VmRSS"]), mib(settled["RssAnon"]), mib(settled["RssFile"]))
+	fmt.Printf("  settled anonymous mappings, largest first (KiB resident): %s\n", maps)
 	fmt.Printf("  under load (max of 100 ms samples) %s, peak (VmHWM) %s: %.0f s of raw ESP, %d SPIs (%s sessions in status)\n",
 		mib(maxRSS), mib(peak), *secs, *spis, sas)
 	fmt.Printf("  after load                    %s\n", mib(after))

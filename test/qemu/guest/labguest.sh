@@ -37,7 +37,10 @@ while read -r name bin run skip; do
 	if [ $rc = 0 ] && grep -q -- '--- PASS' /tmp/$name.out && ! grep -q -- '--- SKIP' /tmp/$name.out; then
 		echo "VPT-RESULT $name PASS $(grep -c -- '--- PASS' /tmp/$name.out) tests passed"
 	else
-		grep -v -E '^\s*--- PASS|^=== (RUN|PAUSE|CONT)' /tmp/$name.out | tail -n 80 | sed "s/^/VPT-INFO $name /"
+		# The tests' own messages first (what failed, and whether a
+		# time bound ran out), then the end of the output (daemon logs).
+		grep -E '^\s+[a-z0-9_]+\.go:[0-9]+: ' /tmp/$name.out | head -n 60 | sed "s/^/VPT-INFO $name /"
+		grep -v -E '^\s*--- PASS|^=== (RUN|PAUSE|CONT)' /tmp/$name.out | tail -n 40 | sed "s/^/VPT-INFO $name /"
 		echo "VPT-RESULT $name FAIL exit $rc (skips count as failures here)"
 	fi
 done </vpt/tests

@@ -613,7 +613,7 @@ run() {
 		info "offloaded conntrack entries: $(ip netns exec r conntrack -L 2>/dev/null | grep -c OFFLOAD)"
 		# The package's ruleset-post include: its accepts in front of
 		# `flow offload @ft` keep the engines' control traffic off it.
-		ip netns exec r nft list chain inet fw4 forward 2>/dev/null | grep 'stays off the flowtable' | \
+		ip netns exec r nft list chain inet fw4 forward 2>/dev/null | grep 'are not offloaded, the engines' | \
 			sed -E 's/^\s+//; s/ comment .*//' | sed "s/^/VPT-INFO $CUR fw4 forward: /"
 	fi
 	grep -E 'level=(ERROR|WARN)' $T/daemon.log | head -n 5 | sed "s/^/VPT-INFO $CUR daemon log: /"

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -126,15 +127,34 @@ func (b *browser) pageErrors() []string {
 // file changes, procd reloads the daemon, PPTP from a LAN client is blocked through the same
 // router; on again: two clients' calls show in the page's session table within the poll interval.
 func TestLuCI(t *testing.T) {
+	chrome, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI=true and chromium is not installed (apt-get install chromium)")
+		}
+		t.Skip("chromium is not installed")
+	}
 	openwrt.Require(t)
 	repo, err := lab.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
 	pagePath, title := ourPage(t, repo)
-	r := openwrt.StartRouter(t, true)
-	b, l := r.Bed, r.Lab
-	r.StartService(t)
+	l := lab.Start(t, lab.Config{})
+	b := openwrt.Start(t, openwrt.Options{NetNS: l.Router})
+	b.StartUbusd(t)
+	b.InstallFiles(t)
+	b.StartRpcd(t)
+	if err := b.WriteFile("/tmp/lab-ifaces.json", openwrt.LabInterfaceDump(l), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.StartNetifd(t, "/tmp/lab-ifaces.json", true)
+	b.StartProcd(t)
+	openwrt.ConfigureFW4(t, b, l)
+	if err := b.WriteFile("/etc/config/vpn-passthrough", openwrt.BedConfig(l), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.MustSh(t, "sh /etc/uci-defaults/vpn-passthrough && fw4 -q restart && /etc/init.d/vpn-passthrough start")
 	b.StartLuCI(t)
 	if _, err := l.StartServers(); err != nil {
 		t.Fatal(err)
@@ -143,17 +163,34 @@ func TestLuCI(t *testing.T) {
 		t.Fatalf("PPTP before the test: %+v %v", p, err)
 	}
 
-	addr := forwardInto(t, l.Router, fmt.Sprintf("127.0.0.1:%d", openwrt.HTTPPort))
-	// Screenshots: a folder of this test's own under shots() ($LUCI_SHOTS, else test/luci/screenshots).
-	shots := filepath.Join(shots(t), "TestLuCI")
+	addr, stop, err := forward(l.Router, fmt.Sprintf("127.0.0.1:%d", openwrt.HTTPPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	shots := os.Getenv("VPNPT_SCREENSHOTS")
+	if shots == "" {
+		shots = filepath.Join(os.TempDir(), "vpt-luci-screenshots-"+time.Now().UTC().Format("20060102-150405"))
+	}
 	if err := os.MkdirAll(shots, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("screenshots: %s", shots)
 	fmt.Printf("LuCI screenshots: %s\n", shots)
 
-	ctx, cancel := newBrowser(t, 4*time.Minute)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chrome), chromedp.NoSandbox,
+		chromedp.Flag("headless", "new"), chromedp.WindowSize(1280, 1600), chromedp.Flag("disable-gpu", true))
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	defer cancel()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, cancel = context.WithTimeout(ctx, 4*time.Minute)
+	defer cancel()
+	// Start the browser on the long-lived context: a derived context that ends closes the
+	// browser if it was the first to run.
+	if err := chromedp.Run(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
 	br := &browser{ctx: ctx, t: t, shots: shots}
 	chromedp.ListenTarget(ctx, func(ev any) {
 		switch e := ev.(type) {

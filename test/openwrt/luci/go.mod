@@ -1,0 +1,22 @@
+module github.com/vpn-passthrough/vpn-passthrough/test/openwrt/luci
+
+// The LuCI browser test lives in its own module: chromedp needs a newer Go than the product's
+// go 1.23 line. It uses the main module's test bed through the replace below.
+go 1.24
+
+require (
+	github.com/chromedp/cdproto v0.0.0-20250724212937-08a3db8b4327
+	github.com/chromedp/chromedp v0.14.2
+	github.com/vpn-passthrough/vpn-passthrough v0.0.0
+	golang.org/x/sys v0.34.0
+)
+
+require (
+	github.com/chromedp/sysutil v1.1.0 // indirect
+	github.com/go-json-experiment/json v0.0.0-20250725192818-e39067aee2d2 // indirect
+	github.com/gobwas/httphead v0.1.0 // indirect
+	github.com/gobwas/pool v0.2.1 // indirect
+	github.com/gobwas/ws v1.4.0 // indirect
+)
+
+replace github.com/vpn-passthrough/vpn-passthrough => ../../..
