@@ -207,8 +207,18 @@ func (m *Maps) Delete(name string, keys [][]byte) error {
 	return nil
 }
 
-// List reads a map's elements back with their counters.
+// List reads a map's elements back with their counters (maps_list.go).
 func (m *Maps) List(name string) ([]engine.Element, error) {
+	out, err := m.listElements(name)
+	if err != nil {
+		return nil, errorf("list map %s of inet %s: %w", name, m.table, err)
+	}
+	return out, nil
+}
+
+// listLibrary is List through google/nftables, which the tests compare
+// listElements with.
+func (m *Maps) listLibrary(name string) ([]engine.Element, error) {
 	nc, err := m.c.nc()
 	if err != nil {
 		return nil, err
