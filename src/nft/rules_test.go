@@ -21,7 +21,7 @@ import (
 func be64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 func be32(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
 
-func attrs(t testing.TB, as ...netlink.Attribute) []byte {
+func encAttrs(t testing.TB, as ...netlink.Attribute) []byte {
 	t.Helper()
 	b, err := netlink.MarshalAttributes(as)
 	if err != nil {
@@ -63,9 +63,9 @@ func limitRuleAttrs(t testing.TB, padded, limitPads bool) []byte {
 	counter = append(counter, pad(unix.NFTA_COUNTER_PAD)...)
 	counter = append(counter, netlink.Attribute{Type: unix.NFTA_COUNTER_PACKETS, Data: be64(0)})
 	elem := func(name string, data []netlink.Attribute) netlink.Attribute {
-		return netlink.Attribute{Type: unix.NLA_F_NESTED | unix.NFTA_LIST_ELEM, Data: attrs(t,
+		return netlink.Attribute{Type: unix.NLA_F_NESTED | unix.NFTA_LIST_ELEM, Data: encAttrs(t,
 			netlink.Attribute{Type: unix.NFTA_EXPR_NAME, Data: []byte(name + "\x00")},
-			netlink.Attribute{Type: unix.NLA_F_NESTED | unix.NFTA_EXPR_DATA, Data: attrs(t, data...)})}
+			netlink.Attribute{Type: unix.NLA_F_NESTED | unix.NFTA_EXPR_DATA, Data: encAttrs(t, data...)})}
 	}
 	rule := []netlink.Attribute{
 		{Type: unix.NFTA_RULE_TABLE, Data: []byte(plan.TableName + "\x00")},
@@ -74,9 +74,9 @@ func limitRuleAttrs(t testing.TB, padded, limitPads bool) []byte {
 	rule = append(rule, pad(unix.NFTA_RULE_PAD)...)
 	rule = append(rule,
 		netlink.Attribute{Type: unix.NFTA_RULE_HANDLE, Data: be64(7)},
-		netlink.Attribute{Type: unix.NLA_F_NESTED | unix.NFTA_RULE_EXPRESSIONS, Data: attrs(t,
+		netlink.Attribute{Type: unix.NLA_F_NESTED | unix.NFTA_RULE_EXPRESSIONS, Data: encAttrs(t,
 			elem("limit", limit), elem("counter", counter))})
-	return attrs(t, rule...)
+	return encAttrs(t, rule...)
 }
 
 func ruleMsg(t testing.TB, padded bool) netlink.Message {
@@ -310,11 +310,11 @@ func padLimits(t *testing.T, b []byte) []byte {
 					}
 					out = append(out, d)
 				}
-				ex[k].Data, ex[k].Length = attrs(t, out...), 0
+				ex[k].Data, ex[k].Length = encAttrs(t, out...), 0
 			}
-			elems[j].Data, elems[j].Length = attrs(t, ex...), 0
+			elems[j].Data, elems[j].Length = encAttrs(t, ex...), 0
 		}
-		rule[i].Data, rule[i].Length = attrs(t, elems...), 0
+		rule[i].Data, rule[i].Length = encAttrs(t, elems...), 0
 	}
-	return attrs(t, rule...)
+	return encAttrs(t, rule...)
 }
