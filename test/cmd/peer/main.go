@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -109,6 +110,20 @@ type event struct {
 
 func intp(v int) *int       { return &v }
 func int64p(v int64) *int64 { return &v }
+
+// scaled stretches the clients' time limits (never their send intervals) by
+// $VPNPT_TIME_SCALE, as test/lab's Scale does for the tests, so that the
+// emulated guests (TCG, several times slower) run the same bounds honestly.
+// Unset, or outside 1..20, it changes nothing.
+func scaled(ds ...*time.Duration) {
+	f, err := strconv.ParseFloat(os.Getenv("VPNPT_TIME_SCALE"), 64)
+	if err != nil || f <= 1 || f > 20 {
+		return
+	}
+	for _, d := range ds {
+		*d = time.Duration(float64(*d) * f)
+	}
+}
 
 // serverCtx bounds a server's life by --duration as well as by signals.
 func serverCtx(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {

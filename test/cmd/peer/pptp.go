@@ -320,6 +320,7 @@ func runPPTPClient(ctx context.Context, out *emitter, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	scaled(timeout, connTimeout, wait)
 	srv := net.ParseIP(*server).To4()
 	if srv == nil || *callID > 0xffff || *serverCallID > 0xffff || *count < 0 || *count > 10000 || *calls < 1 || *calls > 100 {
 		return fmt.Errorf("need --server IPv4, --call-id/--server-call-id <= 65535, 0 <= --count <= 10000, 1 <= --calls <= 100")

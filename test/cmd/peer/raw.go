@@ -135,6 +135,7 @@ func rawClientFunc(name string) func(context.Context, *emitter, []string) error 
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
+		scaled(wait, timeout)
 		srv := net.ParseIP(*server).To4()
 		if srv == nil || *spi == 0 || *spi > 0xffffffff || *count < 0 || *count > 10000 {
 			return fmt.Errorf("need --server IPv4, 0 < --spi < 2^32, 0 <= --count <= 10000")

@@ -194,6 +194,7 @@ func runUDPClient(ctx context.Context, out *emitter, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	scaled(wait, timeout)
 	port, ok := udpPorts[*proto]
 	srv := net.ParseIP(*server).To4()
 	if !ok || srv == nil || *count < 0 || *count > 10000 || *tunnelID == 0 || *tunnelID > 0xffff {
