@@ -193,9 +193,10 @@ func TestUserspaceMode(t *testing.T) {
 	})
 
 	step("session table: status shows each call with counters, age and idle time", func(t *testing.T) {
-		p, _ := e.callUp(1, "--call-id", "4242", "--count", "10", "--interval", "100ms", "--marker", "table")
+		// The call must outlive the status reads below, also under TCG.
+		p, _ := e.callUp(1, "--call-id", "4242", "--count", "20", "--interval", lab.Scale(100*time.Millisecond).String(), "--marker", "table")
 		_ = p.WriteLine("go")
-		time.Sleep(600 * time.Millisecond)
+		time.Sleep(lab.Scale(600 * time.Millisecond))
 		s := e.status()
 		ss := s.pptpSessions()
 		if len(ss) != 1 {
