@@ -51,21 +51,21 @@ func (e *Engine) syncMaps() {
 		return
 	}
 	ins := make([]KernelIn, 0, len(inEl))
-	inHave := make(map[elemKey]netip.Addr, len(inEl))
+	inHave := make(map[string]netip.Addr, len(inEl))
 	for _, el := range inEl {
 		if k, ok := ParseInElem(el.Key, el.Val); ok {
 			k.Packets, k.Bytes = el.Packets, el.Bytes
 			ins = append(ins, k)
-			inHave[keyOf(el.Key)] = k.Client
+			inHave[string(el.Key)] = k.Client
 		}
 	}
 	outs := make([]KernelOut, 0, len(outEl))
-	outHave := make(map[elemKey]bool, len(outEl))
+	outHave := make(map[string]bool, len(outEl))
 	for _, el := range outEl {
 		if k, ok := ParseOutElem(el.Key); ok {
 			k.Packets, k.Bytes = el.Packets, el.Bytes
 			outs = append(outs, k)
-			outHave[keyOf(el.Key)] = true
+			outHave[string(el.Key)] = true
 		}
 	}
 	e.mu.Lock()
@@ -90,26 +90,16 @@ func (e *Engine) syncMaps() {
 	var addIn, addOut []engine.Element
 	for _, w := range want {
 		k := InElemKey(w.Server, w.In)
-		if c, ok := inHave[keyOf(k)]; !ok || c != w.Client {
+		if c, ok := inHave[string(k)]; !ok || c != w.Client {
 			c4 := w.Client.As4()
 			addIn = append(addIn, engine.Element{Key: k, Val: c4[:]})
 		}
-		if k := OutElemKey(w.Client, w.Server, w.Out); !outHave[keyOf(k)] {
+		if k := OutElemKey(w.Client, w.Server, w.Out); !outHave[string(k)] {
 			addOut = append(addOut, engine.Element{Key: k})
 		}
 	}
 	e.mapErr(e.maps.Delete(plan.MapESPIn, delIn), e.maps.Delete(plan.MapESPOut, delOut))
 	e.mapErr(e.maps.Add(plan.MapESPIn, addIn), e.maps.Add(plan.MapESPOut, addOut))
-}
-
-// elemKey is an esp_in or esp_out key as a map key: a fixed array costs no
-// allocation per element, where a string key costs one (a pass over 10,000
-// elements builds these maps every few seconds).
-type elemKey [max(inKeyLen, outKeyLen)]byte
-
-func keyOf(b []byte) (k elemKey) {
-	copy(k[:], b)
-	return k
 }
 
 // syncServers makes esp_servers hold the servers LAN clients use. Adds go

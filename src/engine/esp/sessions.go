@@ -22,16 +22,8 @@ const (
 // Sessions returns one "esp" session per SA and one "ike" session per
 // client-server pair with IKE seen, sorted by server, client and age.
 func (t *Tracker) Sessions(now time.Duration) []status.Session {
-	n := 0
+	var out []status.Session
 	for _, p := range t.pairs {
-		n += len(p.sas) + 1
-	}
-	var out []status.Session // nil without sessions, as before
-	if n > 0 {
-		out = make([]status.Session, 0, n)
-	}
-	for _, p := range t.pairs {
-		client, server := p.client.String(), p.server.String()
 		for _, s := range p.sas {
 			state := StateEstablished
 			switch {
@@ -47,13 +39,12 @@ func (t *Tracker) Sessions(now time.Duration) []status.Session {
 				state = "one way: nothing " + s.silent(now) + " for " +
 					strconv.FormatInt(int64(now-min(s.lastIn, s.lastOut))/int64(time.Second), 10) + " s"
 			}
-			spi := hexSPI(s.out)
 			out = append(out, status.Session{
 				Proto:       "esp",
-				Client:      client,
-				Server:      server,
-				OrigID:      spi, // SPIs are not translated
-				TransID:     spi,
+				Client:      p.client.String(),
+				Server:      p.server.String(),
+				OrigID:      hexSPI(s.out), // SPIs are not translated
+				TransID:     hexSPI(s.out),
 				PeerID:      hexSPI(s.in),
 				State:       state,
 				PacketsOut:  s.pktsOut + s.kPktsOut,
@@ -69,8 +60,8 @@ func (t *Tracker) Sessions(now time.Duration) []status.Session {
 		}
 		out = append(out, status.Session{
 			Proto:       "ike",
-			Client:      client,
-			Server:      server,
+			Client:      p.client.String(),
+			Server:      p.server.String(),
 			OrigID:      portString(p.ikeClientPort),
 			TransID:     portString(p.ikeWANPort),
 			PeerID:      hexSPI64(p.ikeSPI),
