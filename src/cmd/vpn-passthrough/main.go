@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,6 +25,13 @@ import (
 var version = "dev"
 
 const defaultConfig = "/etc/config/vpn-passthrough"
+
+// The other flags' defaults.
+const (
+	defaultSocket   = status.DefaultSocket
+	defaultStateDir = statefile.Dir
+	defaultUbus     = ubus.DefaultSocket
+)
 
 const usage = `usage: vpn-passthrough <command> [flags]
 
@@ -66,25 +72,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stdout, "vpn-passthrough", version)
 		return nil
 	}
-	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", defaultConfig, "UCI config file")
-	sock := fs.String("socket", status.DefaultSocket, "status socket")
-	stateDir := fs.String("state-dir", statefile.Dir, "where engines keep state across a daemon crash (tmpfs)")
-	ubusSock := fs.String("ubus", ubus.DefaultSocket, "ubusd socket for the vpn-passthrough object (off: none)")
-	dbusBus := fs.String("dbus", "off", "D-Bus to serve "+dbusName+" on: system, a bus address, or off")
-	asJSON := fs.Bool("json", false, "print JSON")
-	dry := fs.Bool("dry-run", false, "print the ruleset instead of installing it")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageError{err.Error()}
-	}
-	// Go's flag parsing stops at the first non-flag: a stray word would
-	// silently turn the flags after it into ignored arguments.
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("%s: unexpected argument %q", cmd, fs.Arg(0))}
+	fl, err := parseFlags(cmd, args, stderr)
+	if err == errHelp {
+		return nil
+	} else if err != nil {
+		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	switch cmd {
@@ -95,14 +87,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		} else if err != nil {
 			return fmt.Errorf("dropping privileges: %w", err)
 		}
-		return daemon.Run(ctx, daemon.Options{ConfigPath: *cfgPath, SocketPath: *sock, StateDir: *stateDir, Root: "/", Version: version, Log: log,
-			Frontends: frontends(*ubusSock, *dbusBus, log)})
+		return daemon.Run(ctx, daemon.Options{ConfigPath: fl.config, SocketPath: fl.socket, StateDir: fl.stateDir, Root: "/", Version: version, Log: log,
+			Frontends: frontends(fl.ubus, fl.dbus, log)})
 	case "check":
-		l, err := load(*cfgPath, false)
+		l, err := load(fl.config, false)
 		if err != nil {
 			return err
 		}
-		if *asJSON {
+		if fl.json {
 			var cw []string
 			for _, w := range l.Warnings {
 				cw = append(cw, w.String())
@@ -112,9 +104,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 				"warnings": l.Plan.Warnings, "config_warnings": cw})
 		}
 		for _, w := range l.Warnings {
-			fmt.Fprintf(stderr, "warning: %s: %s\n", *cfgPath, w)
+			fmt.Fprintf(stderr, "warning: %s: %s\n", fl.config, w)
 		}
-		fmt.Fprintf(stdout, "config %s: valid\n\n", *cfgPath)
+		fmt.Fprintf(stdout, "config %s: valid\n\n", fl.config)
 		fmt.Fprint(stdout, capsText(l))
 		fmt.Fprintln(stdout)
 		fmt.Fprint(stdout, l.Plan.Summary())
@@ -125,11 +117,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		// A one-shot apply has no engines behind it: queue rules would
 		// untrack traffic nobody NATs. Plan the kernel datapaths only
 		// (the dry run shows what the daemon would install).
-		l, err := load(*cfgPath, !*dry)
+		l, err := load(fl.config, !fl.dryRun)
 		if err != nil {
 			return err
 		}
-		if *dry {
+		if fl.dryRun {
 			fmt.Fprint(stdout, l.Plan.Render())
 			return nil
 		}
@@ -154,16 +146,16 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		return n.Remove(plan.GuardTable)
 	case "status":
-		s, err := status.Fetch(*sock)
+		s, err := status.Fetch(fl.socket)
 		if errors.Is(err, os.ErrPermission) {
 			// The socket is root-only by design; "is the daemon running?"
 			// would send the user looking in the wrong place.
-			return fmt.Errorf("status: permission denied on %s: the socket is root-only (mode 0600); run as root", *sock)
+			return fmt.Errorf("status: permission denied on %s: the socket is root-only (mode 0600); run as root", fl.socket)
 		}
 		if err != nil {
 			return err
 		}
-		if *asJSON {
+		if fl.json {
 			enc := json.NewEncoder(stdout)
 			enc.SetIndent("", "  ")
 			return enc.Encode(s)
