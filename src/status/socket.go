@@ -10,6 +10,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/vpn-passthrough/vpn-passthrough/src/jsondec"
 )
 
 // DefaultSocket is where the daemon listens.
@@ -74,7 +76,12 @@ func Fetch(path string) (Status, error) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if err := json.NewDecoder(io.LimitReader(c, 16<<20)).Decode(&s); err != nil {
+	// The daemon closes the connection after its answer.
+	data, err := io.ReadAll(io.LimitReader(c, 16<<20))
+	if err == nil {
+		err = jsondec.Unmarshal(data, &s)
+	}
+	if err != nil {
 		return s, fmt.Errorf("status: read from %s: %w", path, err)
 	}
 	return s, nil

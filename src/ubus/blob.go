@@ -1,7 +1,6 @@
 package ubus
 
 import (
-	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -9,6 +8,8 @@ import (
 	"math"
 	"sort"
 	"strconv"
+
+	"github.com/vpn-passthrough/vpn-passthrough/src/jsondec"
 )
 
 // Blob attribute header bits (libubox blob.h).
@@ -204,9 +205,7 @@ func AppendField(b []byte, f Field) []byte {
 // true/false int8, null unspec. Keys keep a stable (sorted) order.
 func FromJSON(js []byte) ([]Field, error) {
 	var v any
-	dec := json.NewDecoder(bytes.NewReader(js))
-	dec.UseNumber()
-	if err := dec.Decode(&v); err != nil {
+	if err := jsondec.UnmarshalUseNumber(js, &v); err != nil {
 		return nil, err
 	}
 	m, ok := v.(map[string]any)
@@ -237,7 +236,7 @@ func fieldOf(name string, v any) Field {
 		return Field{Name: name, Type: TypeString, Value: x}
 	case bool:
 		return Field{Name: name, Type: TypeInt8, Value: x}
-	case json.Number:
+	case jsondec.Number:
 		if i, err := strconv.ParseInt(string(x), 10, 64); err == nil {
 			if i >= math.MinInt32 && i <= math.MaxInt32 {
 				return Field{Name: name, Type: TypeInt32, Value: int32(i)}

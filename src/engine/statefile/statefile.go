@@ -6,7 +6,6 @@
 package statefile
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -17,6 +16,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vpn-passthrough/vpn-passthrough/src/jsondec"
 )
 
 // Dir is the default directory: tmpfs on OpenWrt, so state survives a
@@ -92,7 +93,7 @@ func Load(path string, version int, v Versioned) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if err := json.Unmarshal(data, v); err != nil {
+	if err := jsondec.Unmarshal(data, v); err != nil {
 		return false, fmt.Errorf("%s: %w", path, err)
 	}
 	got, boot := v.StateHeader()
