@@ -1,7 +1,6 @@
 package probe
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -74,9 +73,11 @@ func (r Root) kconfig() map[string]string {
 	if err != nil && text == nil {
 		return out
 	}
-	sc := bufio.NewScanner(bytes.NewReader(text))
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), "=")
+	// Line by line, without bufio (4 KB here for one loop).
+	for len(text) > 0 {
+		line, rest, _ := bytes.Cut(text, []byte("\n"))
+		text = rest
+		k, v, ok := strings.Cut(string(bytes.TrimSuffix(line, []byte("\r"))), "=")
 		if ok && strings.HasPrefix(k, "CONFIG_") {
 			out[k] = v
 		}
