@@ -117,7 +117,7 @@ IPK_COMMON = -version $(VERSION) -mtime $(SOURCE_DATE_EPOCH) -maintainer '$(MAIN
 export IPK_DESC := $(shell sed -n '/^define Package\/vpn-passthrough\/description/,/^endef/{/^define\|^endef/!p}' openwrt-feed/net/vpn-passthrough/Makefile | tr -s ' \n' '  ' | sed 's/^ //;s/ $$//')
 export LUCI_DESC := $(shell sed -n 's/^LUCI_DESCRIPTION:=//p' luci-app/Makefile)
 # Packages whose tests also run big-endian under qemu-user (no netlink there).
-QEMU_TEST_PKGS := src/packet src/uci src/config src/plan src/ipk src/engine/esp src/engine/pptp src/gunzip
+QEMU_TEST_PKGS := src/packet src/uci src/config src/plan src/ipk src/engine/esp src/engine/pptp src/gunzip src/jsondec
 # Packages that also open netlink sockets: only their wire-format tests run
 # under qemu-user (NETLINK_NETFILTER does not work there).
 QEMU_WIRE_PKGS := ./src/nfqueue/ ./src/ct/

@@ -75,7 +75,7 @@ func TestNoResolver(t *testing.T) {
 	if strings.Contains(string(out), "fmt.(*ss).doScan") {
 		t.Error("the daemon links fmt's scanner (fmt.Sscan, Sscanf, Fscan...): parse with strconv")
 	}
-	// encoding/json's decoder (~40 KB; its encoder comes with log/slog):
+	// encoding/json's decoder (~68 KB; its encoder comes with log/slog):
 	// src/jsondec reads what the daemon reads back.
 	if strings.Contains(string(out), "encoding/json.(*decodeState)") {
 		t.Error("the daemon links encoding/json's decoder (json.Unmarshal, json.NewDecoder): use src/jsondec")
