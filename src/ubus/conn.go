@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
+	"os"
 	"sync"
 	"time"
+
+	"github.com/vpn-passthrough/vpn-passthrough/src/unixsock"
 )
 
 // DefaultSocket is ubusd's socket on OpenWrt.
@@ -40,7 +42,7 @@ func (e *Error) Error() string { return e.Msg }
 
 // Conn is one connection to ubusd.
 type Conn struct {
-	nc      net.Conn
+	nc      *os.File
 	peer    uint32 // our client id, from ubusd's hello
 	wmu     sync.Mutex
 	mu      sync.Mutex
@@ -53,7 +55,7 @@ type Conn struct {
 
 // Dial connects to ubusd and reads its hello.
 func Dial(path string) (*Conn, error) {
-	nc, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"}) // no resolver (see status.DialUnix)
+	nc, err := unixsock.Dial(path) // not package net (see status.DialUnix)
 	if err != nil {
 		return nil, err
 	}

@@ -75,6 +75,11 @@ func TestNoResolver(t *testing.T) {
 	if strings.Contains(string(out), "fmt.(*ss).doScan") {
 		t.Error("the daemon links fmt's scanner (fmt.Sscan, Sscanf, Fscan...): parse with strconv")
 	}
+	// package net's sockets (~60 KB with what they bring): the status
+	// socket and ubusd go through src/unixsock.
+	if strings.Contains(string(out), "net.(*netFD)") {
+		t.Error("the daemon links package net's sockets (net.ListenUnix, net.DialUnix...): use src/unixsock")
+	}
 	// encoding/json's decoder (~68 KB; its encoder comes with log/slog):
 	// src/jsondec reads what the daemon reads back.
 	if strings.Contains(string(out), "encoding/json.(*decodeState)") {
