@@ -45,15 +45,26 @@ func (t *Tracker) hasProvisional(sv *server) bool {
 	return false
 }
 
-// sampleRTT takes one IKE request-response time. The estimate follows a
-// slower answer at once and a faster one slowly: it bounds how late an
-// answer may come, so it errs long.
+// sampleRTT takes one IKE request-response time into a smoothed time and
+// its variation, as TCP does for its retransmission timeout (RFC 6298):
+// answerTime is then how late an answer may come, without one slow answer
+// (IKE_SA_INIT's key exchange on a busy server) stalling re-learning.
 func (sv *server) sampleRTT(d time.Duration) {
-	if d > sv.rtt {
-		sv.rtt = d
-	} else {
-		sv.rtt = (3*sv.rtt + d) / 4
+	if sv.rtt == 0 {
+		sv.rtt, sv.rttVar = d, d/2
+		return
 	}
+	dev := sv.rtt - d
+	if dev < 0 {
+		dev = -dev
+	}
+	sv.rttVar = (3*sv.rttVar + dev) / 4
+	sv.rtt = (7*sv.rtt + d) / 8
+}
+
+// answerTime bounds how late sv's answer to a packet may come.
+func (sv *server) answerTime() time.Duration {
+	return max(sv.rtt+4*sv.rttVar, minIsolation)
 }
 
 // minIsolation is the least time a vote needs between its client's send
@@ -89,7 +100,7 @@ func (t *Tracker) voter(sv *server, now time.Duration) (w *pair, at time.Duratio
 	// loaded router or server, answers come after the next client's
 	// packet, and the most recent sender is the wrong one).
 	ago := now - best.lastESPOut
-	if ago >= t.opt.ReplyWindow || (second >= 0 && (2*ago >= now-second || now-second < max(2*sv.rtt, minIsolation))) {
+	if ago >= t.opt.ReplyWindow || (second >= 0 && (2*ago >= now-second || now-second < sv.answerTime())) {
 		return nil, 0, false
 	}
 	return best, best.lastESPOut, second < 0 || now-second >= t.opt.ReplyWindow
