@@ -46,9 +46,7 @@ func (t *Tracker) hasProvisional(sv *server) bool {
 }
 
 // sampleRTT takes one IKE request-response time into a smoothed time and
-// its variation, as TCP does for its retransmission timeout (RFC 6298):
-// answerTime is then how late an answer may come, without one slow answer
-// (IKE_SA_INIT's key exchange on a busy server) stalling re-learning.
+// its variation, as TCP does for its retransmission timeout (RFC 6298).
 func (sv *server) sampleRTT(d time.Duration) {
 	if sv.rtt == 0 {
 		sv.rtt, sv.rttVar = d, d/2
@@ -62,14 +60,23 @@ func (sv *server) sampleRTT(d time.Duration) {
 	sv.rtt = (7*sv.rtt + d) / 8
 }
 
-// answerTime bounds how late sv's answer to a packet may come.
-func (sv *server) answerTime() time.Duration {
-	return max(sv.rtt+4*sv.rttVar, minIsolation)
-}
+// Bounds of the isolation a vote needs (answerTime): scheduling noise on
+// the router and server at least; at most a quarter of a typical 20 ms
+// packet interval. IKE's slow exchanges are slow for their cryptography,
+// which ESP answers do not pay: an isolation that followed them (29 ms
+// was seen on a loaded lab) would leave clients streaming at once no gap
+// to vote in, and every answer held for good.
+const (
+	minIsolation = time.Millisecond
+	maxIsolation = 5 * time.Millisecond
+)
 
-// minIsolation is the least time a vote needs between its client's send
-// and any other client's (scheduling noise on the router and the server).
-const minIsolation = time.Millisecond
+// answerTime is how long before an answer another client's send makes the
+// timing unclear: the server's smoothed IKE answer time plus four
+// deviations (TCP's retransmission timeout), within bounds.
+func (sv *server) answerTime() time.Duration {
+	return min(max(sv.rtt+4*sv.rttVar, minIsolation), maxIsolation)
+}
 
 // voter is the client of sv whose ESP to the server clearly preceded now:
 // among the clients with a provisional or half-learned SA to it, the one

@@ -41,6 +41,7 @@ type simLab struct {
 	shuffle         bool          // the clients start in a random order (a loaded machine)
 	delays          []time.Duration
 	answer, answerJ time.Duration // the server's answer time (and its jitter) for IKE and ESP alike
+	ike             time.Duration // if set, IKE's answer time instead (its cryptography)
 }
 
 func simulateRace(t *testing.T, rng *rand.Rand, c simLab) simResult {
@@ -50,7 +51,12 @@ func simulateRace(t *testing.T, rng *rand.Rand, c simLab) simResult {
 	out := func(i int) uint32 { return 0xc0000000 + uint32(i) }
 	in := func(i int) uint32 { return 0x5e000000 + uint32(i) }
 	lat := func(d time.Duration) time.Duration { return time.Duration(rng.Int64N(int64(d) + 1)) }
-	rtt := func() time.Duration { return 2*50*time.Microsecond + c.answer + lat(c.answerJ) }
+	rtt := func() time.Duration {
+		if c.ike != 0 {
+			return c.ike + lat(c.ike/2)
+		}
+		return 2*50*time.Microsecond + c.answer + lat(c.answerJ)
+	}
 	for i := 1; i <= n; i++ {
 		simHandshake(t, r, client(i), uint64(i)<<32|1, uint64(i)<<32|2, rtt)
 		r.advance(200 * time.Millisecond)
@@ -198,5 +204,21 @@ func TestSimulatedLockStepLoaded(t *testing.T) {
 				t.Errorf("%d of %d answers reached another client (more than 0.1%%)", foreign, all)
 			}
 		})
+	}
+}
+
+// A server whose IKE answers take 30-45 ms (its key exchange and
+// signatures) answers ESP at once: the slow IKE must not leave the clients
+// no gap to be told apart in.
+func TestSimulatedSlowIKE(t *testing.T) {
+	for seed := uint64(1); seed <= 50; seed++ {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		res := simulateRace(t, rng, simLab{n: 3, count: 60, interval: 20 * time.Millisecond, jitter: 200 * time.Microsecond,
+			spacing: 5 * time.Millisecond, delays: make([]time.Duration, 3), answer: 20 * time.Microsecond, ike: 30 * time.Millisecond})
+		for i := 1; i <= 3; i++ {
+			if res.foreign[i] != 0 || res.own[i] < 50 || res.confirmed != 3 {
+				t.Errorf("seed %d client %d: %+v", seed, i, res)
+			}
+		}
 	}
 }
