@@ -45,20 +45,38 @@ func (t *Tracker) hasProvisional(sv *server) bool {
 	return false
 }
 
-// sampleRTT takes one IKE request-response time. The estimate follows a
-// slower answer at once and a faster one slowly: it bounds how late an
-// answer may come, so it errs long.
+// sampleRTT takes one IKE request-response time into a smoothed time and
+// its variation, as TCP does for its retransmission timeout (RFC 6298).
 func (sv *server) sampleRTT(d time.Duration) {
-	if d > sv.rtt {
-		sv.rtt = d
-	} else {
-		sv.rtt = (3*sv.rtt + d) / 4
+	if sv.rtt == 0 {
+		sv.rtt, sv.rttVar = d, d/2
+		return
 	}
+	dev := sv.rtt - d
+	if dev < 0 {
+		dev = -dev
+	}
+	sv.rttVar = (3*sv.rttVar + dev) / 4
+	sv.rtt = (7*sv.rtt + d) / 8
 }
 
-// minIsolation is the least time a vote needs between its client's send
-// and any other client's (scheduling noise on the router and the server).
-const minIsolation = time.Millisecond
+// Bounds of the isolation a vote needs (answerTime): scheduling noise on
+// the router and server at least; at most a quarter of a typical 20 ms
+// packet interval. IKE's slow exchanges are slow for their cryptography,
+// which ESP answers do not pay: an isolation that followed them (29 ms
+// was seen on a loaded lab) would leave clients streaming at once no gap
+// to vote in, and every answer held for good.
+const (
+	minIsolation = time.Millisecond
+	maxIsolation = 5 * time.Millisecond
+)
+
+// answerTime is how long before an answer another client's send makes the
+// timing unclear: the server's smoothed IKE answer time plus four
+// deviations (TCP's retransmission timeout), within bounds.
+func (sv *server) answerTime() time.Duration {
+	return min(max(sv.rtt+4*sv.rttVar, minIsolation), maxIsolation)
+}
 
 // voter is the client of sv whose ESP to the server clearly preceded now:
 // among the clients with a provisional or half-learned SA to it, the one
@@ -89,7 +107,7 @@ func (t *Tracker) voter(sv *server, now time.Duration) (w *pair, at time.Duratio
 	// loaded router or server, answers come after the next client's
 	// packet, and the most recent sender is the wrong one).
 	ago := now - best.lastESPOut
-	if ago >= t.opt.ReplyWindow || (second >= 0 && (2*ago >= now-second || now-second < max(2*sv.rtt, minIsolation))) {
+	if ago >= t.opt.ReplyWindow || (second >= 0 && (2*ago >= now-second || now-second < sv.answerTime())) {
 		return nil, 0, false
 	}
 	return best, best.lastESPOut, second < 0 || now-second >= t.opt.ReplyWindow

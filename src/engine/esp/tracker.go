@@ -328,6 +328,7 @@ type server struct {
 	pending []*pair // pairs that may be learning an inbound SPI (superset)
 	vote    lastVote
 	rtt     time.Duration // how long its IKE answers take (sampleRTT); 0 unknown
+	rttVar  time.Duration // and how much that varies
 }
 
 type ikeEntry struct {
@@ -627,7 +628,7 @@ func (t *Tracker) learnIn(sv *server, srv, dst ip4, spi uint32, now time.Duratio
 	}
 	t.opt.Log.Info("esp inbound SPI learned", "client", p.client, "server", srv, "spi_in", hexSPI(spi),
 		"spi_out", hexSPI(s.out), "candidates", n, "rule", how, "state", state, "provisional", s.provisional,
-		"server_answer_time", sv.rtt)
+		"server_answer_time", sv.answerTime())
 	return s
 }
 
