@@ -613,7 +613,7 @@ run() {
 	# -nohelper: the daemon plans as on a kernel without the pptp helper
 	case "-$rest-" in *-nohelper-*) DENV=VPNPT_DISABLE_CAPS=nf_conntrack_pptp,nf_nat_pptp ;; esac
 	case "-$rest-" in *-kill-*) kill=kill ;; esac
-	if [ $mode = off ]; then en=0; mode=auto; fi
+	if [ "$mode" = off ]; then en=0; mode=auto; fi
 	local t0=$SECONDS
 	topo $ruleset || { fail "topology"; return; }
 	: >$T/daemon.log
