@@ -1,7 +1,9 @@
 package nft
 
 import (
+	"encoding/hex"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
@@ -67,5 +69,89 @@ func TestFW4OffloadInclude(t *testing.T) {
 	f.Offload = 0
 	if got := f.Chain(); f.Dport.Index != -1 || f.Sport.Index != -1 || got.Exempt != plan.ExemptMissing {
 		t.Errorf("flushed chain: %+v, %+v", f, got)
+	}
+}
+
+// readDump reads a test/cmd/fw4dump file: rules and set keys.
+func readDump(t *testing.T, name string) ([][]byte, map[string][][]byte) {
+	t.Helper()
+	b, err := os.ReadFile("testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules [][]byte
+	sets := map[string][][]byte{}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) == 2 && f[0] == "rule":
+			r, err := hex.DecodeString(f[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			rules = append(rules, r)
+		case len(f) == 3 && f[0] == "set":
+			k, err := hex.DecodeString(f[2])
+			if err != nil {
+				t.Fatal(err)
+			}
+			sets[f[1]] = append(sets[f[1]], k)
+		}
+	}
+	if len(rules) == 0 {
+		t.Fatalf("%s: no rules", name)
+	}
+	return rules, sets
+}
+
+// TestFW4ForwardGuestDump parses fw4's forward chain as a kernel with
+// flowtables lists it: real fw4's rendering for the flowtable guest's
+// router with `flow offload @ft` (test/qemu fw4check, Debian's 6.1 kernel,
+// recorded by test/cmd/fw4dump), with the package's include, without it,
+// and with its rules appended behind `flow offload`.
+func TestFW4ForwardGuestDump(t *testing.T) {
+	for _, tc := range []struct {
+		file   string
+		want   plan.Exemption
+		exempt bool // the two rules are in the chain
+	}{
+		{"fw4-forward-ft.dump", plan.ExemptBefore, true},
+		{"fw4-forward-ft-noinc.dump", plan.ExemptMissing, false},
+		{"fw4-forward-ft-after.dump", plan.ExemptAfter, true},
+	} {
+		rules, sets := readDump(t, tc.file)
+		f := ParseFW4Forward(rules).WithKeys(sets)
+		got := f.Chain()
+		if !got.Offload || got.Flowtable != "ft" || got.Exempt != tc.want || (f.Dport.Index >= 0) != tc.exempt || (f.Sport.Index >= 0) != tc.exempt {
+			t.Errorf("%s: %+v from %+v", tc.file, got, f)
+		}
+		if tc.want != plan.ExemptBefore {
+			continue
+		}
+		// Each rule alone is not an exemption: the other direction
+		// still offloads the flow.
+		for _, drop := range []int{f.Dport.Index, f.Sport.Index} {
+			var cut [][]byte
+			for i, r := range rules {
+				if i != drop {
+					cut = append(cut, r)
+				}
+			}
+			if got := ParseFW4Forward(cut).WithKeys(sets).Chain(); got.Exempt != plan.ExemptMissing {
+				t.Errorf("without rule %d: %+v", drop, got)
+			}
+		}
+		// A set without IKE (someone's edit) is not the exemption.
+		noIKE := map[string][][]byte{}
+		for k, v := range sets {
+			for _, key := range v {
+				if key[0] != 17 {
+					noIKE[k] = append(noIKE[k], key)
+				}
+			}
+		}
+		if got := ParseFW4Forward(rules).WithKeys(noIKE).Chain(); got.Exempt != plan.ExemptMissing {
+			t.Errorf("sets without udp . 500: %+v", got)
+		}
 	}
 }
