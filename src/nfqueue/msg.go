@@ -3,6 +3,7 @@ package nfqueue
 import (
 	"encoding/binary"
 	"errors"
+	"time"
 )
 
 // Netlink and nfnetlink_queue wire constants. Message and attribute numbers
@@ -32,6 +33,7 @@ const (
 	attrPacketHdr  = 1  // NFQA_PACKET_HDR: be32 id, be16 hw_protocol, u8 hook
 	attrVerdictHdr = 2  // NFQA_VERDICT_HDR: be32 verdict, be32 id
 	attrMark       = 3  // NFQA_MARK: be32
+	attrTimestamp  = 4  // NFQA_TIMESTAMP: be64 seconds, be64 microseconds
 	attrInDev      = 5  // NFQA_IFINDEX_INDEV: be32
 	attrOutDev     = 6  // NFQA_IFINDEX_OUTDEV: be32
 	attrPayload    = 10 // NFQA_PAYLOAD
@@ -106,6 +108,9 @@ type Packet struct {
 	CapLen  uint32 // the packet's full length when Data is shorter (truncated copy), else 0
 	SkbInfo uint32 // NFQA_SKB_* flags
 	CTInfo  uint32 // NFQA_CT_INFO, valid with Config.Conntrack
+	// Time is when the packet arrived or was queued (NFQA_TIMESTAMP; zero
+	// unless the kernel timestamps packets: EnableTimestamps).
+	Time time.Time
 	// CT is the raw nested NFQA_CT attribute (ctnetlink attributes) when the
 	// queue asked for conntrack information and the kernel gave it.
 	CT []byte
@@ -212,6 +217,11 @@ func parsePacket(body []byte, p *Packet) error {
 				return ErrTruncated
 			}
 			p.Mark = be.Uint32(v)
+		case attrTimestamp:
+			if len(v) < 16 {
+				return ErrTruncated
+			}
+			p.Time = time.Unix(int64(be.Uint64(v)), int64(be.Uint64(v[8:])%1e6)*1e3)
 		case attrInDev:
 			if len(v) < 4 {
 				return ErrTruncated

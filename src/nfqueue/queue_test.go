@@ -82,7 +82,7 @@ func (n *testNS) do(t *testing.T, f func()) {
 }
 
 // queueRules returns a plan that queues loopback UDP to port to queue num
-// (output hook) and counts packets carrying mark 0x56 in the low byte.
+// (output hook), and to port+1 when it arrives (prerouting), and counts packets carrying mark 0x56 in the low byte.
 func queueRules(num uint16, port uint16, compat bool) *plan.Plan {
 	return &plan.Plan{
 		Table:       "nfq_test",
@@ -91,6 +91,11 @@ func queueRules(num uint16, port uint16, compat bool) *plan.Plan {
 		Chains: []plan.Chain{
 			{Name: "out", Hook: plan.HookOutput, Priority: 0, Rules: []plan.Rule{
 				{L4: plan.ProtoUDP, DPort: port, Queue: &plan.QueueStmt{Num: num, Bypass: true}},
+			}},
+			// The kernel timestamps queued packets only up to forward:
+			// T packets to port+1 are queued when they arrive.
+			{Name: "in", Hook: plan.HookPrerouting, Priority: 0, Rules: []plan.Rule{
+				{L4: plan.ProtoUDP, DPort: port + 1, Queue: &plan.QueueStmt{Num: num, Bypass: true}},
 			}},
 			{Name: "after", Hook: plan.HookOutput, Priority: 10, Rules: []plan.Rule{
 				{L4: plan.ProtoUDP, DPort: port, MarkMask: 0xff, Mark: 0x56, Counter: "marked"},
@@ -105,6 +110,7 @@ type handler struct {
 	mu      sync.Mutex
 	seen    int
 	batches []int
+	times   []time.Time // Packet.Time of the T packets
 }
 
 func (h *handler) HandleBatch(pkts []Packet) {
@@ -129,6 +135,10 @@ func (h *handler) HandleBatch(pkts []Packet) {
 			p.Modified = true
 		case 'K':
 			p.SetMark, p.NewMark = true, p.Mark&^0xff|0x56
+		case 'T':
+			h.mu.Lock()
+			h.times = append(h.times, p.Time)
+			h.mu.Unlock()
 		}
 	}
 }
@@ -150,7 +160,7 @@ func TestQueueInNetns(t *testing.T) {
 				t.Fatal(err)
 			}
 			var q *Queue
-			var rx, tx *net.UDPConn
+			var rx, tx, trx, ttx *net.UDPConn
 			ns.do(t, func() {
 				if q, err = Open(Config{Num: num, Batch: 64}); err != nil {
 					return
@@ -158,13 +168,21 @@ func TestQueueInNetns(t *testing.T) {
 				if rx, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}); err != nil {
 					return
 				}
-				tx, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+				if tx, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}); err != nil {
+					return
+				}
+				if trx, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port + 1}); err != nil {
+					return
+				}
+				ttx, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port + 1})
 			})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer rx.Close()
 			defer tx.Close()
+			defer trx.Close()
+			defer ttx.Close()
 			h := &handler{}
 			ctx, cancel := context.WithCancel(context.Background())
 			runDone := make(chan error, 1)
@@ -182,7 +200,7 @@ func TestQueueInNetns(t *testing.T) {
 			}
 			defer stop()
 
-			recvAll := func(want int, wait time.Duration) []string {
+			recvFrom := func(rx *net.UDPConn, want int, wait time.Duration) []string {
 				var got []string
 				buf := make([]byte, 2048)
 				deadline := time.Now().Add(wait)
@@ -196,6 +214,7 @@ func TestQueueInNetns(t *testing.T) {
 				}
 				return got
 			}
+			recvAll := func(want int, wait time.Duration) []string { return recvFrom(rx, want, wait) }
 
 			// Bursts: every packet comes back, in batches. Bursts of 100
 			// stay below the receiving socket's default buffer.
@@ -239,11 +258,43 @@ func TestQueueInNetns(t *testing.T) {
 				t.Errorf("marked counter = %d, want 3", cs["marked"].Packets)
 			}
 
+			// Timestamps: with the kernel timestamping, a packet says
+			// when it was queued, before the reader got it.
+			ts, err := EnableTimestamps()
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The kernel turns timestamping on from a work item: the
+			// first packets after the switch may still have none.
+			var sent, stamped time.Time
+			for i := 0; i < 50 && stamped.IsZero(); i++ {
+				h.mu.Lock()
+				h.times = h.times[:0]
+				h.mu.Unlock()
+				sent = time.Now()
+				ttx.Write([]byte("Tstamp"))
+				if got := recvFrom(trx, 1, 2*time.Second); len(got) != 1 {
+					t.Fatalf("timestamp: received %q", got)
+				}
+				h.mu.Lock()
+				if len(h.times) == 1 {
+					stamped = h.times[0]
+				}
+				h.mu.Unlock()
+				time.Sleep(10 * time.Millisecond)
+			}
+			ts.Close()
+			if stamped.IsZero() {
+				t.Errorf("no NFQA_TIMESTAMP on queued packets with timestamping on")
+			} else if d := stamped.Sub(sent); d < -time.Millisecond || d > time.Second {
+				t.Errorf("queued packet stamped %s after it was sent", d)
+			}
+
 			st := q.Stats()
 			h.mu.Lock()
 			t.Logf("stats %+v; %d batches, largest %d", st, len(h.batches), maxInt(h.batches))
 			h.mu.Unlock()
-			if st.Packets < burst+5 || st.NLErrors != 0 || st.BadMsgs != 0 {
+			if st.Packets < burst+6 || st.NLErrors != 0 || st.BadMsgs != 0 {
 				t.Errorf("stats %+v", st)
 			}
 			if st.Sends >= st.Packets {

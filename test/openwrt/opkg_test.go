@@ -47,7 +47,7 @@ func TestOpkgLiveRoot(t *testing.T) {
 	r := startLiveRoot(t, true)
 	r.WriteFile("/etc/opkg.conf", opkgConf, 0o644)
 	r.WriteFile("/usr/lib/opkg/status", opkgStatus, 0o644)
-	r.MustSh(t, "for p in kmod-nft-core kmod-nft-queue kmod-nf-conntrack-netlink luci-base; do : > /usr/lib/opkg/info/$p.list; done")
+	r.MustSh(t, "mkdir -p /usr/lib/opkg/info && for p in kmod-nft-core kmod-nft-queue kmod-nf-conntrack-netlink luci-base; do : > /usr/lib/opkg/info/$p.list; done")
 	staged := r.stage(t, "/tmp/pkg", d, l)
 	pd, pl := staged[0], staged[1]
 

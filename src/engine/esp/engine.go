@@ -2,6 +2,7 @@ package esp
 
 import (
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine/statefile"
+	"io"
 
 	"context"
 	"fmt"
@@ -61,8 +62,11 @@ type Engine struct {
 	boot           string // this boot's id, saved with the state
 	netns          string // this network namespace's id, saved with the state
 
-	mu sync.Mutex // guards tr and wan
-	tr *Tracker
+	mu    sync.Mutex // guards tr, wan and floor
+	tr    *Tracker
+	floor time.Duration // the latest time handed to tr
+
+	stamps io.Closer // keeps the kernel timestamping packets (nil if it refused)
 	// wan caches the address of each outgoing device; the housekeeping
 	// loop refreshes it, so the packet path never resolves addresses.
 	wan map[uint32]netip.Addr
@@ -126,16 +130,49 @@ func New(c Config) (*Engine, error) {
 		return nil, fmt.Errorf("esp engine: %w", err)
 	}
 	e.q = q
+	// Re-learning judges by the gaps between packets: have the kernel
+	// stamp them, so a batch read late does not blur them.
+	if e.stamps, err = nfqueue.EnableTimestamps(); err != nil {
+		c.Log.Warn("esp engine: packets are timed when read, not when queued", "err", err)
+	}
 	return e, nil
 }
 
-// now is the tracker's monotonic clock: positive and never decreasing.
-func (e *Engine) now() time.Duration { return time.Since(e.epoch) + time.Hour }
+// now is the tracker's clock: positive and never decreasing (e.mu held).
+func (e *Engine) now() time.Duration { return e.clockLocked(time.Since(e.epoch) + time.Hour) }
+
+// clockLocked keeps the tracker's clock from going back: packets carry
+// their arrival times, which can lie before a time already handed out.
+func (e *Engine) clockLocked(t time.Duration) time.Duration {
+	if t < e.floor {
+		return e.floor
+	}
+	e.floor = t
+	return t
+}
+
+// packetTime is when p reached the queue, on the tracker's clock: its
+// kernel timestamp (nfqueue.EnableTimestamps) when it has one, so a batch
+// read late keeps the gaps between its packets (the timing evidence of
+// re-learning is in those gaps), else the batch's time. A timestamp more
+// than a second off (a wall-clock step) is ignored.
+func (e *Engine) packetTime(p *nfqueue.Packet, batch time.Duration, wall time.Time) time.Duration {
+	t := batch
+	if !p.Time.IsZero() {
+		if lag := wall.Sub(p.Time); lag >= 0 && lag < time.Second {
+			t -= lag
+		}
+	}
+	return e.clockLocked(t)
+}
 
 // Run handles packets until ctx ends, then closes the queue. It also
 // expires idle entries and refreshes WAN addresses every second.
 func (e *Engine) Run(ctx context.Context) error {
 	defer e.q.Close()
+	if e.stamps != nil {
+		defer e.stamps.Close()
+	}
 	done := make(chan struct{})
 	defer close(done)
 	go e.housekeeping(ctx, done)
@@ -242,9 +279,9 @@ func (e *Engine) elements() int {
 
 // HandleBatch decides a batch of queued packets (nfqueue.Handler).
 func (e *Engine) HandleBatch(pkts []nfqueue.Packet) {
-	now := e.now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	batch, wall := e.now(), time.Now()
 	learned := e.tr.st.LearnedIn + e.tr.st.LearnedOut + e.tr.st.Confirmed + e.tr.st.Relearned
 	defer func() {
 		if e.maps != nil && e.tr.st.LearnedIn+e.tr.st.LearnedOut+e.tr.st.Confirmed+e.tr.st.Relearned != learned {
@@ -273,7 +310,7 @@ func (e *Engine) HandleBatch(pkts []nfqueue.Packet) {
 			e.tr.st.Malformed++
 			continue
 		}
-		switch e.tr.Process(p.Data, dir, wan, now) {
+		switch e.tr.Process(p.Data, dir, wan, e.packetTime(p, batch, wall)) {
 		case Accept:
 			p.Verdict = nfqueue.Accept
 		case Drop:

@@ -83,7 +83,7 @@ func (t *Tracker) ikeOut(ip packet.IPv4, u packet.UDP, wan netip.Addr, now time.
 				return Drop
 			}
 		}
-		t.observe(p, h, child, now)
+		t.observe(p, h, child, true, now)
 		p.ikeClientPort = sport
 		p.ikePktsOut++
 		p.ikeBytesOut += uint64(len(ip))
@@ -150,7 +150,7 @@ func (t *Tracker) ikeIn(ip packet.IPv4, u packet.UDP, now time.Duration) Verdict
 			return Drop
 		}
 	}
-	t.observe(p, h, child, now)
+	t.observe(p, h, child, false, now)
 	p.ikePktsIn++
 	p.ikeBytesIn += uint64(len(ip))
 	if p.ikeUserNAT && t.opt.KeepIKEPort && dport == packet.PortIKE && dst == p.wan {
@@ -180,8 +180,23 @@ func (t *Tracker) ikeIn(ip packet.IPv4, u packet.UDP, now time.Duration) Verdict
 	return Accept
 }
 
-// observe updates p's IKE timing with a message that was let through.
-func (t *Tracker) observe(p *pair, h packet.IKEHeader, child bool, now time.Duration) {
+// observe updates p's IKE timing with a message that was let through
+// (out: from the client).
+func (t *Tracker) observe(p *pair, h packet.IKEHeader, child, out bool, now time.Duration) {
+	if h.MajorVersion() == 2 {
+		// The server's answer time, from the client's requests and their
+		// responses: how long a server's ESP answer may take too, which
+		// re-learning needs (relearn.go).
+		switch {
+		case out && !h.IsResponse():
+			p.ikeReqAt, p.ikeReqID = now, h.MessageID()
+		case !out && h.IsResponse() && p.ikeReqAt != 0 && h.MessageID() == p.ikeReqID:
+			if sv := t.servers[p.server]; sv != nil {
+				sv.sampleRTT(now - p.ikeReqAt)
+			}
+			p.ikeReqAt = 0
+		}
+	}
 	p.lastIKE = now
 	p.lastSeen = now
 	p.ikeSPI = h.InitiatorSPI()

@@ -17,6 +17,7 @@ const (
 	confirmVotes  = 6 // votes for the SA's own client, at least 6x those against
 	confirmStreak = 4 // the last ones in a row
 	moveVotes     = 3 // votes in a row for one other client, a 2:1 majority and 3 more
+	deliverStreak = 2 // votes in a row for the SA's own client before its answers are delivered
 )
 
 // votes is a provisional SA's evidence so far.
@@ -44,12 +45,27 @@ func (t *Tracker) hasProvisional(sv *server) bool {
 	return false
 }
 
+// sampleRTT takes one IKE request-response time. The estimate follows a
+// slower answer at once and a faster one slowly: it bounds how late an
+// answer may come, so it errs long.
+func (sv *server) sampleRTT(d time.Duration) {
+	if d > sv.rtt {
+		sv.rtt = d
+	} else {
+		sv.rtt = (3*sv.rtt + d) / 4
+	}
+}
+
+// minIsolation is the least time a vote needs between its client's send
+// and any other client's (scheduling noise on the router and the server).
+const minIsolation = time.Millisecond
+
 // voter is the client of sv whose ESP to the server clearly preceded now:
 // among the clients with a provisional or half-learned SA to it, the one
 // that sent last, within the reply window, and at most half as long ago as
 // any other of them. A server answers within a round trip, so that client
 // is the one being answered. nil when the timing says nothing clearly.
-func (t *Tracker) voter(sv *server, now time.Duration) (*pair, time.Duration) {
+func (t *Tracker) voter(sv *server, now time.Duration) (w *pair, at time.Duration, alone bool) {
 	var best *pair
 	second := time.Duration(-1)
 	for _, p := range sv.pairs {
@@ -66,13 +82,17 @@ func (t *Tracker) voter(sv *server, now time.Duration) (*pair, time.Duration) {
 		}
 	}
 	if best == nil {
-		return nil, 0
+		return nil, 0, false
 	}
+	// The answer may be to another client's packet if that one went out
+	// within the server's answer time: such a send is no evidence (on a
+	// loaded router or server, answers come after the next client's
+	// packet, and the most recent sender is the wrong one).
 	ago := now - best.lastESPOut
-	if ago >= t.opt.ReplyWindow || (second >= 0 && 2*ago >= now-second) {
-		return nil, 0
+	if ago >= t.opt.ReplyWindow || (second >= 0 && (2*ago >= now-second || now-second < max(2*sv.rtt, minIsolation))) {
+		return nil, 0, false
 	}
-	return best, best.lastESPOut
+	return best, best.lastESPOut, second < 0 || now-second >= t.opt.ReplyWindow
 }
 
 // sending reports whether a learning client of sv sent ESP to it within
@@ -107,7 +127,7 @@ func (t *Tracker) judge(s *sa, now time.Duration) *sa {
 	if sv == nil {
 		return s
 	}
-	w, at := t.voter(sv, now)
+	w, at, alone := t.voter(sv, now)
 	if w != nil && sv.vote.who == w && sv.vote.at == at && sv.vote.spi != s.in {
 		// That send was already taken as the answer on another new SPI:
 		// one client cannot be answered on two, so it proves nothing.
@@ -119,9 +139,9 @@ func (t *Tracker) judge(s *sa, now time.Duration) *sa {
 		// tell), and delivered when none is (no evidence will come
 		// before the answer; it stays provisional).
 		switch {
-		case s.votes.streak > 0:
+		case s.votes.streak >= deliverStreak:
 			return s
-		case s.votes.streak < 0 || s.votes.con > 0 || t.sending(sv, now):
+		case s.votes.streak != 0 || s.votes.pro > 0 || s.votes.con > 0 || t.sending(sv, now):
 			return nil
 		}
 		return s
@@ -139,6 +159,14 @@ func (t *Tracker) judge(s *sa, now time.Duration) *sa {
 			t.dirty = true
 			t.opt.Log.Info("esp inbound SPI confirmed by timing", "client", s.pair.client, "server", s.pair.server,
 				"spi_in", hexSPI(s.in), "spi_out", hexSPI(s.out))
+		}
+		if v.streak < deliverStreak && !alone && s.provisional {
+			// One vote while other clients are sending too can be a
+			// coincidence (a burst of delayed answers arriving just
+			// before their client's next send, after another
+			// client's): delivering on it would hand the burst to that
+			// client.
+			return nil
 		}
 		return s
 	}

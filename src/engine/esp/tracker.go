@@ -302,6 +302,8 @@ type pair struct {
 	childLast  time.Duration // last message of a child-SA exchange
 	learnedAt  time.Duration // last time an inbound SPI was bound to this pair
 	qmMsgID    uint32        // IKEv1 Quick Mode message ID in progress
+	ikeReqAt   time.Duration // the client's last IKEv2 request not answered yet
+	ikeReqID   uint32        // its message ID
 
 	// IKE NAT (for status and keep_ike_port).
 	ikeSPI        uint64 // latest IKE SA initiator SPI
@@ -325,6 +327,7 @@ type server struct {
 	pairs   []*pair
 	pending []*pair // pairs that may be learning an inbound SPI (superset)
 	vote    lastVote
+	rtt     time.Duration // how long its IKE answers take (sampleRTT); 0 unknown
 }
 
 type ikeEntry struct {
@@ -623,7 +626,8 @@ func (t *Tracker) learnIn(sv *server, srv, dst ip4, spi uint32, now time.Duratio
 		state = "learning outbound SPI"
 	}
 	t.opt.Log.Info("esp inbound SPI learned", "client", p.client, "server", srv, "spi_in", hexSPI(spi),
-		"spi_out", hexSPI(s.out), "candidates", n, "rule", how, "state", state, "provisional", s.provisional)
+		"spi_out", hexSPI(s.out), "candidates", n, "rule", how, "state", state, "provisional", s.provisional,
+		"server_answer_time", sv.rtt)
 	return s
 }
 

@@ -137,6 +137,12 @@ func TestFirstSenderThenMostRecentIKE(t *testing.T) {
 	r2.espOut(clientA, srvS, 0xc000000a)
 	r2.wantIn(srvS, 0x11111111, clientA)
 	r2.espOut(clientB, srvS, 0xc000000b)
+	// B's SPI is the only one left, but A's is still provisional and A
+	// sent a moment before: one vote is not enough to deliver on.
+	r2.wantInVerdict(srvS, 0x22222222, Drop)
+	r2.wantBound(srvS, 0x22222222, clientB)
+	r2.advance(100 * time.Millisecond)
+	r2.espOut(clientB, srvS, 0xc000000b)
 	r2.wantIn(srvS, 0x22222222, clientB)
 	// Only negotiated: the most recent exchange wins.
 	r3 := newRig(t, Options{HoldWindow: time.Millisecond})
