@@ -37,6 +37,9 @@ func (s Status) Text() string {
 	if s.QueueRules != "" {
 		fmt.Fprintf(&b, "queue rules: %s\n", s.QueueRules)
 	}
+	if s.Offload.State != "" {
+		fmt.Fprintf(&b, "flow offload: %s (%s)\n", s.Offload.State, s.Offload.Detail)
+	}
 	if len(s.Sessions) > 0 {
 		b.WriteString("\nSESSIONS\n")
 		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
