@@ -164,6 +164,7 @@ func (d *Daemon) Loop(ctx context.Context, reload <-chan os.Signal) error {
 			d.mu.Unlock()
 			if l != nil {
 				d.checkFW4Mark(l) // fw4 reloaded: did it take the include?
+				d.followOffload(l)
 			}
 		case <-retry.C:
 			repair()

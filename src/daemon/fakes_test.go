@@ -60,6 +60,23 @@ type fakeFirewall struct {
 	// fw4MarkErr: reading fw4's forward chain fails (a rule the library
 	// cannot decode)
 	fw4MarkErr error
+	// fw4Chain is what fw4's forward chain says about offloading.
+	fw4Chain plan.FW4Chain
+}
+
+func (f *fakeFirewall) FW4Offload() plan.FW4Chain {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.fw4Chain
+}
+
+// setFW4Chain changes fw4's forward chain, as a fw4 reload does, and
+// signals the watch.
+func (f *fakeFirewall) setFW4Chain(c plan.FW4Chain) {
+	f.mu.Lock()
+	f.fw4Chain = c
+	f.mu.Unlock()
+	f.changed()
 }
 
 func (f *fakeFirewall) Apply(p *plan.Plan) error {
@@ -281,8 +298,10 @@ type rig struct {
 	cfg     config.Config
 	loadErr error
 	caps    plan.Caps
-	cancel  context.CancelFunc
-	changed chan struct{} // what the fake watch signals
+	// flowOffload is fw4's defaults.flow_offloading.
+	flowOffload bool
+	cancel      context.CancelFunc
+	changed     chan struct{} // what the fake watch signals
 }
 
 var fullCaps = plan.Caps{NFTables: true, Conntrack: true, PPTPHelper: true, PPTPNAT: true, GRETracking: true,
@@ -345,7 +364,8 @@ func (r *rig) load() (*loader.Loaded, error) {
 		return nil, r.loadErr
 	}
 	topo := config.Topology{LAN: []string{"br-lan"}, WAN: []string{"wan"}, LANFrom: "test", WANFrom: "test"}
-	p, err := plan.Build(plan.Input{Config: r.cfg, Caps: r.caps, Topology: topo})
+	// As loader.Load: fw4's config and its live forward chain.
+	p, err := plan.Build(plan.Input{Config: r.cfg, Caps: r.caps, Topology: topo, FlowOffload: r.flowOffload, FW4: r.fw.FW4Offload()})
 	if err != nil {
 		return nil, err
 	}

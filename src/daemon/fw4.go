@@ -1,5 +1,7 @@
 package daemon
 
+import "github.com/vpn-passthrough/vpn-passthrough/src/loader"
+
 // fw4Table is OpenWrt's firewall table (inet fw4). Our table only drops,
 // counts, queues and assigns helpers; NAT and the forward policy are fw4's.
 // Without it LAN traffic is neither NATed nor filtered, so its loss must be
@@ -41,4 +43,22 @@ func (d *Daemon) checkFW4() {
 	case !ok && st.seen && !st.gone:
 		d.opts.Log.Error(fw4Gone)
 	}
+}
+
+// followOffload re-plans when fw4's forward chain no longer reads as it did
+// for the applied plan: fw4 (re)loaded with or without the package's
+// exemption, or flow offloading came or went. The planner decides what
+// that means for the datapaths (plan/offload.go); fw4 reloads replace its
+// table without always sending us SIGHUP.
+func (d *Daemon) followOffload(l *loader.Loaded) {
+	if l.Plan.Empty() {
+		return
+	}
+	c := d.k.Firewall.FW4Offload()
+	if l.Plan.Offload.Same(c) {
+		return
+	}
+	d.opts.Log.Info("fw4's forward chain changed for flow offloading, planning again",
+		"was", l.Plan.Offload.State, "offload_rule", c.Offload, "exemption", c.Exempt)
+	d.reloadAndTell("fw4")
 }

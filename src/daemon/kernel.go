@@ -28,6 +28,9 @@ type Firewall interface {
 	// FW4AcceptMark is the mark fw4's forward chain accepts for our
 	// engines (our include's rule); found is false without one.
 	FW4AcceptMark() (mark, mask uint32, found bool, err error)
+	// FW4Offload reads fw4's forward chain for flow offloading and the
+	// package's exemption (the loader plans with the same reading).
+	FW4Offload() plan.FW4Chain
 	// Remove deletes the table (absent is not an error).
 	Remove(table string) error
 	// Counters reads the table's named counters.

@@ -76,8 +76,14 @@ func load(path string, root probe.Root, n *nft.Conn, kernelOnly bool) (*Loaded, 
 		caps.NFQueue = false
 		caps.Notes["nfnetlink_queue"] = "not used: one-shot apply runs no engines"
 	}
+	// fw4's live forward chain: does it offload, and are the engines'
+	// control connections exempted (plan/offload.go)?
+	var fw4 plan.FW4Chain
+	if n != nil {
+		fw4 = n.FW4Offload()
+	}
 	p, err := plan.Build(plan.Input{Config: cfg, Caps: caps, Topology: topo, FlowOffload: config.FlowOffload(firewall),
-		Masquerade: config.Masquerade(firewall)})
+		FW4: fw4, Masquerade: config.Masquerade(firewall)})
 	if err != nil {
 		return nil, err
 	}

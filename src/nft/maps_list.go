@@ -20,7 +20,13 @@ import (
 // heap grows to twice what a pass leaves live). Here an element costs its
 // engine.Element and its key and value bytes, carved from one arena.
 func (m *Maps) listElements(name string) ([]engine.Element, error) {
-	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: m.c.netns})
+	return listSetElements(m.c.netns, m.table, name)
+}
+
+// listSetElements dumps the elements of set name of inet table in netns
+// (0: the current one).
+func listSetElements(netns int, table, name string) ([]engine.Element, error) {
+	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: netns})
 	if err != nil {
 		return nil, errorf("netlink: %w", err)
 	}
@@ -29,7 +35,7 @@ func (m *Maps) listElements(name string) ([]engine.Element, error) {
 		return nil, errorf("netlink: %w", err)
 	}
 	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{
-		{Type: unix.NFTA_SET_ELEM_LIST_TABLE, Data: []byte(m.table + "\x00")},
+		{Type: unix.NFTA_SET_ELEM_LIST_TABLE, Data: []byte(table + "\x00")},
 		{Type: unix.NFTA_SET_ELEM_LIST_SET, Data: []byte(name + "\x00")},
 	})
 	if err != nil {

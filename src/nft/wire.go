@@ -108,7 +108,6 @@ func wObjref(typ uint32, name string) wire {
 const (
 	ctStateUntracked = 1 << 6 // NF_CT_STATE_UNTRACKED_BIT
 	nfDrop           = 0      // NF_DROP, a verdict code
-	nfAccept         = 1      // NF_ACCEPT
 )
 
 // fieldWire loads one field into register reg (fieldLoad's twin).

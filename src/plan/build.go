@@ -27,9 +27,13 @@ type Input struct {
 	Config   config.Config
 	Caps     Caps
 	Topology config.Topology
-	// FlowOffload is fw4's defaults.flow_offloading: offloaded flows skip
-	// the forward hook, so userspace engines miss their later packets.
+	// FlowOffload is fw4's defaults.flow_offloading (or _hw): offloaded
+	// flows skip every hook, so userspace engines miss their later
+	// packets unless the package's include exempts them (offload.go).
 	FlowOffload bool
+	// FW4 is what fw4's live forward chain says about offloading (read by
+	// src/nft FW4Offload; zero: not read).
+	FW4 FW4Chain
 	// Masquerade: fw4 is set to masquerade towards the WAN (a zone with
 	// masq '1'), so VPN traffic leaving it un-NATed is a leak (natleak.go).
 	Masquerade bool
@@ -59,9 +63,10 @@ func Build(in Input) (*Plan, error) {
 	}
 	pre := Chain{Name: "prerouting", Hook: HookPrerouting, Priority: PrioHelper}
 	fwd := Chain{Name: "forward", Hook: HookForward, Priority: PrioForward}
+	p.Offload = judgeOffload(in.FlowOffload, in.FW4)
 
 	for _, pr := range Protos {
-		d := decide(pr, c, in.Caps)
+		d := decide(pr, c, in.Caps, p.Offload.State)
 		p.Decisions = append(p.Decisions, d)
 		if d.Datapath == PathBlocked {
 			p.Counters = append(p.Counters, BlockedCounter(pr))
@@ -99,14 +104,13 @@ func Build(in Input) (*Plan, error) {
 			})
 		}
 	}
-	// fw4's flow offloading: an offloaded flow's later packets skip every
-	// hook, so the engines would miss PPTP control and IKE; the package's
-	// ruleset-post include accepts those before fw4's `flow offload @ft`
-	// (test/qemu's flowtable guest), and only the data is offloaded. The
-	// daemon warns when fw4's forward chain lacks our chain-pre include,
-	// which fw4 reads from the same folder (or uci-defaults registers
-	// with it when auto_includes is off).
-	p.FlowOffload = in.FlowOffload
+	// fw4's flow offloading (offload.go): with the package's exemption
+	// ahead of `flow offload` in fw4's forward chain only the data is
+	// offloaded (test/qemu's flowtable guest); without it decide() kept
+	// the engines off what they cannot see, and the verdict is a warning.
+	if p.Offload.State == OffloadNotExempted || p.Offload.State == OffloadUnknown {
+		p.Warnings = append(p.Warnings, "fw4: "+p.Offload.Detail)
+	}
 	if len(p.Queues) > 0 {
 		// fw4's include accepts our mark whatever the output zone; a
 		// packet an engine rewrote towards anywhere but the LAN (a spoofed
@@ -142,8 +146,29 @@ func Build(in Input) (*Plan, error) {
 	return p, nil
 }
 
-// decide picks the datapath of one protocol and says why.
-func decide(pr Proto, c config.Config, caps Caps) Decision {
+// decide picks the datapath of one protocol and says why. offload is the
+// verdict on fw4's flow offloading (offload.go).
+func decide(pr Proto, c config.Config, caps Caps, offload OffloadState) Decision {
+	d := decideCaps(pr, c, caps)
+	if offload != OffloadNotExempted || d.Datapath != PathUserspace {
+		return d
+	}
+	// fw4 offloads the control traffic the engines read. A conntrack with
+	// a helper is never offloaded: kernel-mode PPTP is unaffected (auto
+	// picks it wherever the kernel has the helper).
+	switch pr {
+	case PPTP:
+		d.Degraded = joinNote(d.Degraded, "fw4 offloads PPTP control connections (no exemption in its forward chain, see the fw4 warning): "+
+			"the engine misses the Call-ID messages after each connection's first packets and calls fail until `fw4 reload` loads the package's include")
+	case IPsec:
+		d.Degraded = joinNote(d.Degraded, "fw4 offloads IKE (no exemption in its forward chain, see the fw4 warning): the multiplexer sees only the first "+
+			"packets of each IKE flow, so it cannot hold a second client's negotiation with the same server back; raw ESP of clients that negotiate at once may be learned wrong")
+	}
+	return d
+}
+
+// decideCaps picks the datapath from the config and the kernel.
+func decideCaps(pr Proto, c config.Config, caps Caps) Decision {
 	d := Decision{Proto: pr, Enabled: enabled(pr, c)}
 	if !d.Enabled {
 		d.Datapath = PathBlocked

@@ -171,8 +171,8 @@ type Plan struct {
 	// Mark and MarkMask are the engines' packet mark (globals.mark and
 	// mark_mask), in every rule that matches or sets it.
 	Mark, MarkMask uint32
-	// FlowOffload is fw4's flow offloading (Input.FlowOffload), for status.
-	FlowOffload bool
+	// Offload is the verdict on fw4's flow offloading (offload.go).
+	Offload Offload
 }
 
 // Empty reports whether the plan installs nothing (daemon disabled).

@@ -40,6 +40,10 @@ func Cases() []struct {
 	disabled := config.Default()
 	disabled.Enabled = false
 	twoLAN := config.Topology{LAN: []string{"r-lan1", "r-lan2"}, WAN: []string{"r-wan"}}
+	// fw4's forward chain with flow offloading, as src/nft reads it.
+	exempted := FW4Chain{Read: true, Chain: true, Offload: true, Flowtable: "ft", Exempt: ExemptBefore}
+	notExempted := exempted
+	notExempted.Exempt = ExemptMissing
 	return []struct {
 		Name string
 		In   Input
@@ -53,6 +57,9 @@ func Cases() []struct {
 		{"no-kernel-maps", Input{Config: def, Caps: noMaps, Topology: topo}},
 		{"auto-no-helper-no-maps", Input{Config: def, Caps: noHelperNoMaps, Topology: topo}},
 		{"auto-no-helper-no-ctnetlink", Input{Config: def, Caps: noHelperNoCtnetlink, Topology: topo}},
+		{"offload-exempted", Input{Config: def, Caps: noHelper, Topology: topo, FlowOffload: true, FW4: exempted}},
+		{"offload-not-exempted", Input{Config: def, Caps: noHelper, Topology: topo, FlowOffload: true, FW4: notExempted}},
+		{"offload-not-exempted-helper", Input{Config: def, Caps: fullCaps, Topology: topo, FlowOffload: true, FW4: notExempted}},
 	}
 }
 

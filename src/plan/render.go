@@ -192,6 +192,9 @@ func (p *Plan) Summary() string {
 	for _, q := range p.Queues {
 		fmt.Fprintf(&b, "%s\n", q.Describe(p))
 	}
+	if p.Offload.State != "" {
+		fmt.Fprintf(&b, "flow offload: %s (%s)\n", p.Offload.State, p.Offload.Detail)
+	}
 	for _, w := range p.Warnings {
 		fmt.Fprintf(&b, "warning: %s\n", w)
 	}

@@ -77,6 +77,7 @@ func Build(in Input) Status {
 	s.AppliedAt = &t
 	s.Topology = Topology{LAN: p.Topology.LAN, LANFrom: p.Topology.LANFrom, WAN: p.Topology.WAN, WANFrom: p.Topology.WANFrom}
 	s.Warnings = append(append(s.Warnings, p.Warnings...), in.Warnings...)
+	s.Offload = Offload{State: string(p.Offload.State), Detail: p.Offload.Detail}
 	if len(p.Queues) > 0 {
 		s.QueueRules = "native nft queue"
 		if p.QueueCompat {
@@ -86,7 +87,7 @@ func Build(in Input) Status {
 	for _, d := range p.Decisions {
 		s.Protocols = append(s.Protocols, Protocol{
 			Name: string(d.Proto), Enabled: d.Enabled, Datapath: string(d.Datapath), Reason: d.Reason,
-			Limitation: d.Degraded, FlowOffload: p.FlowOffload && d.Datapath == plan.PathUserspace,
+			Limitation: d.Degraded, FlowOffload: p.Offload.State == plan.OffloadNotExempted && d.Datapath == plan.PathUserspace,
 			Passed:  Passed{Out: in.Counters[plan.PassedCounter(d.Proto, "out")], In: in.Counters[plan.PassedCounter(d.Proto, "in")]},
 			Blocked: in.Counters[plan.BlockedCounter(d.Proto)],
 		})

@@ -27,6 +27,13 @@
 //	applied_at    string   RFC 3339, null before the first apply
 //	repairs       int      times the table was put back after someone removed it
 //	topology      {lan, lan_from, wan, wan_from}
+//	offload       {state, detail}: fw4's flow offloading and the engines: state
+//	              "off" | "exempted" (on; PPTP control and IKE stay off the
+//	              flowtable: the package's fw4 include is ahead of `flow
+//	              offload` in fw4's forward chain) | "not_exempted" (on; they
+//	              are offloaded and the userspace engines miss them: a warning
+//	              says so too) | "unknown" (on in fw4's config, chain not
+//	              readable) | "" (nothing applied yet)
 //	protocols     [Protocol] in the order pptp, l2tp, ipsec
 //	capabilities  [Capability]
 //	sessions      [SessionInfo] (never null)
@@ -38,7 +45,8 @@
 //
 // Protocol: proto (pptp | l2tp | ipsec), enabled, datapath ("kernel" | "userspace" | "blocked" |
 // "untouched"), reason (why that datapath), limitation (what does not work, or
-// ""), flow_offload (fw4 offloading affects it), passed {out, in} and blocked,
+// ""), flow_offload (fw4 offloads traffic its userspace engine must read:
+// offload state not_exempted), passed {out, in} and blocked,
 // each {packets, bytes}.
 //
 // Capability: name, present, how (how it was found: a path or a netlink

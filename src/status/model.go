@@ -24,6 +24,7 @@ type Status struct {
 	Repairs      int                `json:"repairs"`
 	Topology     Topology           `json:"topology"`
 	QueueRules   string             `json:"queue_rules,omitempty"`
+	Offload      Offload            `json:"offload"`
 	Protocols    []Protocol         `json:"protocols"`
 	Capabilities []Capability       `json:"capabilities"`
 	Sessions     []SessionInfo      `json:"sessions"`
@@ -63,6 +64,17 @@ type Protocol struct {
 	FlowOffload bool    `json:"flow_offload"`
 	Passed      Passed  `json:"passed"`
 	Blocked     Counter `json:"blocked"`
+}
+
+// Offload is what fw4's flow offloading means for the engines: state
+// "off", "exempted" (on, and PPTP control and IKE stay off the flowtable:
+// the package's fw4 include is ahead of `flow offload` in fw4's forward
+// chain), "not_exempted" (on, and they are offloaded: the userspace engines
+// miss them) or "unknown" (on in fw4's config, its chain unreadable); ""
+// before the first apply. detail says it in words.
+type Offload struct {
+	State  string `json:"state"`
+	Detail string `json:"detail"`
 }
 
 // Capability is one kernel feature, and how the probe found out.

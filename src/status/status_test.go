@@ -113,7 +113,7 @@ func TestBuildKernelSessions(t *testing.T) {
 func TestBuildEnginesAndCaps(t *testing.T) {
 	p := kernelPlan()
 	p.Decisions[0].Datapath = plan.PathUserspace
-	p.FlowOffload = true
+	p.Offload = plan.Offload{State: plan.OffloadNotExempted, Detail: "lacks the exemption"}
 	in := Input{Plan: p, Enabled: true,
 		Caps: plan.Caps{NFTables: true, Notes: map[string]string{"nf_conntrack_pptp": "/sys/module/nf_conntrack_pptp missing"}},
 		Engines: []EngineReport{{Name: "pptp", Counters: map[string]uint64{"calls": 1},
@@ -126,8 +126,13 @@ func TestBuildEnginesAndCaps(t *testing.T) {
 	if s.Counters["pptp_calls"].Packets != 1 {
 		t.Errorf("engine counters %+v", s.Counters)
 	}
-	if !s.Protocols[0].FlowOffload || s.Protocols[2].FlowOffload {
-		t.Errorf("flow offload flags: %+v", s.Protocols)
+	if !s.Protocols[0].FlowOffload || s.Protocols[2].FlowOffload || s.Offload.State != "not_exempted" || s.Offload.Detail != "lacks the exemption" {
+		t.Errorf("flow offload flags: %+v, %+v", s.Protocols, s.Offload)
+	}
+	// Exempted: offloading is on, but it no longer affects the engine.
+	p.Offload.State = plan.OffloadExempted
+	if s := Build(in); s.Protocols[0].FlowOffload || s.Offload.State != "exempted" {
+		t.Errorf("exempted: %+v, %+v", s.Protocols[0], s.Offload)
 	}
 	var helper *Capability
 	for i := range s.Capabilities {

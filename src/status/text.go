@@ -37,6 +37,9 @@ func (s Status) Text() string {
 	if s.QueueRules != "" {
 		fmt.Fprintf(&b, "queue rules: %s\n", s.QueueRules)
 	}
+	if s.Offload.State != "" {
+		fmt.Fprintf(&b, "flow offload: %s (%s)\n", s.Offload.State, s.Offload.Detail)
+	}
 	if len(s.Sessions) > 0 {
 		b.WriteString("\nSESSIONS\n")
 		rows := [][]string{{"PROTO", "CLIENT", "SERVER", "ID (orig > trans)", "PEER ID", "PKTS OUT/IN", "BYTES OUT/IN", "AGE/IDLE", "STATE"}}

@@ -59,6 +59,7 @@ var (
 	// Each -ft scenario next to the same one without flow offloading, so the
 	// engines' control-message counters can be compared in one boot.
 	flowScenarios = []string{
+		"fw4check",
 		"pptp-kernel-ft", "pptp-auto-ft",
 		"pptp-userspace", "pptp-userspace-ft",
 		"ikev2-kernel-ft",
@@ -348,20 +349,59 @@ func (r *runner) realPeer(name string, scen []string) (bool, error) {
 	if err := r.gobuild(a, filepath.Join(run, "vpn-passthrough"), "./src/cmd/vpn-passthrough", false); err != nil {
 		return false, err
 	}
+	// fw4dump lists fw4's forward chain as this kernel has it (with flow
+	// offloading, which the host's kernel lacks) for src/nft's tests.
+	if err := r.gobuild(a, filepath.Join(run, "fw4dump"), "./test/cmd/fw4dump", false); err != nil {
+		return false, err
+	}
 	r.printf("cross-build amd64 daemon: %.1f s\n", time.Since(start).Seconds())
 	if err := copyTree(filepath.Join(r.repo, "files", "usr", "share", "nftables.d"), filepath.Join(run, "nftables.d")); err != nil {
+		return false, err
+	}
+	// The exemption behind fw4's `flow offload` (appended, not inserted),
+	// for the fw4check scenario.
+	post := filepath.Join("ruleset-post", "10-vpn-passthrough.nft")
+	inc, err := os.ReadFile(filepath.Join(run, "nftables.d", post))
+	if err != nil {
+		return false, err
+	}
+	after := strings.ReplaceAll(string(inc), "insert rule inet fw4 forward ", "add rule inet fw4 forward ")
+	if after == string(inc) {
+		return false, errors.New("the ruleset-post include has no `insert rule inet fw4 forward`")
+	}
+	if err := os.MkdirAll(filepath.Join(run, "nftables.d-after", "ruleset-post"), 0o755); err != nil {
+		return false, err
+	}
+	if err := os.WriteFile(filepath.Join(run, "nftables.d-after", post), []byte(after), 0o644); err != nil {
 		return false, err
 	}
 	if err := os.MkdirAll(filepath.Join(run, "etc-nftables.d"), 0o755); err != nil {
 		return false, err
 	}
+	// fw4-ft-noinc.nft: fw4 without the package's ruleset-post include (not
+	// loaded: the bad case); fw4-ft-after.nft: with it behind `flow
+	// offload`.
+	incLine := `include "/vpt/nftables.d/ruleset-post/10-vpn-passthrough.nft"`
 	for _, v := range []struct {
 		file string
 		ft   bool
-	}{{"fw4.nft", false}, {"fw4-ft.nft", true}} {
+		edit func(string) string
+	}{
+		{"fw4.nft", false, nil}, {"fw4-ft.nft", true, nil},
+		{"fw4-ft-noinc.nft", true, func(s string) string { return strings.ReplaceAll(s, incLine, "") }},
+		{"fw4-ft-after.nft", true, func(s string) string {
+			return strings.ReplaceAll(s, incLine, `include "/vpt/nftables.d-after/ruleset-post/10-vpn-passthrough.nft"`)
+		}},
+	} {
 		s, err := r.realPeerFW4(v.ft)
 		if err != nil {
 			return false, err
+		}
+		if v.edit != nil {
+			if !strings.Contains(s, incLine) {
+				return false, fmt.Errorf("fw4: no %s in the rendered ruleset", incLine)
+			}
+			s = v.edit(s)
 		}
 		if err := os.WriteFile(filepath.Join(run, v.file), []byte(s), 0o644); err != nil {
 			return false, err
@@ -555,6 +595,7 @@ type result struct {
 	why      string
 	info     []string
 	counters map[string]string // the daemon's counters at the scenario's end
+	offload  string            // and its status' offload state
 }
 
 // boot runs qemu with a host timeout, copies the console to a log file,
@@ -645,8 +686,12 @@ func (r *runner) boot(name, qemu string, args, expect []string, timeout time.Dur
 					Counters map[string]struct {
 						Packets uint64 `json:"packets"`
 					} `json:"counters"`
+					Offload struct {
+						State string `json:"state"`
+					} `json:"offload"`
 				}
 				if json.Unmarshal([]byte(f[2]), &st) == nil {
+					res.offload = st.Offload.State
 					res.counters = map[string]string{}
 					for k, v := range st.Counters {
 						res.counters[k] = strconv.FormatUint(v.Packets, 10)
@@ -677,6 +722,8 @@ func (r *runner) boot(name, qemu string, args, expect []string, timeout time.Dur
 			failures = append(failures, s+": no result")
 		case res.verdict != "PASS":
 			failures = append(failures, s+": "+res.verdict+" "+strings.TrimPrefix(res.why, "; "))
+		case res.counters != nil && offloadWant(s) != "" && res.offload != offloadWant(s):
+			failures = append(failures, fmt.Sprintf("%s: status offload %q, want %q", s, res.offload, offloadWant(s)))
 		default:
 			passed++
 		}
@@ -706,6 +753,21 @@ func (r *runner) boot(name, qemu string, args, expect []string, timeout time.Dur
 	summary = append(summary, sum)
 	outMu.Unlock()
 	return ok, nil
+}
+
+// offloadWant is the offload state a scenario's `status --json` must show:
+// with fw4's flowtable and the package's include, "exempted"; without the
+// include, "not_exempted"; without the flowtable, "off".
+func offloadWant(s string) string {
+	switch {
+	case strings.Contains(s+"-", "-noinc-"):
+		return "not_exempted"
+	case strings.Contains(s+"-", "-ft-"):
+		return "exempted"
+	case strings.HasPrefix(s, "fw4check"):
+		return ""
+	}
+	return "off"
 }
 
 // reControl: the engine counters that count control messages (PPTP control

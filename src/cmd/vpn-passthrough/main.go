@@ -100,7 +100,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 				cw = append(cw, w.String())
 			}
 			return json.NewEncoder(stdout).Encode(map[string]any{
-				"capabilities": l.Caps, "protocols": l.Plan.Decisions, "topology": l.Plan.Topology,
+				"capabilities": l.Caps, "protocols": l.Plan.Decisions, "topology": l.Plan.Topology, "offload": l.Plan.Offload,
 				"warnings": l.Plan.Warnings, "config_warnings": cw})
 		}
 		for _, w := range l.Warnings {

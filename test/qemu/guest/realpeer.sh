@@ -110,8 +110,10 @@ EOC
 }
 
 DPID=
+# DENV: the daemon's environment (e.g. VPNPT_DISABLE_CAPS for -nohelper).
+DENV=
 dstart() {
-	ip netns exec r $BIN daemon --config $T/vpn-passthrough --socket $T/vpt.sock --state-dir $T/state >>$T/daemon.log 2>&1 &
+	ip netns exec r env $DENV $BIN daemon --config $T/vpn-passthrough --socket $T/vpt.sock --state-dir $T/state >>$T/daemon.log 2>&1 &
 	DPID=$!
 	local end=$((SECONDS + 30))
 	while [ $SECONDS -lt $end ]; do
@@ -573,6 +575,29 @@ scen_l2tp() { # MODE ENABLED
 	[ $PINGS_OK = 1 ] && pass "L2TP tunnel up and pinged" || fail "pings lost on the L2TP tunnel"
 }
 
+# fw4check: the daemon's `check` on fw4's forward chain with flow offloading,
+# read by this kernel (the host's has no flowtables): with the package's
+# include (exempted), without it (not_exempted, exemption missing) and with
+# its rules behind `flow offload` (not_exempted, after). fw4dump keeps each
+# chain as the kernel lists it, for src/nft's parser test (testdata).
+scen_fw4check() {
+	local v want got ex ok=1
+	dconf auto 1 1 1
+	printf "config defaults\n\toption flow_offloading '1'\n" >$T/firewall
+	for v in ft:exempted:before ft-noinc:not_exempted:missing ft-after:not_exempted:after; do
+		IFS=: read -r v want ex <<<"$v"
+		topo $V/fw4-$v.nft || { fail "topology $v"; return; }
+		ip netns exec r $V/fw4dump >$T/fw4dump-$v.txt 2>&1 || info "fw4dump $v: $(tail -n 1 $T/fw4dump-$v.txt)"
+		ip netns exec r $BIN check --json --config $T/vpn-passthrough >$T/check-$v.json 2>$T/check-$v.err
+		got=$(grep -o '"offload":{"state":"[a-z_]*"' $T/check-$v.json | sed 's/.*"state":"//; s/"$//')
+		info "$v: check says offload ${got:-?}, exemption $(grep -o '"exemption":"[a-z]*"' $T/check-$v.json | cut -d'"' -f4), $(grep -c '^rule ' $T/fw4dump-$v.txt) rules in fw4 forward"
+		[ "$got" = $want ] && grep -q "\"exemption\":\"$ex\"" $T/check-$v.json || ok=0
+	done
+	info "pptp in the bad case: $(grep -o '"proto":"pptp","enabled":true,"datapath":"[a-z]*"' $T/check-ft-noinc.json)"
+	[ $ok = 1 ] && pass "check: exempted with the include, not_exempted without it and with it behind flow offload" ||
+		fail "check misjudged fw4's forward chain (see the lines above)"
+}
+
 # run NAME: one scenario; NAME is proto-mode[-variant], e.g.
 # pptp-kernel, pptp-userspace-kill, pptp-off, ikev2-userspace-ft (flowtable),
 # esp-userspace-seq, esp3-userspace-together, l2tp-off.
@@ -581,10 +606,14 @@ run() {
 	echo "VPT-SCENARIO $CUR"
 	local proto mode rest ruleset=$V/fw4.nft en=1 kill=
 	IFS=- read -r proto mode rest <<<"$1"
-	FT=0
+	FT=0 DENV=
 	case "-$rest-" in *-ft-*) ruleset=$V/fw4-ft.nft FT=1 ;; esac
+	# -noinc: fw4 without the package's ruleset-post include (the bad case)
+	case "-$rest-" in *-noinc-*) ruleset=$V/fw4-ft-noinc.nft FT=1 ;; esac
+	# -nohelper: the daemon plans as on a kernel without the pptp helper
+	case "-$rest-" in *-nohelper-*) DENV=VPNPT_DISABLE_CAPS=nf_conntrack_pptp,nf_nat_pptp ;; esac
 	case "-$rest-" in *-kill-*) kill=kill ;; esac
-	if [ $mode = off ]; then en=0; mode=auto; fi
+	if [ "$mode" = off ]; then en=0; mode=auto; fi
 	local t0=$SECONDS
 	topo $ruleset || { fail "topology"; return; }
 	: >$T/daemon.log
@@ -592,8 +621,9 @@ run() {
 	# fw4's setting, where the daemon reads OpenWrt's firewall config (next
 	# to its own): the planner warns about offloading from it.
 	[ $FT = 1 ] && printf "config defaults\n\toption flow_offloading '1'\n" >$T/firewall
-	[ $ruleset = $V/fw4-ft.nft ] && info "flowtable: $(ip netns exec r nft list flowtables 2>/dev/null | grep -c 'flowtable ft') (flow offload @ft in forward: $(ip netns exec r nft list chain inet fw4 forward | grep -c 'flow add @ft\|flow offload @ft'))"
+	[ $FT = 1 ] && info "flowtable: $(ip netns exec r nft list flowtables 2>/dev/null | grep -c 'flowtable ft') (flow offload @ft in forward: $(ip netns exec r nft list chain inet fw4 forward | grep -c 'flow add @ft\|flow offload @ft'))"
 	case $proto in
+	fw4check) scen_fw4check ;;
 	pptp) scen_pptp $mode $en $kill ;;
 	ikev2) scen_ikev2 $mode $en $kill ;;
 	esp) scen_esp $mode $en ${rest%%-*} 2 $kill ;;
@@ -609,7 +639,7 @@ run() {
 	if [ -n "$DPID" ]; then
 		echo "VPT-STATUSJSON $CUR $(timeout 20 ip netns exec r $BIN status --json --socket $T/vpt.sock 2>/dev/null | tr -d '\n')"
 	fi
-	if [ $ruleset = $V/fw4-ft.nft ]; then
+	if [ $FT = 1 ]; then
 		info "offloaded conntrack entries: $(ip netns exec r conntrack -L 2>/dev/null | grep -c OFFLOAD)"
 		# The package's ruleset-post include: its accepts in front of
 		# `flow offload @ft` keep the engines' control traffic off it.

@@ -145,12 +145,23 @@ return view.extend({
 			out.push(E('div', { 'class': 'alert-message warning' }, [
 				_('The last change was refused, the previous settings stay in force: %s').format(st.last_error) ]));
 
-		const offload = (st.protocols || []).filter(function(p) { return p.flow_offload; });
-		if (offload.length)
-			out.push(E('div', { 'class': 'alert-message warning', 'id': 'vpnpt-offload' }, [
-				E('strong', _('Flow offloading is on.')), ' ',
-				_('Offloaded flows skip the userspace engine after their first packets, so %s may break. Turn off software and hardware flow offloading in Network → Firewall → General Settings, or install kmod-nf-nathelper-extra so PPTP uses the kernel helper.')
-					.format(offload.map(function(p) { return protoNames[p.proto] || p.proto; }).join(', ')) ]));
+		// fw4's flow offloading (status "offload"): the daemon reads fw4's
+		// forward chain and says whether the package's exemption is ahead
+		// of `flow offload`.
+		const off = st.offload || {};
+		const hit = (st.protocols || []).filter(function(p) { return p.flow_offload; })
+			.map(function(p) { return protoNames[p.proto] || p.proto; }).join(', ');
+		if (off.state == 'not_exempted')
+			out.push(E('div', { 'class': 'alert-message danger', 'id': 'vpnpt-offload', 'data-state': off.state }, [
+				E('strong', _('Flow offloading is on, and VPN control traffic is NOT exempted from it.')), ' ',
+				hit ? _('Offloaded flows skip the userspace engine after their first packets, so %s will break.').format(hit) + ' ' : '',
+				off.detail || '' ]));
+		else if (off.state == 'unknown')
+			out.push(E('div', { 'class': 'alert-message warning', 'id': 'vpnpt-offload', 'data-state': off.state }, [
+				E('strong', _('Flow offloading is on; whether VPN control traffic is exempted could not be checked.')), ' ', off.detail || '' ]));
+		else if (off.state == 'exempted')
+			out.push(E('div', { 'class': 'alert-message notice', 'id': 'vpnpt-offload', 'data-state': off.state }, [
+				_('Flow offloading is on; VPN control traffic is exempted (fw4 include present).') ]));
 
 		(st.protocols || []).forEach(function(p) {
 			if (p.proto == 'pptp' && p.datapath == 'userspace') {
@@ -167,8 +178,8 @@ return view.extend({
 		// A plan warning that repeats a protocol's limitation is shown there only.
 		const limits = (st.protocols || []).map(function(p) { return p.limitation || ''; }).join('\n');
 		(st.warnings || []).forEach(function(w) {
-			const bare = w.replace(/^[a-z]+: /, '');
-			if (!limits.includes(bare))
+			const bare = w.replace(/^[a-z0-9]+: /, '');
+			if (!limits.includes(bare) && bare != off.detail)
 				out.push(E('div', { 'class': 'alert-message notice' }, [ w ]));
 		});
 		return out;
