@@ -80,6 +80,10 @@ func TestNoResolver(t *testing.T) {
 	if strings.Contains(string(out), "net.(*netFD)") {
 		t.Error("the daemon links package net's sockets (net.ListenUnix, net.DialUnix...): use src/unixsock")
 	}
+	// reflect.DeepEqual (~8 KB): the reload compares plans by their JSON.
+	if strings.Contains(string(out), "reflect.deepValueEqual") {
+		t.Error("the daemon links reflect.DeepEqual: compare plans with samePlan")
+	}
 	// encoding/json's decoder (~68 KB; its encoder comes with log/slog):
 	// src/jsondec reads what the daemon reads back.
 	if strings.Contains(string(out), "encoding/json.(*decodeState)") {
