@@ -1,10 +1,8 @@
 package daemon
 
 import (
-	"context"
 	"errors"
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
@@ -71,10 +69,7 @@ func TestReloadThroughTheLoop(t *testing.T) {
 	if err := r.d.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.d.Loop(ctx, make(chan os.Signal)) }()
-	defer func() { cancel(); <-done }()
+	r.runLoop(t)
 	ev, unsub := r.d.hub.Subscribe()
 	defer unsub()
 	a := api{r.d}

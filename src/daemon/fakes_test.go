@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -306,6 +307,14 @@ type rig struct {
 
 var fullCaps = plan.Caps{NFTables: true, Conntrack: true, PPTPHelper: true, PPTPNAT: true, GRETracking: true,
 	NFQueue: true, NFTQueueExpr: true, XTNFQueue: true}
+
+// runLoop runs the daemon's loop until the test ends.
+func (r *rig) runLoop(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.d.Loop(ctx, make(chan os.Signal)) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
 
 func newRig(t *testing.T, cfg config.Config) *rig {
 	j := &journal{}

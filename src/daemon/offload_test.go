@@ -1,8 +1,6 @@
 package daemon
 
 import (
-	"context"
-	"os"
 	"strings"
 	"testing"
 
@@ -40,10 +38,7 @@ func TestOffloadFollowsFW4(t *testing.T) {
 		!strings.Contains(st.Protocols[0].Limitation, "calls fail") {
 		t.Fatalf("include missing: offload %+v, pptp %+v, warnings %q", st.Offload, st.Protocols[0], st.Warnings)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.d.Loop(ctx, make(chan os.Signal)) }()
-	defer func() { cancel(); <-done }()
+	r.runLoop(t)
 	ev, unsub := r.d.hub.Subscribe()
 	defer unsub()
 	// fw4 reloads with the include: the daemon plans again by itself.

@@ -91,10 +91,7 @@ func TestRepairStormNeverDropsTheBlocks(t *testing.T) {
 	if err := r.d.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.d.Loop(ctx, make(chan os.Signal)) }()
-	defer func() { cancel(); <-done }()
+	r.runLoop(t)
 
 	check := func(round int, what string) {
 		t.Helper()
@@ -185,10 +182,7 @@ func TestFW4GoneIsReported(t *testing.T) {
 	if warned() {
 		t.Fatal("fw4 present, but status says it is gone")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.d.Loop(ctx, make(chan os.Signal)) }()
-	defer func() { cancel(); <-done }()
+	r.runLoop(t)
 	// `nft flush ruleset`: fw4's table and ours go together.
 	r.fw.mu.Lock()
 	r.fw.fw4 = false
@@ -236,10 +230,7 @@ func TestBackoffKeepsTheDrops(t *testing.T) {
 	if err := r.d.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.d.Loop(ctx, make(chan os.Signal)) }()
-	defer func() { cancel(); <-done }()
+	r.runLoop(t)
 	for i := 0; i < 30; i++ {
 		dm := damages[i%len(damages)]
 		r.fw.damage(dm.fn)
