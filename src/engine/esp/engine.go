@@ -1,11 +1,9 @@
 package esp
 
 import (
-	"github.com/vpn-passthrough/vpn-passthrough/src/engine/statefile"
-	"io"
-
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -14,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine"
+	"github.com/vpn-passthrough/vpn-passthrough/src/engine/statefile"
 	"github.com/vpn-passthrough/vpn-passthrough/src/nfqueue"
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
 	"github.com/vpn-passthrough/vpn-passthrough/src/status"
