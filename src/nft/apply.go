@@ -6,23 +6,19 @@ import (
 	"os"
 	"time"
 
-	"github.com/google/nftables"
-	"github.com/google/nftables/binaryutil"
-	"github.com/google/nftables/expr"
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/vpn-passthrough/vpn-passthrough/src/engine"
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
 )
 
 func errorf(format string, a ...any) error { return fmt.Errorf("nft: "+format, a...) }
 
 // Conn applies plans to one network namespace's nftables. Every operation
-// uses a fresh nftables.Conn: the library queues batch messages and keeps the
-// first error in the Conn, so a failed apply must not leak into the next.
+// opens its own netlink socket, so a failed request leaves nothing behind
+// for the next.
 type Conn struct {
-	opts  []nftables.ConnOption
-	netns int // 0: the current namespace (for the watch's own socket)
+	netns int // 0: the current namespace
 }
 
 // Open connects to nftables in the current network namespace.
@@ -30,28 +26,16 @@ func Open() (*Conn, error) { return open(0) }
 
 // OpenNetNS connects to nftables in the network namespace behind fd (an open
 // /var/run/netns/NAME), for tests and tools that manage several namespaces.
-func OpenNetNS(fd int) (*Conn, error) { return open(fd, nftables.WithNetNSFd(fd)) }
+func OpenNetNS(fd int) (*Conn, error) { return open(fd) }
 
-func open(netns int, opts ...nftables.ConnOption) (*Conn, error) {
-	n := &Conn{opts: opts, netns: netns}
-	if _, err := n.nc(); err != nil {
+func open(netns int) (*Conn, error) {
+	n := &Conn{netns: netns}
+	c, err := n.dial()
+	if err != nil {
 		return nil, err
 	}
+	c.Close()
 	return n, nil
-}
-
-func (n *Conn) nc() (*nftables.Conn, error) {
-	// Every request gets a deadline: a kernel whose nf_tables does not
-	// answer (module not loaded under qemu-user, say) must give an error,
-	// not a hang. The monitor in watch.go dials its own connection.
-	opts := append(append([]nftables.ConnOption(nil), n.opts...), nftables.WithSockOptions(func(c *netlink.Conn) error {
-		return c.SetDeadline(time.Now().Add(netlinkTimeout))
-	}))
-	c, err := nftables.New(opts...)
-	if err != nil {
-		return nil, errorf("netlink: %w", err)
-	}
-	return c, nil
 }
 
 // netlinkTimeout bounds one nftables request (a whole apply batch included).
@@ -65,47 +49,19 @@ func explain(err error) error {
 	return err
 }
 
-func table(name string) *nftables.Table {
-	return &nftables.Table{Name: name, Family: nftables.TableFamilyINet}
-}
-
-// Exists reports whether our table is installed.
-func (n *Conn) Exists(name string) (bool, error) {
-	c, err := n.nc()
-	if err != nil {
-		return false, err
-	}
-	_, err = c.ListTableOfFamily(name, nftables.TableFamilyINet)
-	if err == nil {
-		return true, nil
-	}
-	if errors.Is(err, unix.ENOENT) || errors.Is(err, os.ErrNotExist) {
-		return false, nil
-	}
-	return false, errorf("list table inet %s: %w", name, err)
-}
-
 // Counters reads the named counters of our table.
 func (n *Conn) Counters(name string) (map[string]Counter, error) {
-	c, err := n.nc()
+	objs, err := n.objects(name)
 	if err != nil {
-		return nil, err
-	}
-	objs, err := c.GetNamedObjects(table(name))
-	if err != nil {
-		if errors.Is(err, unix.ENOENT) {
+		if notFound(err) {
 			return map[string]Counter{}, nil
 		}
 		return nil, errorf("list counters of inet %s: %w", name, err)
 	}
 	out := map[string]Counter{}
 	for _, o := range objs {
-		no, ok := o.(*nftables.NamedObj)
-		if !ok || no.Type != nftables.ObjTypeCounter {
-			continue
-		}
-		if c, ok := no.Obj.(*expr.Counter); ok {
-			out[no.Name] = Counter{Packets: c.Packets, Bytes: c.Bytes}
+		if o.typ == unix.NFT_OBJECT_COUNTER {
+			out[o.name] = Counter{Packets: o.packets, Bytes: o.bytes}
 		}
 	}
 	return out, nil
@@ -134,12 +90,21 @@ func (n *Conn) apply(p *plan.Plan) error {
 	if err != nil {
 		return err
 	}
-	nc, err := n.nc()
+	b, err := planBatch(p, cur)
 	if err != nil {
 		return err
 	}
-	t := table(p.Table)
-	nc.AddTable(t) // no-op when it exists
+	if err := n.commit(b); err != nil {
+		return errorf("apply table inet %s: %w", p.Table, err)
+	}
+	return nil
+}
+
+// planBatch is the transaction that turns the installed state cur into p.
+func planBatch(p *plan.Plan, cur installed) (*batch, error) {
+	t := p.Table
+	b := &batch{}
+	b.addTable(t) // no-op when it exists
 
 	// 1. Empty every chain first: rules are what refer to sets and objects.
 	want := map[string]plan.Chain{}
@@ -147,135 +112,153 @@ func (n *Conn) apply(p *plan.Plan) error {
 		want[c.Name] = c
 	}
 	for _, ch := range cur.chains {
-		nc.FlushChain(ch)
-		if c, ok := want[ch.Name]; !ok || !sameHook(ch, c) {
-			nc.DelChain(ch) // gone from the plan, or hooked elsewhere now
+		b.flushChain(t, ch.name)
+		if c, ok := want[ch.name]; !ok || !sameHook(ch, c) {
+			b.delChain(t, ch.name) // gone from the plan, or hooked elsewhere now
 		}
 	}
-	// 2. Sets: drop the stale ones, (re)fill the rest.
-	wantSet := map[string]plan.Set{}
-	for _, s := range p.Sets {
-		wantSet[s.Name] = s
-	}
-	// Maps keep their elements (the engines' kernel state) unless their
-	// type changed.
-	wantMap := map[string]*nftables.Set{}
-	for i, m := range p.Maps {
-		ms, err := mapSet(t, m, uint32(len(p.Sets)+i+1))
-		if err != nil {
-			return err
-		}
-		wantMap[m.Name] = ms
+	// 2. Sets: drop the stale ones, (re)fill the rest. Maps keep their
+	// elements (the engines' kernel state) unless their type changed.
+	specs, ids, err := setSpecs(p)
+	if err != nil {
+		return nil, err
 	}
 	for _, s := range cur.sets {
-		if ms, ok := wantMap[s.Name]; ok {
-			if !sameMap(s, ms) {
-				nc.DelSet(s)
-			}
-			continue
-		}
-		if ws, ok := wantSet[s.Name]; !ok || ws.Type != s.KeyType.Name {
-			nc.DelSet(s)
+		if ws, ok := specs[s.name]; !ok || !sameSet(s, ws) {
+			b.delSet(t, s.name)
 		}
 	}
-	sets := map[string]*nftables.Set{}
-	for i, s := range p.Sets {
-		ns := &nftables.Set{Table: t, Name: s.Name, ID: uint32(i + 1)}
-		var elems []nftables.SetElement
-		switch s.Type {
-		case "ifname":
-			ns.KeyType = nftables.TypeIFName
-			// nft prints string keys by the byte order in the set's userdata;
-			// without it, names show up reversed (empty) in `nft list`.
-			ns.KeyByteOrder = binaryutil.NativeEndian
-			for _, e := range s.Elements {
-				elems = append(elems, nftables.SetElement{Key: ifname(e)})
-			}
-		case "ipv4_addr":
-			ns.KeyType = nftables.TypeIPAddr
-			for _, e := range s.Elements {
-				a, err := parseIPv4(e)
-				if err != nil {
-					return errorf("set %s: %w", s.Name, err)
-				}
-				elems = append(elems, nftables.SetElement{Key: a})
-			}
-		default:
-			return errorf("set %s: unsupported type %q", s.Name, s.Type)
+	for _, s := range p.Sets {
+		b.addSet(t, specs[s.Name])
+		b.flushSet(t, s.Name)
+		elems, err := setElements(s)
+		if err != nil {
+			return nil, err
 		}
-		if err := nc.AddSet(ns, nil); err != nil {
-			return errorf("add set %s: %w", s.Name, err)
-		}
-		nc.FlushSet(ns)
 		if len(elems) > 0 {
-			if err := nc.SetAddElements(ns, elems); err != nil {
-				return errorf("set %s elements: %w", s.Name, err)
-			}
+			b.elements(unix.NFT_MSG_NEWSETELEM, t, s.Name, ids[s.Name], elems)
 		}
-		sets[s.Name] = ns
 	}
 	for _, m := range p.Maps {
-		ms := wantMap[m.Name]
-		if err := nc.AddSet(ms, nil); err != nil {
-			return errorf("add map %s: %w", m.Name, err)
-		}
-		sets[m.Name] = ms
+		b.addSet(t, specs[m.Name])
 	}
 	// 3. Named objects: delete the stale ones; adding one that exists
 	// changes nothing (counters keep their values).
 	wantObj := map[string]bool{}
 	for _, name := range p.Counters {
-		wantObj[objKey(nftables.ObjTypeCounter, name)] = true
+		wantObj[objKey(unix.NFT_OBJECT_COUNTER, name)] = true
 	}
 	for _, h := range p.Helpers {
-		wantObj[objKey(nftables.ObjTypeCtHelper, h.Name)] = true
+		wantObj[objKey(unix.NFT_OBJECT_CT_HELPER, h.Name)] = true
 	}
 	for _, o := range cur.objs {
-		if !wantObj[objKey(o.Type, o.Name)] {
-			nc.DeleteObject(o)
+		if !wantObj[objKey(o.typ, o.name)] {
+			b.delObj(t, o.name, o.typ)
 		}
 	}
 	for _, name := range p.Counters {
-		nc.AddObj(&nftables.NamedObj{Table: t, Name: name, Type: nftables.ObjTypeCounter, Obj: &expr.Counter{}})
+		b.addObj(t, name, unix.NFT_OBJECT_COUNTER, counterObj())
 	}
 	for _, h := range p.Helpers {
 		l3 := uint16(unix.NFPROTO_INET)
 		if h.L3IPv4 {
 			l3 = unix.NFPROTO_IPV4
 		}
-		nc.AddObj(&nftables.NamedObj{Table: t, Name: h.Name, Type: nftables.ObjTypeCtHelper,
-			Obj: &expr.CtHelper{Name: h.Type, L3Proto: l3, L4Proto: uint8(h.L4)}})
+		b.addObj(t, h.Name, unix.NFT_OBJECT_CT_HELPER, helperObj(h.Type, l3, uint8(h.L4)))
 	}
 	// 4. Chains and their rules.
-	lookup := func(name string) *nftables.Set { return sets[name] }
+	setID := func(name string) (uint32, bool) { id, ok := ids[name]; return id, ok }
 	for _, c := range p.Chains {
 		hook, err := chainHook(c.Hook)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		prio := nftables.ChainPriority(c.Priority)
-		policy := nftables.ChainPolicyAccept
-		ch := nc.AddChain(&nftables.Chain{Name: c.Name, Table: t, Type: nftables.ChainTypeFilter,
-			Hooknum: hook, Priority: &prio, Policy: &policy})
+		b.addChain(t, c.Name, hook, uint32(c.Priority))
 		for i, r := range c.Rules {
-			exprs, err := ruleExprs(r, lookup, p.QueueCompat)
+			exprs, err := ruleWire(r, setID, p.QueueCompat)
 			if err != nil {
-				return fmt.Errorf("chain %s rule %d: %w", c.Name, i+1, err)
+				return nil, fmt.Errorf("chain %s rule %d: %w", c.Name, i+1, err)
 			}
-			nc.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: exprs, UserData: comment(r.Comment)})
+			b.addRule(t, c.Name, exprs, comment(r.Comment))
 		}
 	}
-	if err := nc.Flush(); err != nil {
-		return errorf("apply table inet %s: %w", p.Table, err)
+	return b, nil
+}
+
+// setSpecs is every set and map of the plan as the kernel stores it, by
+// name, with the batch IDs rules refer to them by (sets first, then maps).
+func setSpecs(p *plan.Plan) (map[string]setSpec, map[string]uint32, error) {
+	specs, ids := map[string]setSpec{}, map[string]uint32{}
+	for i, s := range p.Sets {
+		spec, err := plainSet(s)
+		if err != nil {
+			return nil, nil, err
+		}
+		spec.id = uint32(i + 1)
+		specs[s.Name], ids[s.Name] = spec, spec.id
 	}
-	return nil
+	for i, m := range p.Maps {
+		spec, err := mapSpec(m, uint32(len(p.Sets)+i+1))
+		if err != nil {
+			return nil, nil, err
+		}
+		specs[m.Name], ids[m.Name] = spec, spec.id
+	}
+	return specs, ids, nil
+}
+
+// nft's datatype numbers (nftables' include/datatype.h) and sizes.
+const (
+	typeIPv4Addr    = 7
+	typeInetService = 13
+	typeIfIndex     = 20
+	typeIfName      = 41
+)
+
+func plainSet(s plan.Set) (setSpec, error) {
+	switch s.Type {
+	case "ifname":
+		// nft prints string keys by the byte order in the set's userdata;
+		// without it, names show up reversed (empty) in `nft list`.
+		return setSpec{name: s.Name, keyType: typeIfName, keyLen: unix.IFNAMSIZ, hostOrderKey: true}, nil
+	case "ipv4_addr":
+		return setSpec{name: s.Name, keyType: typeIPv4Addr, keyLen: 4}, nil
+	}
+	return setSpec{}, errorf("set %s: unsupported type %q", s.Name, s.Type)
+}
+
+// setElements is a plan set's elements as keys.
+func setElements(s plan.Set) ([]engine.Element, error) {
+	var out []engine.Element
+	for _, e := range s.Elements {
+		switch s.Type {
+		case "ifname":
+			out = append(out, engine.Element{Key: ifname(e)})
+		case "ipv4_addr":
+			a, err := parseIPv4(e)
+			if err != nil {
+				return nil, errorf("set %s: %w", s.Name, err)
+			}
+			out = append(out, engine.Element{Key: a})
+		default:
+			return nil, errorf("set %s: unsupported type %q", s.Name, s.Type)
+		}
+	}
+	return out, nil
+}
+
+// sameSet reports whether an installed set can stay as the plan's set or
+// map (same kind, key and value; a map then keeps its elements).
+func sameSet(cur setInfo, want setSpec) bool {
+	return cur.flags&unix.NFT_SET_MAP == want.flags&unix.NFT_SET_MAP && cur.keyType == want.keyType &&
+		cur.keyLen == want.keyLen && cur.dataType == want.dataType
 }
 
 // installed is what our table holds now (empty if it does not exist).
 type installed struct {
-	chains []*nftables.Chain
-	sets   []*nftables.Set
-	objs   []*nftables.NamedObj
+	chains []chainInfo
+	sets   []setInfo
+	objs   []objInfo
 }
 
 func (n *Conn) current(name string) (installed, error) {
@@ -284,92 +267,67 @@ func (n *Conn) current(name string) (installed, error) {
 	if err != nil || !ok {
 		return cur, err
 	}
-	c, err := n.nc()
-	if err != nil {
-		return cur, err
-	}
-	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
-	if err != nil {
+	if cur.chains, err = n.chains(name); err != nil {
 		return cur, errorf("list chains: %w", err)
 	}
-	for _, ch := range chains {
-		if ch.Table.Name == name {
-			cur.chains = append(cur.chains, ch)
-		}
-	}
-	t := table(name)
-	if cur.sets, err = c.GetSets(t); err != nil {
+	if cur.sets, err = n.sets(name); err != nil {
 		return cur, errorf("list sets of inet %s: %w", name, err)
 	}
-	objs, err := c.GetNamedObjects(t)
-	if err != nil {
+	if cur.objs, err = n.objects(name); err != nil {
 		return cur, errorf("list objects of inet %s: %w", name, err)
-	}
-	for _, o := range objs {
-		if no, ok := o.(*nftables.NamedObj); ok {
-			no.Table = t
-			cur.objs = append(cur.objs, no)
-		}
 	}
 	return cur, nil
 }
 
 // sameHook reports whether an installed base chain sits where the plan's
 // chain wants to (a chain cannot be moved to another hook in place).
-func sameHook(ch *nftables.Chain, c plan.Chain) bool {
+func sameHook(ch chainInfo, c plan.Chain) bool {
 	hook, err := chainHook(c.Hook)
-	if err != nil || ch.Hooknum == nil || ch.Priority == nil || *ch.Hooknum != *hook {
-		return false
-	}
-	return int32(*ch.Priority) == c.Priority
+	return err == nil && ch.hooked && ch.hook == hook && int32(ch.prio) == c.Priority
 }
 
-func objKey(t nftables.ObjType, name string) string { return fmt.Sprintf("%d/%s", t, name) }
+func objKey(t uint32, name string) string { return fmt.Sprintf("%d/%s", t, name) }
 
 // Intact reports whether the installed table still has the plan's chains,
 // rules, sets and counters (by name and count). The daemon uses it to skip
 // re-applying an unchanged plan without missing a table someone damaged.
 func (n *Conn) Intact(p *plan.Plan) bool {
-	c, err := n.nc()
-	if err != nil {
+	chains, err := n.chains(p.Table)
+	if err != nil || len(chains) != len(p.Chains) {
 		return false
 	}
-	t := table(p.Table)
-	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
-	if err != nil {
-		return false
-	}
-	have := map[string]*nftables.Chain{}
+	have := map[string]bool{}
 	for _, ch := range chains {
-		if ch.Table.Name == p.Table {
-			have[ch.Name] = ch
-		}
-	}
-	if len(have) != len(p.Chains) {
-		return false
+		have[ch.name] = true
 	}
 	for _, pc := range p.Chains {
-		ch, ok := have[pc.Name]
-		if !ok {
+		if !have[pc.Name] {
 			return false
 		}
-		rules, err := n.rules(t, ch)
+		rules, err := n.rules(p.Table, pc.Name)
 		if err != nil || len(rules) != len(pc.Rules) {
 			return false
 		}
 	}
+	sets, err := n.sets(p.Table)
+	if err != nil {
+		return false
+	}
+	haveSet := map[string]bool{}
+	for _, s := range sets {
+		haveSet[s.name] = true
+	}
 	for _, ps := range p.Sets {
-		s, err := c.GetSetByName(t, ps.Name)
-		if err != nil {
+		if !haveSet[ps.Name] {
 			return false
 		}
-		elems, err := c.GetSetElements(s)
+		elems, err := listSetElements(n.netns, p.Table, ps.Name)
 		if err != nil || len(elems) != len(ps.Elements) {
 			return false
 		}
 	}
 	for _, pm := range p.Maps {
-		if _, err := c.GetSetByName(t, pm.Name); err != nil {
+		if !haveSet[pm.Name] {
 			return false
 		}
 	}
@@ -389,31 +347,28 @@ func (n *Conn) Intact(p *plan.Plan) bool {
 func (n *Conn) Remove(name string) error { return explain(n.remove(name)) }
 
 func (n *Conn) remove(name string) error {
-	nc, err := n.nc()
-	if err != nil {
-		return err
-	}
-	t := table(name)
-	nc.AddTable(t)
-	nc.DelTable(t)
-	if err := nc.Flush(); err != nil {
+	// Adding the table first makes deleting it succeed when it is absent.
+	var b batch
+	b.addTable(name)
+	b.delTable(name)
+	if err := n.commit(&b); err != nil {
 		return errorf("delete table inet %s: %w", name, err)
 	}
 	return nil
 }
 
-func chainHook(h plan.Hook) (*nftables.ChainHook, error) {
+func chainHook(h plan.Hook) (uint32, error) {
 	switch h {
 	case plan.HookPrerouting:
-		return nftables.ChainHookPrerouting, nil
+		return unix.NF_INET_PRE_ROUTING, nil
 	case plan.HookForward:
-		return nftables.ChainHookForward, nil
+		return unix.NF_INET_FORWARD, nil
 	case plan.HookPostrouting:
-		return nftables.ChainHookPostrouting, nil
+		return unix.NF_INET_POST_ROUTING, nil
 	case plan.HookOutput:
-		return nftables.ChainHookOutput, nil
+		return unix.NF_INET_LOCAL_OUT, nil
 	}
-	return nil, errorf("unknown hook %q", h)
+	return 0, errorf("unknown hook %q", h)
 }
 
 // ifname pads a device name to IFNAMSIZ as the kernel stores it.
@@ -421,4 +376,13 @@ func ifname(s string) []byte {
 	b := make([]byte, unix.IFNAMSIZ)
 	copy(b, s)
 	return b
+}
+
+// comment is a rule's comment as nft stores it in the rule's userdata: a
+// TLV of type 0 (NFTNL_UDATA_RULE_COMMENT) holding the NUL-terminated text.
+func comment(c string) []byte {
+	if c == "" {
+		return nil
+	}
+	return append(append([]byte{0, byte(len(c) + 1)}, c...), 0)
 }

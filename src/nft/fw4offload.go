@@ -166,7 +166,8 @@ type rawExpr struct {
 }
 
 type rawRule struct {
-	ours  bool // the comment names vpn-passthrough
+	ours  bool   // the comment names vpn-passthrough
+	udata []byte // NFTA_RULE_USERDATA (the comment)
 	exprs []rawExpr
 }
 
@@ -175,6 +176,7 @@ func parseRule(b []byte) (rawRule, bool) {
 	err := attrs(b, func(typ uint16, data []byte) error {
 		switch typ {
 		case unix.NFTA_RULE_USERDATA:
+			r.udata = data
 			r.ours = bytes.Contains(data, []byte("vpn-passthrough"))
 		case unix.NFTA_RULE_EXPRESSIONS:
 			return attrs(data, func(typ uint16, data []byte) error {
@@ -258,19 +260,7 @@ func (r rawRule) accepts() bool {
 		if dreg, _ := u32be(e.attr[unix.NFTA_IMMEDIATE_DREG]); dreg != unix.NFT_REG_VERDICT {
 			continue
 		}
-		var code uint32
-		_ = attrs(e.attr[unix.NFTA_IMMEDIATE_DATA], func(typ uint16, data []byte) error {
-			if typ == unix.NFTA_DATA_VERDICT {
-				return attrs(data, func(typ uint16, data []byte) error {
-					if typ == unix.NFTA_VERDICT_CODE {
-						code, _ = u32be(data)
-					}
-					return nil
-				})
-			}
-			return nil
-		})
-		return code == nfAccept
+		return verdictCode(e) == nfAccept
 	}
 	return false
 }

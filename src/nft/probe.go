@@ -4,10 +4,9 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/google/nftables"
-	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
+	"github.com/vpn-passthrough/vpn-passthrough/src/engine"
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
 )
 
@@ -17,45 +16,35 @@ import (
 // module) before committing, so an error means "not available", and success
 // leaves nothing behind.
 
-func scratchTable() *nftables.Table {
-	return &nftables.Table{Name: fmt.Sprintf("vpnpt_probe_%d", os.Getpid()), Family: nftables.TableFamilyINet}
-}
+func scratchTable() string { return fmt.Sprintf("vpnpt_probe_%d", os.Getpid()) }
 
 // ProbeCtHelper reports whether the kernel has the named conntrack helper.
 func (n *Conn) ProbeCtHelper(name string, l4 uint8) error {
-	nc, err := n.nc()
-	if err != nil {
-		return err
-	}
 	t := scratchTable()
-	nc.AddTable(t)
-	nc.AddObj(&nftables.NamedObj{Table: t, Name: "probe", Type: nftables.ObjTypeCtHelper,
-		Obj: &expr.CtHelper{Name: name, L3Proto: unix.NFPROTO_IPV4, L4Proto: l4}})
-	nc.DelTable(t)
-	return nc.Flush()
+	var b batch
+	b.addTable(t)
+	b.addObj(t, "probe", unix.NFT_OBJECT_CT_HELPER, helperObj(name, unix.NFPROTO_IPV4, l4))
+	b.delTable(t)
+	return n.commit(&b)
 }
 
 // ProbeQueue reports whether a rule with the native queue expression
 // (compat=false) or the xtables NFQUEUE target (compat=true) is accepted.
 func (n *Conn) ProbeQueue(compat bool) error {
-	nc, err := n.nc()
+	t := scratchTable()
+	// A rule that can never match (protocol 255) keeps the probe harmless
+	// even if the delete below were lost.
+	r := plan.Rule{L4: 255, Queue: &plan.QueueStmt{Num: 65535, Bypass: true}}
+	exprs, err := ruleWire(r, func(string) (uint32, bool) { return 0, false }, compat)
 	if err != nil {
 		return err
 	}
-	t := scratchTable()
-	nc.AddTable(t)
-	prio := nftables.ChainPriority(0)
-	ch := nc.AddChain(&nftables.Chain{Name: "probe", Table: t, Type: nftables.ChainTypeFilter,
-		Hooknum: nftables.ChainHookForward, Priority: &prio})
-	// A rule that can never match keeps the probe harmless even if the
-	// delete below were lost.
-	nc.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{255}},
-		queueExpr(plan.QueueStmt{Num: 65535, Bypass: true}, compat),
-	}})
-	nc.DelTable(t)
-	return nc.Flush()
+	var b batch
+	b.addTable(t)
+	b.addChain(t, "probe", unix.NF_INET_FORWARD, 0)
+	b.addRule(t, "probe", exprs, nil)
+	b.delTable(t)
+	return n.commit(&b)
 }
 
 // ProbeMapPayload reports whether the kernel has what the engines' kernel
@@ -65,42 +54,34 @@ func (n *Conn) ProbeQueue(compat bool) error {
 // the mark. It builds exactly those objects (the encoder's own) in a
 // scratch table.
 func (n *Conn) ProbeMapPayload() error {
-	nc, err := n.nc()
-	if err != nil {
-		return err
-	}
 	t := scratchTable()
-	nc.AddTable(t)
+	var b batch
+	b.addTable(t)
 	in := plan.Map{Name: "probe_in", Key: plan.Key{plan.FieldIPSaddr, plan.FieldSPIHi, plan.FieldSPILo}, Data: plan.FieldIPDaddr, Counter: true}
 	out := plan.Map{Name: "probe_out", Key: plan.Key{plan.FieldIPSaddr, plan.FieldIPDaddr, plan.FieldSPIHi, plan.FieldSPILo}, Counter: true}
-	sets := map[string]*nftables.Set{}
+	ids := map[string]uint32{}
 	for i, m := range []plan.Map{in, out} {
-		s, err := mapSet(t, m, uint32(i+1))
+		s, err := mapSpec(m, uint32(i+1))
 		if err != nil {
 			return err
 		}
-		if err := nc.AddSet(s, nil); err != nil {
-			return err
-		}
-		sets[m.Name] = s
+		b.addSet(t, s)
+		ids[m.Name] = s.id
 	}
-	if err := nc.SetAddElements(sets[in.Name], []nftables.SetElement{{
-		Key: []byte{192, 0, 2, 1, 0, 0, 0, 0, 0, 1, 0, 0}, Val: []byte{192, 0, 2, 2}}}); err != nil {
-		return err
-	}
-	prio := nftables.ChainPriority(plan.PrioRaw)
-	ch := nc.AddChain(&nftables.Chain{Name: "probe", Table: t, Type: nftables.ChainTypeFilter,
-		Hooknum: nftables.ChainHookPrerouting, Priority: &prio})
+	b.elements(unix.NFT_MSG_NEWSETELEM, t, in.Name, ids[in.Name], []engine.Element{{
+		Key: []byte{192, 0, 2, 1, 0, 0, 0, 0, 0, 1, 0, 0}, Val: []byte{192, 0, 2, 2}}})
+	prio := plan.PrioRaw
+	b.addChain(t, "probe", unix.NF_INET_PRE_ROUTING, uint32(prio))
 	// Matches no packet (protocol 255) even if the delete were lost.
 	r := plan.Rule{IPv4Only: true, L4: 255,
 		KeyMatch: &plan.KeyMatch{Key: out.Key, Set: out.Name},
 		MapSet:   &plan.MapStmt{Dst: plan.FieldIPDaddr, Key: in.Key, Map: in.Name},
 		Notrack:  true, SetMark: true, Verdict: plan.VerdictAccept}
-	exprs, err := ruleExprs(r, func(name string) *nftables.Set { return sets[name] }, false)
+	exprs, err := ruleWire(r, func(name string) (uint32, bool) { id, ok := ids[name]; return id, ok }, false)
 	if err != nil {
 		return err
 	}
-	nc.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: exprs})
-	nc.DelTable(t)
-	return nc.Flush()
+	b.addRule(t, "probe", exprs, nil)
+	b.delTable(t)
+	return n.commit(&b)
 }

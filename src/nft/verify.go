@@ -2,12 +2,13 @@ package nft
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"slices"
 
-	"github.com/google/nftables"
-	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
 
+	"github.com/vpn-passthrough/vpn-passthrough/src/engine"
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
 )
 
@@ -18,52 +19,49 @@ import (
 // for "changed from under us": a deleted element, a foreign rule, a rule
 // replaced in place or a flushed chain all count, whatever the totals.
 func (n *Conn) Diff(p *plan.Plan) string {
-	c, err := n.nc()
-	if err != nil {
-		return err.Error()
-	}
 	if ok, err := n.Exists(p.Table); err != nil || !ok {
 		if err != nil {
 			return err.Error()
 		}
 		return "table inet " + p.Table + " is absent"
 	}
-	t := table(p.Table)
-	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	chains, err := n.chains(p.Table)
 	if err != nil {
 		return fmt.Sprintf("list chains: %v", err)
 	}
-	have := map[string]*nftables.Chain{}
+	have := map[string]chainInfo{}
 	for _, ch := range chains {
-		if ch.Table.Name == p.Table {
-			have[ch.Name] = ch
-		}
+		have[ch.name] = ch
 	}
 	if len(have) != len(p.Chains) {
 		return fmt.Sprintf("%d chains, want %d", len(have), len(p.Chains))
 	}
-	sets := map[string]*nftables.Set{}
-	for _, s := range p.Sets {
-		sets[s.Name] = &nftables.Set{Name: s.Name}
+	sets, err := n.sets(p.Table)
+	if err != nil {
+		return fmt.Sprintf("list sets: %v", err)
+	}
+	haveSet := map[string]bool{}
+	for _, s := range sets {
+		haveSet[s.name] = true
 	}
 	// The engines' maps: their elements are the engines' business (they
 	// change all the time), but rules refer to them and they must exist.
 	for _, m := range p.Maps {
-		sets[m.Name] = &nftables.Set{Name: m.Name}
-		if _, err := c.GetSetByName(t, m.Name); err != nil {
+		if !haveSet[m.Name] {
 			return "map " + m.Name + " is absent"
 		}
 	}
-	lookup := func(name string) *nftables.Set { return sets[name] }
+	// The kernel does not echo batch-local set IDs: any will do.
+	setID := func(string) (uint32, bool) { return 0, true }
 	for _, pc := range p.Chains {
 		ch, ok := have[pc.Name]
 		if !ok {
 			return "chain " + pc.Name + " is absent"
 		}
-		if !sameHook(ch, pc) || ch.Policy == nil || *ch.Policy != nftables.ChainPolicyAccept {
+		if !sameHook(ch, pc) || !ch.hasPolicy || ch.policy != nfAccept {
 			return "chain " + pc.Name + " is hooked elsewhere or its policy changed"
 		}
-		rules, err := n.rules(t, ch)
+		rules, err := n.rules(p.Table, pc.Name)
 		if err != nil {
 			return fmt.Sprintf("list rules of %s: %v", pc.Name, err)
 		}
@@ -71,21 +69,24 @@ func (n *Conn) Diff(p *plan.Plan) string {
 			return fmt.Sprintf("chain %s has %d rules, want %d", pc.Name, len(rules), len(pc.Rules))
 		}
 		for i, r := range pc.Rules {
-			want, err := ruleExprs(r, lookup, p.QueueCompat)
+			w, err := ruleWire(r, setID, p.QueueCompat)
 			if err != nil {
 				return err.Error()
 			}
-			if !bytes.Equal(rules[i].UserData, comment(r.Comment)) || !sameExprs(rules[i].Exprs, want) {
+			want, ok := parseRule(wire(nil).nest(unix.NFTA_RULE_EXPRESSIONS, w))
+			if !ok {
+				return fmt.Sprintf("chain %s rule %d: cannot read its encoding", pc.Name, i+1)
+			}
+			if !bytes.Equal(rules[i].udata, comment(r.Comment)) || !sameExprs(rules[i].exprs, want.exprs) {
 				return fmt.Sprintf("chain %s rule %d differs from the plan", pc.Name, i+1)
 			}
 		}
 	}
 	for _, ps := range p.Sets {
-		s, err := c.GetSetByName(t, ps.Name)
-		if err != nil {
+		if !haveSet[ps.Name] {
 			return "set " + ps.Name + " is absent"
 		}
-		elems, err := c.GetSetElements(s)
+		elems, err := listSetElements(n.netns, p.Table, ps.Name)
 		if err != nil {
 			return fmt.Sprintf("list set %s: %v", ps.Name, err)
 		}
@@ -93,23 +94,21 @@ func (n *Conn) Diff(p *plan.Plan) string {
 			return "set " + ps.Name + ": " + d
 		}
 	}
-	objs, err := c.GetNamedObjects(t)
+	objs, err := n.objects(p.Table)
 	if err != nil {
 		return fmt.Sprintf("list objects: %v", err)
 	}
 	haveObj := map[string]bool{}
 	for _, o := range objs {
-		if no, ok := o.(*nftables.NamedObj); ok {
-			haveObj[objKey(no.Type, no.Name)] = true
-		}
+		haveObj[objKey(o.typ, o.name)] = true
 	}
 	for _, name := range p.Counters {
-		if !haveObj[objKey(nftables.ObjTypeCounter, name)] {
+		if !haveObj[objKey(unix.NFT_OBJECT_COUNTER, name)] {
 			return "counter " + name + " is absent"
 		}
 	}
 	for _, h := range p.Helpers {
-		if !haveObj[objKey(nftables.ObjTypeCtHelper, h.Name)] {
+		if !haveObj[objKey(unix.NFT_OBJECT_CT_HELPER, h.Name)] {
 			return "ct helper " + h.Name + " is absent"
 		}
 	}
@@ -117,35 +116,29 @@ func (n *Conn) Diff(p *plan.Plan) string {
 }
 
 // diffElements compares a set's elements with the plan's, as values.
-func diffElements(ps plan.Set, elems []nftables.SetElement) string {
-	var want [][]byte
-	for _, e := range ps.Elements {
-		switch ps.Type {
-		case "ifname":
-			want = append(want, ifname(e))
-		case "ipv4_addr":
-			a, err := parseIPv4(e)
-			if err != nil {
-				return err.Error()
-			}
-			want = append(want, a)
-		}
+func diffElements(ps plan.Set, elems []engine.Element) string {
+	want, err := setElements(ps)
+	if err != nil {
+		return err.Error()
 	}
 	if len(elems) != len(want) {
 		return fmt.Sprintf("%d elements, want %d", len(elems), len(want))
 	}
 	for _, e := range elems {
-		if !slices.ContainsFunc(want, func(w []byte) bool { return bytes.Equal(bytes.TrimRight(w, "\x00"), bytes.TrimRight(e.Key, "\x00")) }) {
+		if !slices.ContainsFunc(want, func(w engine.Element) bool {
+			return bytes.Equal(bytes.TrimRight(w.Key, "\x00"), bytes.TrimRight(e.Key, "\x00"))
+		}) {
 			return fmt.Sprintf("unplanned element %q", bytes.TrimRight(e.Key, "\x00"))
 		}
 	}
 	return ""
 }
 
-// sameExprs compares expressions read back from the kernel with encoded
-// ones. The kernel does not echo batch-local fields (set IDs), so each
-// expression is compared on what decides its effect.
-func sameExprs(got, want []expr.Any) bool {
+// sameExprs compares expressions read back from the kernel with our
+// encoding of the plan's, read by the same parser. The kernel echoes some
+// attributes its own way (registers, flags we leave out, names with their
+// NUL), so each expression is compared on what decides its effect.
+func sameExprs(got, want []rawExpr) bool {
 	if len(got) != len(want) {
 		return false
 	}
@@ -157,34 +150,83 @@ func sameExprs(got, want []expr.Any) bool {
 	return true
 }
 
-func sameExpr(g, w expr.Any) bool {
-	switch w := w.(type) {
-	case *expr.Cmp:
-		g, ok := g.(*expr.Cmp)
-		return ok && g.Op == w.Op && bytes.Equal(g.Data, w.Data)
-	case *expr.Verdict:
-		g, ok := g.(*expr.Verdict)
-		return ok && g.Kind == w.Kind
-	case *expr.Lookup:
-		g, ok := g.(*expr.Lookup)
-		return ok && g.SetName == w.SetName && g.Invert == w.Invert
-	case *expr.Meta:
-		g, ok := g.(*expr.Meta)
-		return ok && g.Key == w.Key && g.SourceRegister == w.SourceRegister
-	case *expr.Payload:
-		g, ok := g.(*expr.Payload)
-		return ok && g.Base == w.Base && g.Offset == w.Offset && g.Len == w.Len
-	case *expr.Bitwise:
-		g, ok := g.(*expr.Bitwise)
-		return ok && bytes.Equal(g.Mask, w.Mask) && bytes.Equal(g.Xor, w.Xor)
-	case *expr.Objref:
-		g, ok := g.(*expr.Objref)
-		return ok && g.Type == w.Type && g.Name == w.Name
-	case *expr.Queue:
-		g, ok := g.(*expr.Queue)
-		return ok && g.Num == w.Num && g.Flag == w.Flag
+func sameExpr(g, w rawExpr) bool {
+	if g.name != w.name {
+		return false
 	}
-	// Limit, log, notrack, ct, xt targets: the kind is enough (a foreign
-	// rule differs in its matches or verdict as well).
-	return fmt.Sprintf("%T", g) == fmt.Sprintf("%T", w)
+	eq := func(typ uint16) bool { return bytes.Equal(g.attr[typ], w.attr[typ]) }
+	val := func(e rawExpr, typ uint16) []byte { return dataValue(e.attr[typ]) }
+	eqVal := func(typ uint16) bool { return bytes.Equal(val(g, typ), val(w, typ)) }
+	has := func(e rawExpr, typ uint16) bool { _, ok := e.attr[typ]; return ok }
+	str := func(e rawExpr, typ uint16) string { return string(trimNUL(e.attr[typ])) }
+	switch w.name {
+	case "cmp":
+		return eq(unix.NFTA_CMP_OP) && eqVal(unix.NFTA_CMP_DATA)
+	case "immediate":
+		return verdictCode(g) == verdictCode(w)
+	case "lookup":
+		gf, _ := u32be(g.attr[unix.NFTA_LOOKUP_FLAGS])
+		wf, _ := u32be(w.attr[unix.NFTA_LOOKUP_FLAGS])
+		return str(g, unix.NFTA_LOOKUP_SET) == str(w, unix.NFTA_LOOKUP_SET) &&
+			gf&unix.NFT_LOOKUP_F_INV == wf&unix.NFT_LOOKUP_F_INV && has(g, unix.NFTA_LOOKUP_DREG) == has(w, unix.NFTA_LOOKUP_DREG)
+	case "meta":
+		return eq(unix.NFTA_META_KEY) && has(g, unix.NFTA_META_SREG) == has(w, unix.NFTA_META_SREG)
+	case "payload":
+		return eq(unix.NFTA_PAYLOAD_BASE) && eq(unix.NFTA_PAYLOAD_OFFSET) && eq(unix.NFTA_PAYLOAD_LEN) &&
+			has(g, unix.NFTA_PAYLOAD_SREG) == has(w, unix.NFTA_PAYLOAD_SREG)
+	case "bitwise":
+		return eqVal(unix.NFTA_BITWISE_MASK) && eqVal(unix.NFTA_BITWISE_XOR)
+	case "objref":
+		return eq(unix.NFTA_OBJREF_IMM_TYPE) && str(g, unix.NFTA_OBJREF_IMM_NAME) == str(w, unix.NFTA_OBJREF_IMM_NAME)
+	case "queue":
+		gf, _ := u16be(g.attr[unix.NFTA_QUEUE_FLAGS])
+		wf, _ := u16be(w.attr[unix.NFTA_QUEUE_FLAGS])
+		return eq(unix.NFTA_QUEUE_NUM) && gf == wf
+	case "ct":
+		return eq(unix.NFTA_CT_KEY)
+	case "target":
+		return str(g, unix.NFTA_TARGET_NAME) == str(w, unix.NFTA_TARGET_NAME)
+	case "log":
+		return str(g, unix.NFTA_LOG_PREFIX) == str(w, unix.NFTA_LOG_PREFIX)
+	}
+	// limit (the kernel echoes its rate and burst after its own
+	// arithmetic, which differs between versions) and notrack: the kind is
+	// enough, as a foreign rule differs in its matches or verdict as well.
+	return true
+}
+
+// dataValue is the NFTA_DATA_VALUE inside a nested data attribute.
+func dataValue(b []byte) []byte {
+	var v []byte
+	_ = attrs(b, func(typ uint16, d []byte) error {
+		if typ == unix.NFTA_DATA_VALUE {
+			v = d
+		}
+		return nil
+	})
+	return v
+}
+
+// verdictCode is an immediate's verdict code (-1 if it sets no verdict).
+func verdictCode(e rawExpr) int64 {
+	code := int64(-1)
+	_ = attrs(e.attr[unix.NFTA_IMMEDIATE_DATA], func(typ uint16, d []byte) error {
+		if typ == unix.NFTA_DATA_VERDICT {
+			return attrs(d, func(typ uint16, d []byte) error {
+				if c, ok := u32be(d); ok && typ == unix.NFTA_VERDICT_CODE {
+					code = int64(c)
+				}
+				return nil
+			})
+		}
+		return nil
+	})
+	return code
+}
+
+func u16be(b []byte) (uint16, bool) {
+	if len(b) != 2 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint16(b), true
 }

@@ -8,13 +8,9 @@ import (
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
 )
 
-// This file is the first step away from google/nftables (~300 KB of the
-// mipsel binary, and its expression package registers a decoder for every
-// expression type at init, so no subset of it is cheaper): our own encoding
-// of a plan rule's expressions, byte for byte what the library sends
-// (TestWireMatchesLibrary compares the two on every rule of the system
-// test's plans). Nothing sends it yet; the rest of the way is in the
-// README's Footprint section.
+// Our encoding of a plan rule's expressions, byte for byte what
+// google/nftables sent before netlink.go replaced it (TestWireMatchesLibrary
+// compares the two on every rule of the system test's plans).
 
 // wire is a run of netlink attributes: a 4-byte header (length and type in
 // host byte order), the data, padding to 4 bytes.
@@ -102,6 +98,20 @@ func wObjref(typ uint32, name string) wire {
 	// The library sends the name without its NUL; the kernel takes both.
 	return wexpr("objref", wire(nil).u32(unix.NFTA_OBJREF_IMM_TYPE, typ).add(unix.NFTA_OBJREF_IMM_NAME, []byte(name)))
 }
+
+// ctStatusDNAT is IPS_DST_NAT (uapi nf_conntrack_common.h): a port forward.
+const ctStatusDNAT = 1 << 5
+
+// ctStatusSNAT is IPS_SRC_NAT: masqueraded (or otherwise source-NATed).
+const ctStatusSNAT = 1 << 4
+
+// Kernel constants for the xtables NFQUEUE target (uapi
+// linux/netfilter/xt_NFQUEUE.h): revision 3 carries queuenum, queues_total
+// and flags.
+const (
+	xtNFQueueRev        = 3
+	xtNFQueueFlagBypass = 0x01
+)
 
 // Kernel constants x/sys/unix does not have (uapi nf_conntrack_common.h,
 // netfilter.h).

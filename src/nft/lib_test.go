@@ -10,11 +10,17 @@ import (
 	"github.com/google/nftables/xt"
 	"golang.org/x/sys/unix"
 
+	"github.com/vpn-passthrough/vpn-passthrough/src/engine"
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
 )
 
 // setLookup resolves a set name to the set object added in the same batch.
 type setLookup func(name string) *nftables.Set
+
+// This file is google/nftables' encoding of our rules and maps, which the
+// daemon used until src/nft/netlink.go replaced the library: the reference
+// the tests compare our own encoding and listings with (wire_test.go,
+// maps_list_test.go).
 
 // ruleExprs encodes a plan rule as nftables expressions, in the order the
 // plan.Rule fields promise. It must stay in step with plan.Rule.String; the
@@ -197,20 +203,6 @@ func ruleExprs(r plan.Rule, sets setLookup, queueCompat bool) ([]expr.Any, error
 	return e, nil
 }
 
-// ctStatusDNAT is IPS_DST_NAT (uapi nf_conntrack_common.h): a port forward.
-const ctStatusDNAT = 1 << 5
-
-// ctStatusSNAT is IPS_SRC_NAT: masqueraded (or otherwise source-NATed).
-const ctStatusSNAT = 1 << 4
-
-// Kernel constants for the xtables NFQUEUE target (uapi
-// linux/netfilter/xt_NFQUEUE.h): revision 3 carries queuenum, queues_total
-// and flags.
-const (
-	xtNFQueueRev        = 3
-	xtNFQueueFlagBypass = 0x01
-)
-
 // queueExpr sends a packet to NFQUEUE: the native `queue` expression where
 // the kernel has nft_queue (OpenWrt's kmod-nft-queue), or else the xtables
 // NFQUEUE target through nft_compat (what iptables-nft emits).
@@ -234,7 +226,172 @@ func queueExpr(q plan.QueueStmt, compat bool) expr.Any {
 	return &expr.Target{Name: "NFQUEUE", Rev: xtNFQueueRev, Info: &u}
 }
 
-func comment(c string) []byte {
+func libFieldType(f plan.Field) (nftables.SetDatatype, error) {
+	switch f.Info().Datatype {
+	case "ipv4_addr":
+		return nftables.TypeIPAddr, nil
+	case "inet_service":
+		return nftables.TypeInetService, nil
+	case "iface_index":
+		return nftables.TypeIFIndex, nil
+	}
+	return nftables.SetDatatype{}, errorf("field %s: no set datatype", f)
+}
+
+// libMapSet is the nftables set object for a plan map.
+func libMapSet(t *nftables.Table, m plan.Map, id uint32) (*nftables.Set, error) {
+	s := &nftables.Set{Table: t, Name: m.Name, ID: id, IsMap: m.IsMap(), Counter: m.Counter}
+	if len(m.Key) == 0 {
+		return nil, errorf("map %s: no key", m.Name)
+	}
+	if len(m.Key) == 1 {
+		kt, err := libFieldType(m.Key[0])
+		if err != nil {
+			return nil, errorf("map %s: %w", m.Name, err)
+		}
+		s.KeyType = kt
+	} else {
+		var types []nftables.SetDatatype
+		for _, f := range m.Key {
+			ft, err := libFieldType(f)
+			if err != nil {
+				return nil, errorf("map %s: %w", m.Name, err)
+			}
+			types = append(types, ft)
+		}
+		kt, err := nftables.ConcatSetType(types...)
+		if err != nil {
+			return nil, errorf("map %s: %w", m.Name, err)
+		}
+		s.KeyType = kt
+	}
+	if m.IsMap() {
+		dt, err := libFieldType(m.Data)
+		if err != nil {
+			return nil, errorf("map %s: %w", m.Name, err)
+		}
+		s.DataType = dt
+	}
+	return s, nil
+}
+
+// sameMap reports whether an installed set can stay as the plan's map
+// (same key, value and counter): then its elements are kept.
+func libSameMap(cur *nftables.Set, want *nftables.Set) bool {
+	return cur.IsMap == want.IsMap && cur.KeyType.Name == want.KeyType.Name && cur.KeyType.Bytes == want.KeyType.Bytes &&
+		cur.DataType.Name == want.DataType.Name
+}
+
+// fieldLoad loads one field into register reg.
+func fieldLoad(f plan.Field, reg uint32) (expr.Any, error) {
+	i := f.Info()
+	switch i.Base {
+	case "network":
+		return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: i.Offset, Len: i.Len}, nil
+	case "transport":
+		return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: i.Offset, Len: i.Len}, nil
+	}
+	if f == plan.FieldMetaOIF {
+		return &expr.Meta{Key: expr.MetaKeyOIF, Register: reg}, nil
+	}
+	return nil, errorf("field %d cannot be loaded", f)
+}
+
+// keyLoad loads a (concatenated) key as nft does: the first field into
+// register 1, the next ones into the following 32-bit registers.
+func keyLoad(k plan.Key) ([]expr.Any, error) {
+	var out []expr.Any
+	words := uint32(0)
+	for i, f := range k {
+		reg := uint32(1)
+		if i > 0 {
+			reg = unix.NFT_REG32_00 + words
+		}
+		e, err := fieldLoad(f, reg)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+		words += (f.Info().Len + 3) / 4
+	}
+	return out, nil
+}
+
+// mapWrite writes register 1 to a header field, fixing the IPv4 header
+// checksum (and transport checksums that cover the pseudo-header), as nft
+// encodes `ip daddr set ...`.
+func mapWrite(f plan.Field) (expr.Any, error) {
+	i := f.Info()
+	if f == plan.FieldGREKey {
+		// Enhanced GRE carries no checksum (RFC 2637 4.1: C is 0).
+		return &expr.Payload{OperationType: expr.PayloadWrite, SourceRegister: 1, Base: expr.PayloadBaseTransportHeader,
+			Offset: i.Offset, Len: i.Len}, nil
+	}
+	if i.Base != "network" {
+		return nil, errorf("field %s cannot be written", f)
+	}
+	return &expr.Payload{OperationType: expr.PayloadWrite, SourceRegister: 1, Base: expr.PayloadBaseNetworkHeader,
+		Offset: i.Offset, Len: i.Len, CsumType: expr.CsumTypeInet, CsumOffset: 10,
+		CsumFlags: unix.NFT_PAYLOAD_L4CSUM_PSEUDOHDR}, nil
+}
+
+func (m *Maps) set(nc *nftables.Conn, name string) (*nftables.Set, error) {
+	s, err := nc.GetSetByName(table(m.table), name)
+	if err != nil {
+		return nil, errorf("map %s of inet %s: %w", name, m.table, err)
+	}
+	s.Table = table(m.table)
+	return s, nil
+}
+
+func elems(in []engine.Element) []nftables.SetElement {
+	out := make([]nftables.SetElement, len(in))
+	for i, e := range in {
+		out[i] = nftables.SetElement{Key: e.Key, Val: e.Val}
+	}
+	return out
+}
+
+// listLibrary is List through google/nftables, which the tests compare
+// listElements with.
+func (m *Maps) listLibrary(name string) ([]engine.Element, error) {
+	nc, err := m.c.nc()
+	if err != nil {
+		return nil, err
+	}
+	s, err := m.set(nc, name)
+	if err != nil {
+		return nil, err
+	}
+	got, err := nc.GetSetElements(s)
+	if err != nil {
+		return nil, errorf("list map %s: %w", name, err)
+	}
+	out := make([]engine.Element, len(got))
+	for i, e := range got {
+		out[i] = engine.Element{Key: e.Key, Val: e.Val}
+		if e.Counter != nil {
+			out[i].Packets, out[i].Bytes = e.Counter.Packets, e.Counter.Bytes
+		}
+	}
+	return out, nil
+}
+
+func table(name string) *nftables.Table {
+	return &nftables.Table{Name: name, Family: nftables.TableFamilyINet}
+}
+
+// nc is a google/nftables connection to n's namespace, for the tests'
+// cross-checks.
+func (n *Conn) nc() (*nftables.Conn, error) {
+	var opts []nftables.ConnOption
+	if n.netns != 0 {
+		opts = append(opts, nftables.WithNetNSFd(n.netns))
+	}
+	return nftables.New(opts...)
+}
+
+func libComment(c string) []byte {
 	if c == "" {
 		return nil
 	}
