@@ -1,13 +1,13 @@
 package ct
 
 import (
-	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"time"
 
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/vpn-passthrough/vpn-passthrough/src/nl"
 )
 
 const (
@@ -18,12 +18,12 @@ const (
 // Conn is a ctnetlink socket for the changes the engines make to conntrack
 // entries (removing a helper) and for asking whether ctnetlink exists.
 type Conn struct {
-	c *netlink.Conn
+	c *nl.Conn
 }
 
 // Open opens ctnetlink in the current network namespace.
 func Open() (*Conn, error) {
-	c, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
+	c, err := nl.Dial(unix.NETLINK_NETFILTER, 0)
 	if err != nil {
 		return nil, fmt.Errorf("ct: dial: %w", err)
 	}
@@ -33,20 +33,17 @@ func Open() (*Conn, error) {
 // Close closes the socket.
 func (c *Conn) Close() error { return c.c.Close() }
 
-func (c *Conn) execute(typ int, flags netlink.HeaderFlags, body []byte) error {
+func (c *Conn) execute(typ uint16, flags uint16, body []byte) ([]nl.Message, error) {
 	_ = c.c.SetDeadline(time.Now().Add(2 * time.Second))
-	_, err := c.c.Execute(netlink.Message{
-		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_CTNETLINK<<8 | typ), Flags: flags},
-		Data:   append([]byte{unix.AF_INET, unix.NFNETLINK_V0, 0, 0}, body...),
-	})
-	return err
+	return c.c.Execute(nl.Message{Type: unix.NFNL_SUBSYS_CTNETLINK<<8 | typ, Flags: flags,
+		Data: append([]byte{unix.AF_INET, unix.NFNETLINK_V0, 0, 0}, body...)})
 }
 
 // Available reports whether the kernel speaks ctnetlink
 // (nf_conntrack_netlink, kmod-nf-conntrack-netlink on OpenWrt): the engines'
 // conntrack view of queued packets (NFQA_CT) needs it too.
 func (c *Conn) Available() error {
-	if err := c.execute(ipctnlMsgCtGetStats, netlink.Request|netlink.Acknowledge, nil); err != nil {
+	if _, err := c.execute(ipctnlMsgCtGetStats, nl.Request|nl.Acknowledge, nil); err != nil {
 		return fmt.Errorf("ct: ctnetlink: %w", err)
 	}
 	return nil
@@ -77,7 +74,7 @@ func (c *Conn) ClearHelper(src, dst netip.AddrPort) error {
 	if err != nil {
 		return err
 	}
-	if err := c.execute(ipctnlMsgCtNew, netlink.Request|netlink.Acknowledge, b); err != nil {
+	if _, err := c.execute(ipctnlMsgCtNew, nl.Request|nl.Acknowledge, b); err != nil {
 		return fmt.Errorf("ct: clear helper %v -> %v: %w", src, dst, err)
 	}
 	return nil
@@ -93,17 +90,7 @@ func ClearHelperRequest(src, dst netip.AddrPort) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	ae := netlink.NewAttributeEncoder()
-	ae.ByteOrder = binary.BigEndian
-	ae.Nested(ctaHelp, func(ae *netlink.AttributeEncoder) error {
-		ae.Bytes(ctaHelpName, []byte{0}) // "" as a NUL-terminated string
-		return nil
-	})
-	help, err := ae.Encode()
-	if err != nil {
-		return nil, fmt.Errorf("ct: encode helper: %w", err)
-	}
-	return append(tuple, help...), nil
+	return append(tuple, nl.Attrs(nil).Nest(ctaHelp, nl.Attrs(nil).Str(ctaHelpName, ""))...), nil
 }
 
 // Get returns the conntrack entry whose original tuple is t. The error wraps
@@ -115,11 +102,7 @@ func (c *Conn) Get(t Tuple) (Flow, error) {
 	if err != nil {
 		return Flow{}, err
 	}
-	_ = c.c.SetDeadline(time.Now().Add(2 * time.Second))
-	msgs, err := c.c.Execute(netlink.Message{
-		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_CTNETLINK<<8 | ipctnlMsgCtGet), Flags: netlink.Request | netlink.Acknowledge},
-		Data:   append([]byte{unix.AF_INET, unix.NFNETLINK_V0, 0, 0}, body...),
-	})
+	msgs, err := c.execute(ipctnlMsgCtGet, nl.Request|nl.Acknowledge, body)
 	if err != nil {
 		return Flow{}, fmt.Errorf("ct: get %v: %w", t, err)
 	}

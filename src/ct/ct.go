@@ -1,14 +1,14 @@
 package ct
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
 	"time"
 
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/vpn-passthrough/vpn-passthrough/src/nl"
 )
 
 // ctnetlink attribute numbers (uapi linux/netfilter/nfnetlink_conntrack.h).
@@ -100,127 +100,130 @@ var ErrMalformed = errors.New("ct: malformed conntrack message")
 // after the 4-byte nfgenmsg header).
 func ParseFlow(b []byte) (Flow, error) {
 	var f Flow
-	ad, err := netlink.NewAttributeDecoder(b)
-	if err != nil {
-		return f, ErrMalformed
-	}
-	ad.ByteOrder = binary.BigEndian
-	for ad.Next() {
-		switch ad.Type() {
+	var r reader
+	err := nl.Walk(b, func(typ uint16, d []byte) error {
+		switch typ {
 		case ctaTupleOrig:
-			ad.Nested(func(nad *netlink.AttributeDecoder) error { return parseTuple(nad, &f.Orig) })
+			return parseTuple(&r, d, &f.Orig)
 		case ctaTupleReply:
-			ad.Nested(func(nad *netlink.AttributeDecoder) error { return parseTuple(nad, &f.Reply) })
+			return parseTuple(&r, d, &f.Reply)
 		case ctaStatus:
-			f.Status = ad.Uint32()
+			f.Status = r.u32(d)
 		case ctaTimeout:
-			f.Timeout = ad.Uint32()
+			f.Timeout = r.u32(d)
 		case ctaMark:
-			f.Mark = ad.Uint32()
+			f.Mark = r.u32(d)
 		case ctaHelp:
-			ad.Nested(func(nad *netlink.AttributeDecoder) error {
-				for nad.Next() {
-					if nad.Type() == ctaHelpName {
-						f.Helper = nad.String()
-					}
+			return nl.Walk(d, func(typ uint16, d []byte) error {
+				if typ == ctaHelpName {
+					f.Helper = nl.String(d)
 				}
 				return nil
 			})
 		case ctaProtoinfo:
-			ad.Nested(func(nad *netlink.AttributeDecoder) error {
-				for nad.Next() {
-					if nad.Type() == ctaProtoinfoTCP {
-						nad.Nested(func(tad *netlink.AttributeDecoder) error {
-							for tad.Next() {
-								switch tad.Type() {
-								case ctaProtoinfoTCPState:
-									f.TCPState = tad.Uint8()
-								case ctaProtoinfoTCPFlagsOrig, ctaProtoinfoTCPFlagsReply:
-									if b := tad.Bytes(); len(b) == 2 {
-										f.TCPFlags[tad.Type()-ctaProtoinfoTCPFlagsOrig] = b[0]
-									}
-								}
-							}
-							return nil
-						})
-					}
+			return nl.Walk(d, func(typ uint16, d []byte) error {
+				if typ != ctaProtoinfoTCP {
+					return nil
 				}
-				return nil
+				return nl.Walk(d, func(typ uint16, d []byte) error {
+					switch typ {
+					case ctaProtoinfoTCPState:
+						f.TCPState = uint8(r.uint(d, 1))
+					case ctaProtoinfoTCPFlagsOrig, ctaProtoinfoTCPFlagsReply:
+						if len(d) == 2 {
+							f.TCPFlags[typ-ctaProtoinfoTCPFlagsOrig] = d[0]
+						}
+					}
+					return nil
+				})
 			})
 		case ctaCountersOrig:
-			ad.Nested(func(nad *netlink.AttributeDecoder) error { return parseCounters(nad, &f.PacketsOrig, &f.BytesOrig) })
+			return parseCounters(&r, d, &f.PacketsOrig, &f.BytesOrig)
 		case ctaCountersReply:
-			ad.Nested(func(nad *netlink.AttributeDecoder) error { return parseCounters(nad, &f.PacketsReply, &f.BytesReply) })
+			return parseCounters(&r, d, &f.PacketsReply, &f.BytesReply)
 		}
+		return nil
+	})
+	if err == nil {
+		err = r.err
 	}
-	if err := ad.Err(); err != nil {
+	if err != nil {
 		return Flow{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	return f, nil
 }
 
-func parseTuple(ad *netlink.AttributeDecoder, t *Tuple) error {
-	ad.ByteOrder = binary.BigEndian
-	for ad.Next() {
-		switch ad.Type() {
+// reader reads big-endian integers of the expected size and remembers the
+// first that has another.
+type reader struct{ err error }
+
+func (r *reader) uint(d []byte, size int) uint64 {
+	v, ok := nl.Uint(d)
+	if !ok || len(d) != size {
+		if r.err == nil {
+			r.err = fmt.Errorf("a %d-byte attribute where %d bytes belong", len(d), size)
+		}
+		return 0
+	}
+	return v
+}
+
+func (r *reader) u32(d []byte) uint32 { return uint32(r.uint(d, 4)) }
+
+func parseTuple(r *reader, b []byte, t *Tuple) error {
+	return nl.Walk(b, func(typ uint16, d []byte) error {
+		switch typ {
 		case ctaTupleIP:
-			ad.Nested(func(nad *netlink.AttributeDecoder) error {
-				for nad.Next() {
-					b := nad.Bytes()
-					if len(b) != 4 {
-						continue // IPv6 tuples are not ours to show
-					}
-					a := netip.AddrFrom4([4]byte(b))
-					switch nad.Type() {
-					case ctaIPv4Src:
-						t.Src = a
-					case ctaIPv4Dst:
-						t.Dst = a
-					}
+			return nl.Walk(d, func(typ uint16, d []byte) error {
+				if len(d) != 4 {
+					return nil // IPv6 tuples are not ours to show
+				}
+				a := netip.AddrFrom4([4]byte(d))
+				switch typ {
+				case ctaIPv4Src:
+					t.Src = a
+				case ctaIPv4Dst:
+					t.Dst = a
 				}
 				return nil
 			})
 		case ctaTupleProto:
-			ad.Nested(func(nad *netlink.AttributeDecoder) error {
-				nad.ByteOrder = binary.BigEndian
-				for nad.Next() {
-					switch nad.Type() {
-					case ctaProtoNum:
-						t.Proto = nad.Uint8()
-					case ctaProtoSrcPort:
-						t.SrcPort = nad.Uint16()
-					case ctaProtoDstPort:
-						t.DstPort = nad.Uint16()
-					}
+			return nl.Walk(d, func(typ uint16, d []byte) error {
+				switch typ {
+				case ctaProtoNum:
+					t.Proto = uint8(r.uint(d, 1))
+				case ctaProtoSrcPort:
+					t.SrcPort = uint16(r.uint(d, 2))
+				case ctaProtoDstPort:
+					t.DstPort = uint16(r.uint(d, 2))
 				}
 				return nil
 			})
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
-func parseCounters(ad *netlink.AttributeDecoder, pkts, bytes *uint64) error {
-	ad.ByteOrder = binary.BigEndian
-	for ad.Next() {
-		switch ad.Type() {
+func parseCounters(r *reader, b []byte, pkts, bytes *uint64) error {
+	return nl.Walk(b, func(typ uint16, d []byte) error {
+		switch typ {
 		case ctaCountersPackets:
-			*pkts = ad.Uint64()
+			*pkts = r.uint(d, 8)
 		case ctaCountersBytes:
-			*bytes = ad.Uint64()
+			*bytes = r.uint(d, 8)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // Dump lists the IPv4 conntrack table of the current network namespace.
-func Dump() ([]Flow, error) { return dump(nil) }
+func Dump() ([]Flow, error) { return dump(0) }
 
 // DumpNetNS lists the IPv4 conntrack table of the namespace behind fd.
-func DumpNetNS(fd int) ([]Flow, error) { return dump(&netlink.Config{NetNS: fd}) }
+func DumpNetNS(fd int) ([]Flow, error) { return dump(fd) }
 
-func dump(cfg *netlink.Config) ([]Flow, error) {
-	c, err := netlink.Dial(unix.NETLINK_NETFILTER, cfg)
+func dump(netns int) ([]Flow, error) {
+	c, err := nl.Dial(unix.NETLINK_NETFILTER, netns)
 	if err != nil {
 		return nil, fmt.Errorf("ct: dial: %w", err)
 	}
@@ -229,13 +232,8 @@ func dump(cfg *netlink.Config) ([]Flow, error) {
 	if err := c.SetDeadline(time.Now().Add(netlinkTimeout)); err != nil {
 		return nil, fmt.Errorf("ct: %w", err)
 	}
-	msgs, err := c.Execute(netlink.Message{
-		Header: netlink.Header{
-			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_CTNETLINK<<8 | ipctnlMsgCtGet),
-			Flags: netlink.Request | netlink.Dump,
-		},
-		Data: []byte{unix.AF_INET, unix.NFNETLINK_V0, 0, 0},
-	})
+	msgs, err := c.Execute(nl.Message{Type: unix.NFNL_SUBSYS_CTNETLINK<<8 | ipctnlMsgCtGet, Flags: nl.Request | nl.Dump,
+		Data: []byte{unix.AF_INET, unix.NFNETLINK_V0, 0, 0}})
 	if err != nil {
 		return nil, fmt.Errorf("ct: dump: %w", err)
 	}
@@ -266,7 +264,7 @@ func DeleteMatching(match func(Flow) bool) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	c, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
+	c, err := nl.Dial(unix.NETLINK_NETFILTER, 0)
 	if err != nil {
 		return 0, fmt.Errorf("ct: dial: %w", err)
 	}
@@ -283,13 +281,8 @@ func DeleteMatching(match func(Flow) bool) (int, error) {
 		if err != nil {
 			return n, err
 		}
-		_, err = c.Execute(netlink.Message{
-			Header: netlink.Header{
-				Type:  netlink.HeaderType(unix.NFNL_SUBSYS_CTNETLINK<<8 | ipctnlMsgCtDelete),
-				Flags: netlink.Request | netlink.Acknowledge,
-			},
-			Data: append([]byte{unix.AF_INET, unix.NFNETLINK_V0, 0, 0}, body...),
-		})
+		_, err = c.Execute(nl.Message{Type: unix.NFNL_SUBSYS_CTNETLINK<<8 | ipctnlMsgCtDelete, Flags: nl.Request | nl.Acknowledge,
+			Data: append([]byte{unix.AF_INET, unix.NFNETLINK_V0, 0, 0}, body...)})
 		if err != nil && !errors.Is(err, unix.ENOENT) {
 			return n, fmt.Errorf("ct: delete %v: %w", f.Orig, err)
 		}
@@ -302,31 +295,16 @@ func DeleteMatching(match func(Flow) bool) (int, error) {
 
 // encodeOrigTuple is the CTA_TUPLE_ORIG attribute that names an entry.
 func encodeOrigTuple(t Tuple) ([]byte, error) {
-	ae := netlink.NewAttributeEncoder()
-	ae.ByteOrder = binary.BigEndian
-	ae.Nested(ctaTupleOrig, func(ae *netlink.AttributeEncoder) error {
-		ae.ByteOrder = binary.BigEndian
-		ae.Nested(ctaTupleIP, func(ae *netlink.AttributeEncoder) error {
-			s, d := t.Src.As4(), t.Dst.As4()
-			ae.Bytes(ctaIPv4Src, s[:])
-			ae.Bytes(ctaIPv4Dst, d[:])
-			return nil
-		})
-		ae.Nested(ctaTupleProto, func(ae *netlink.AttributeEncoder) error {
-			ae.ByteOrder = binary.BigEndian
-			ae.Uint8(ctaProtoNum, t.Proto)
-			switch t.Proto {
-			case unix.IPPROTO_TCP, unix.IPPROTO_UDP, unix.IPPROTO_GRE:
-				ae.Uint16(ctaProtoSrcPort, t.SrcPort)
-				ae.Uint16(ctaProtoDstPort, t.DstPort)
-			}
-			return nil
-		})
-		return nil
-	})
-	b, err := ae.Encode()
-	if err != nil {
-		return nil, fmt.Errorf("ct: encode tuple: %w", err)
+	if !t.Src.Is4() || !t.Dst.Is4() {
+		return nil, fmt.Errorf("ct: encode tuple: only IPv4: %v -> %v", t.Src, t.Dst)
 	}
-	return b, nil
+	s, d := t.Src.As4(), t.Dst.As4()
+	proto := nl.Attrs(nil).U8(ctaProtoNum, t.Proto)
+	switch t.Proto {
+	case unix.IPPROTO_TCP, unix.IPPROTO_UDP, unix.IPPROTO_GRE:
+		proto = proto.U16(ctaProtoSrcPort, t.SrcPort).U16(ctaProtoDstPort, t.DstPort)
+	}
+	return nl.Attrs(nil).Nest(ctaTupleOrig, nl.Attrs(nil).
+		Nest(ctaTupleIP, nl.Attrs(nil).Add(ctaIPv4Src, s[:]).Add(ctaIPv4Dst, d[:])).
+		Nest(ctaTupleProto, proto)), nil
 }

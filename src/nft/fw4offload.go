@@ -5,11 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
-	"time"
 
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/vpn-passthrough/vpn-passthrough/src/nl"
 	"github.com/vpn-passthrough/vpn-passthrough/src/packet"
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
 )
@@ -173,23 +172,23 @@ type rawRule struct {
 
 func parseRule(b []byte) (rawRule, bool) {
 	var r rawRule
-	err := attrs(b, func(typ uint16, data []byte) error {
+	err := nl.Walk(b, func(typ uint16, data []byte) error {
 		switch typ {
 		case unix.NFTA_RULE_USERDATA:
 			r.udata = data
 			r.ours = bytes.Contains(data, []byte("vpn-passthrough"))
 		case unix.NFTA_RULE_EXPRESSIONS:
-			return attrs(data, func(typ uint16, data []byte) error {
+			return nl.Walk(data, func(typ uint16, data []byte) error {
 				if typ != unix.NFTA_LIST_ELEM {
 					return nil
 				}
 				e := rawExpr{attr: map[uint16][]byte{}}
-				err := attrs(data, func(typ uint16, data []byte) error {
+				err := nl.Walk(data, func(typ uint16, data []byte) error {
 					switch typ {
 					case unix.NFTA_EXPR_NAME:
 						e.name = string(trimNUL(data))
 					case unix.NFTA_EXPR_DATA:
-						return attrs(data, func(typ uint16, data []byte) error {
+						return nl.Walk(data, func(typ uint16, data []byte) error {
 							e.attr[typ] = data
 							return nil
 						})
@@ -268,41 +267,14 @@ func (r rawRule) accepts() bool {
 // fw4ForwardRules dumps table inet fw4's forward chain: each rule's
 // attributes, in chain order. os.ErrNotExist: no such table or chain.
 func (n *Conn) fw4ForwardRules() ([][]byte, error) {
-	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: n.netns})
-	if err != nil {
-		return nil, errorf("netlink: %w", err)
-	}
-	defer c.Close()
-	if err := c.SetDeadline(time.Now().Add(netlinkTimeout)); err != nil {
-		return nil, errorf("netlink: %w", err)
-	}
-	ae := netlink.NewAttributeEncoder()
-	ae.String(unix.NFTA_RULE_TABLE, "fw4")
-	ae.String(unix.NFTA_RULE_CHAIN, "forward")
-	a, err := ae.Encode()
-	if err != nil {
-		return nil, errorf("encode: %w", err)
-	}
-	msgs, err := c.Execute(netlink.Message{
-		Header: netlink.Header{
-			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETRULE),
-			Flags: netlink.Request | netlink.Dump,
-		},
-		Data: append([]byte{unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0}, a...),
-	})
-	if errors.Is(err, unix.ENOENT) {
+	rules, err := n.dump(unix.NFT_MSG_GETRULE, unix.NFT_MSG_NEWRULE, wire(nil).Str(unix.NFTA_RULE_TABLE, "fw4").Str(unix.NFTA_RULE_CHAIN, "forward"))
+	if notFound(err) {
 		return nil, os.ErrNotExist
 	}
 	if err != nil {
-		return nil, errorf("list inet fw4 forward: %w", explain(err))
+		return nil, errorf("list inet fw4 forward: %w", err)
 	}
-	var out [][]byte
-	for _, m := range msgs {
-		if len(m.Data) >= 4 && m.Header.Type == netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_NEWRULE) {
-			out = append(out, m.Data[4:])
-		}
-	}
-	return out, nil
+	return rules, nil
 }
 
 // setKeys reads the keys of a set (anonymous ones too) of an inet table.

@@ -4,12 +4,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
-	"time"
 
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine"
+	"github.com/vpn-passthrough/vpn-passthrough/src/nl"
 )
 
 // listElements dumps a map's elements with their counters, parsing each
@@ -26,41 +25,27 @@ func (m *Maps) listElements(name string) ([]engine.Element, error) {
 // listSetElements dumps the elements of set name of inet table in netns
 // (0: the current one).
 func listSetElements(netns int, table, name string) ([]engine.Element, error) {
-	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: netns})
+	c, err := (&Conn{netns: netns}).dial()
 	if err != nil {
-		return nil, errorf("netlink: %w", err)
+		return nil, err
 	}
 	defer c.Close()
-	if err := c.SetDeadline(time.Now().Add(netlinkTimeout)); err != nil {
-		return nil, errorf("netlink: %w", err)
-	}
-	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{
-		{Type: unix.NFTA_SET_ELEM_LIST_TABLE, Data: []byte(table + "\x00")},
-		{Type: unix.NFTA_SET_ELEM_LIST_SET, Data: []byte(name + "\x00")},
+	seq, err := c.Send(nl.Message{
+		Type:  uint16(nftMsg(unix.NFT_MSG_GETSETELEM)),
+		Flags: nl.Request | nl.Dump,
+		Data: append(append([]byte(nil), nfgen...), wire(nil).Str(unix.NFTA_SET_ELEM_LIST_TABLE, table).
+			Str(unix.NFTA_SET_ELEM_LIST_SET, name)...),
 	})
 	if err != nil {
-		return nil, err
-	}
-	req := netlink.Message{
-		Header: netlink.Header{
-			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETSETELEM),
-			Flags: netlink.Request | netlink.Dump,
-		},
-		Data: append([]byte{unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0}, attrs...),
-	}
-	if _, err := c.Send(req); err != nil {
 		return nil, explain(err)
-	}
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return nil, err
 	}
 	var l elemLister
 	buf := make([]byte, 64<<10) // a dump message is at most 32 KiB
-	for {
+	// The deadline bounds the dump's time, this its datagrams.
+	for range 1 << 20 {
 		var n int
 		var rerr error
-		if err := rc.Read(func(fd uintptr) bool {
+		if err := c.SyscallConn().Read(func(fd uintptr) bool {
 			n, _, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_TRUNC)
 			return rerr != unix.EAGAIN && rerr != unix.EINTR
 		}); err != nil {
@@ -72,7 +57,7 @@ func listSetElements(netns int, table, name string) ([]engine.Element, error) {
 		if n > len(buf) {
 			return nil, errors.New("netlink: dump message truncated")
 		}
-		done, err := l.parse(buf[:n])
+		done, err := l.parse(buf[:n], seq)
 		if err != nil {
 			return nil, err
 		}
@@ -80,6 +65,7 @@ func listSetElements(netns int, table, name string) ([]engine.Element, error) {
 			return l.out, nil
 		}
 	}
+	return nil, errors.New("netlink: endless dump")
 }
 
 // elemLister collects the elements of one dump.
@@ -89,14 +75,11 @@ type elemLister struct {
 }
 
 // Attribute types of NFTA_SET_ELEM_* and NFTA_EXPR_* not in x/sys.
-const (
-	setElemExpressions = 0xb // NFTA_SET_ELEM_EXPRESSIONS
-	attrNested         = 0x8000
-	attrTypeMask       = 0x3fff
-)
+const setElemExpressions = 0xb // NFTA_SET_ELEM_EXPRESSIONS
 
-// parse reads one datagram of the dump; it reports whether the dump ended.
-func (l *elemLister) parse(b []byte) (bool, error) {
+// parse reads one datagram of the dump (messages of request seq); it
+// reports whether the dump ended.
+func (l *elemLister) parse(b []byte, seq uint32) (bool, error) {
 	for len(b) >= unix.NLMSG_HDRLEN {
 		size := int(binary.NativeEndian.Uint32(b[0:4]))
 		typ := binary.NativeEndian.Uint16(b[4:6])
@@ -104,10 +87,10 @@ func (l *elemLister) parse(b []byte) (bool, error) {
 			return false, errors.New("netlink: bad message length")
 		}
 		msg := b[unix.NLMSG_HDRLEN:size]
-		if next := nlAlign(size); next < len(b) {
-			b = b[next:]
-		} else {
-			b = nil
+		mseq := binary.NativeEndian.Uint32(b[8:12])
+		b = b[min(nl.Align(size), len(b)):]
+		if mseq != seq {
+			continue
 		}
 		switch typ {
 		case unix.NLMSG_DONE:
@@ -138,34 +121,12 @@ func (l *elemLister) parse(b []byte) (bool, error) {
 	return false, nil
 }
 
-func nlAlign(n int) int { return (n + 3) &^ 3 }
-
-// attrs calls f on each attribute of b (type without the flag bits).
-func attrs(b []byte, f func(typ uint16, data []byte) error) error {
-	for len(b) >= 4 {
-		size := int(binary.NativeEndian.Uint16(b[0:2]))
-		typ := binary.NativeEndian.Uint16(b[2:4]) & attrTypeMask
-		if size < 4 || size > len(b) {
-			return errors.New("netlink: bad attribute length")
-		}
-		if err := f(typ, b[4:size]); err != nil {
-			return err
-		}
-		if next := nlAlign(size); next < len(b) {
-			b = b[next:]
-		} else {
-			b = nil
-		}
-	}
-	return nil
-}
-
 func (l *elemLister) message(b []byte) error {
-	return attrs(b, func(typ uint16, data []byte) error {
+	return nl.Walk(b, func(typ uint16, data []byte) error {
 		if typ != unix.NFTA_SET_ELEM_LIST_ELEMENTS {
 			return nil
 		}
-		return attrs(data, func(typ uint16, data []byte) error {
+		return nl.Walk(data, func(typ uint16, data []byte) error {
 			if typ != unix.NFTA_LIST_ELEM {
 				return nil
 			}
@@ -176,7 +137,7 @@ func (l *elemLister) message(b []byte) error {
 
 func (l *elemLister) element(b []byte) error {
 	var e engine.Element
-	err := attrs(b, func(typ uint16, data []byte) error {
+	err := nl.Walk(b, func(typ uint16, data []byte) error {
 		switch typ {
 		case unix.NFTA_SET_ELEM_KEY:
 			e.Key = l.value(data)
@@ -185,7 +146,7 @@ func (l *elemLister) element(b []byte) error {
 		case unix.NFTA_SET_ELEM_EXPR:
 			l.expr(data, &e)
 		case setElemExpressions:
-			return attrs(data, func(typ uint16, data []byte) error {
+			return nl.Walk(data, func(typ uint16, data []byte) error {
 				if typ == unix.NFTA_LIST_ELEM {
 					l.expr(data, &e)
 				}
@@ -204,7 +165,7 @@ func (l *elemLister) element(b []byte) error {
 // value copies the NFTA_DATA_VALUE inside b into the arena.
 func (l *elemLister) value(b []byte) []byte {
 	var v []byte
-	_ = attrs(b, func(typ uint16, data []byte) error {
+	_ = nl.Walk(b, func(typ uint16, data []byte) error {
 		if typ == unix.NFTA_DATA_VALUE {
 			v = l.copy(data)
 		}
@@ -226,7 +187,7 @@ func (l *elemLister) copy(b []byte) []byte {
 func (l *elemLister) expr(b []byte, e *engine.Element) {
 	var isCounter bool
 	var data []byte
-	_ = attrs(b, func(typ uint16, d []byte) error {
+	_ = nl.Walk(b, func(typ uint16, d []byte) error {
 		switch typ {
 		case unix.NFTA_EXPR_NAME:
 			isCounter = string(trimNUL(d)) == "counter"
@@ -238,7 +199,7 @@ func (l *elemLister) expr(b []byte, e *engine.Element) {
 	if !isCounter {
 		return
 	}
-	_ = attrs(data, func(typ uint16, d []byte) error {
+	_ = nl.Walk(data, func(typ uint16, d []byte) error {
 		if len(d) != 8 {
 			return nil
 		}

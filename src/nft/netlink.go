@@ -5,10 +5,10 @@ import (
 	"errors"
 	"time"
 
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine"
+	"github.com/vpn-passthrough/vpn-passthrough/src/nl"
 )
 
 // Our own nftables netlink client: batches of the few object kinds a plan
@@ -19,9 +19,7 @@ import (
 // (system_test.go and the labs).
 
 // nftMsg is a message type of the nf_tables subsystem.
-func nftMsg(m uint16) netlink.HeaderType {
-	return netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | m)
-}
+func nftMsg(m uint16) uint16 { return unix.NFNL_SUBSYS_NFTABLES<<8 | m }
 
 // nfgen is the nfgenmsg header of an inet message (family, version,
 // resource id).
@@ -30,8 +28,8 @@ var nfgen = []byte{unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0}
 // dial opens a netfilter netlink socket in n's namespace. Every request gets
 // a deadline: a kernel whose nf_tables does not answer (module not loaded
 // under qemu-user, say) must give an error, not a hang.
-func (n *Conn) dial() (*netlink.Conn, error) {
-	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: n.netns})
+func (n *Conn) dial() (*nl.Conn, error) {
+	c, err := nl.Dial(unix.NETLINK_NETFILTER, n.netns)
 	if err != nil {
 		return nil, errorf("netlink: %w", err)
 	}
@@ -46,25 +44,22 @@ func (n *Conn) dial() (*netlink.Conn, error) {
 // table, chain or set attributes given, where it can) and returns the
 // attributes of every reply of type reply.
 func (n *Conn) dump(get, reply uint16, a wire) ([][]byte, error) {
-	return n.request(get, reply, netlink.Dump, a)
+	return n.request(get, reply, nl.Dump, a)
 }
 
-func (n *Conn) request(get, reply uint16, flags netlink.HeaderFlags, a wire) ([][]byte, error) {
+func (n *Conn) request(get, reply uint16, flags uint16, a wire) ([][]byte, error) {
 	c, err := n.dial()
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	msgs, err := c.Execute(netlink.Message{
-		Header: netlink.Header{Type: nftMsg(get), Flags: netlink.Request | flags},
-		Data:   append(append([]byte(nil), nfgen...), a...),
-	})
+	msgs, err := c.Execute(nl.Message{Type: nftMsg(get), Flags: nl.Request | flags, Data: append(append([]byte(nil), nfgen...), a...)})
 	if err != nil {
 		return nil, explain(err)
 	}
 	var out [][]byte
 	for _, m := range msgs {
-		if m.Header.Type == nftMsg(reply) && len(m.Data) >= 4 {
+		if m.Type == nftMsg(reply) && len(m.Data) >= 4 {
 			out = append(out, m.Data[4:])
 		}
 	}
@@ -74,50 +69,48 @@ func (n *Conn) request(get, reply uint16, flags netlink.HeaderFlags, a wire) ([]
 // batch is one nf_tables transaction: the kernel applies all of its
 // messages or none.
 type batch struct {
-	msgs []netlink.Message
+	msgs []nl.Message
 }
 
 // add queues a message; every one asks for an acknowledgement, which commit
 // counts.
-func (b *batch) add(m uint16, flags netlink.HeaderFlags, a wire) {
-	b.msgs = append(b.msgs, netlink.Message{
-		Header: netlink.Header{Type: nftMsg(m), Flags: netlink.Request | netlink.Acknowledge | flags},
-		Data:   append(append([]byte(nil), nfgen...), a...),
-	})
+func (b *batch) put(m uint16, flags uint16, a wire) {
+	b.msgs = append(b.msgs, nl.Message{Type: nftMsg(m), Flags: nl.Request | nl.Acknowledge | flags,
+		Data: append(append([]byte(nil), nfgen...), a...)})
 }
 
 func (b *batch) addTable(t string) {
-	b.add(unix.NFT_MSG_NEWTABLE, netlink.Create, wire(nil).str(unix.NFTA_TABLE_NAME, t).u32(unix.NFTA_TABLE_FLAGS, 0))
+	b.put(unix.NFT_MSG_NEWTABLE, nl.Create, wire(nil).Str(unix.NFTA_TABLE_NAME, t).U32(unix.NFTA_TABLE_FLAGS, 0))
 }
 
 func (b *batch) delTable(t string) {
-	b.add(unix.NFT_MSG_DELTABLE, 0, wire(nil).str(unix.NFTA_TABLE_NAME, t).u32(unix.NFTA_TABLE_FLAGS, 0))
+	b.put(unix.NFT_MSG_DELTABLE, 0, wire(nil).Str(unix.NFTA_TABLE_NAME, t).U32(unix.NFTA_TABLE_FLAGS, 0))
 }
 
 // addChain adds a base chain of type filter with policy accept.
 func (b *batch) addChain(t, name string, hook, prio uint32) {
-	b.add(unix.NFT_MSG_NEWCHAIN, netlink.Create, wire(nil).str(unix.NFTA_CHAIN_TABLE, t).str(unix.NFTA_CHAIN_NAME, name).
-		nest(unix.NFTA_CHAIN_HOOK, wire(nil).u32(unix.NFTA_HOOK_HOOKNUM, hook).u32(unix.NFTA_HOOK_PRIORITY, prio)).
-		u32(unix.NFTA_CHAIN_POLICY, nfAccept).str(unix.NFTA_CHAIN_TYPE, "filter"))
+	b.put(unix.NFT_MSG_NEWCHAIN, nl.Create, wire(nil).Str(unix.NFTA_CHAIN_TABLE, t).Str(unix.NFTA_CHAIN_NAME, name).
+		Nest(unix.NFTA_CHAIN_HOOK, wire(nil).U32(unix.NFTA_HOOK_HOOKNUM, hook).U32(unix.NFTA_HOOK_PRIORITY, prio)).
+		U32(unix.NFTA_CHAIN_POLICY, nfAccept).Str(unix.NFTA_CHAIN_TYPE, "filter"))
 }
 
 func (b *batch) delChain(t, name string) {
-	b.add(unix.NFT_MSG_DELCHAIN, 0, wire(nil).str(unix.NFTA_CHAIN_TABLE, t).str(unix.NFTA_CHAIN_NAME, name))
+	b.put(unix.NFT_MSG_DELCHAIN, 0, wire(nil).Str(unix.NFTA_CHAIN_TABLE, t).Str(unix.NFTA_CHAIN_NAME, name))
 }
 
 // flushChain deletes a chain's rules.
 func (b *batch) flushChain(t, name string) {
-	b.add(unix.NFT_MSG_DELRULE, 0, wire(nil).str(unix.NFTA_RULE_TABLE, t).str(unix.NFTA_RULE_CHAIN, name))
+	b.put(unix.NFT_MSG_DELRULE, 0, wire(nil).Str(unix.NFTA_RULE_TABLE, t).Str(unix.NFTA_RULE_CHAIN, name))
 }
 
 // addRule appends a rule. The library also sets NLM_F_ECHO, which makes
 // the kernel send every rule back after the commit; nothing here reads it.
 func (b *batch) addRule(t, chain string, exprs wire, udata []byte) {
-	a := wire(nil).str(unix.NFTA_RULE_TABLE, t).str(unix.NFTA_RULE_CHAIN, chain).nest(unix.NFTA_RULE_EXPRESSIONS, exprs)
+	a := wire(nil).Str(unix.NFTA_RULE_TABLE, t).Str(unix.NFTA_RULE_CHAIN, chain).Nest(unix.NFTA_RULE_EXPRESSIONS, exprs)
 	if udata != nil {
-		a = a.add(unix.NFTA_RULE_USERDATA, udata)
+		a = a.Add(unix.NFTA_RULE_USERDATA, udata)
 	}
-	b.add(unix.NFT_MSG_NEWRULE, netlink.Create|unix.NLM_F_APPEND, a)
+	b.put(unix.NFT_MSG_NEWRULE, nl.Create|nl.Append, a)
 }
 
 // setSpec is a set or map as the kernel stores it.
@@ -136,31 +129,31 @@ type setSpec struct {
 const nftaSetExpr = 0x11
 
 func (b *batch) addSet(t string, s setSpec) {
-	a := wire(nil).str(unix.NFTA_SET_TABLE, t).str(unix.NFTA_SET_NAME, s.name).u32(unix.NFTA_SET_FLAGS, s.flags).
-		u32(unix.NFTA_SET_KEY_TYPE, s.keyType).u32(unix.NFTA_SET_KEY_LEN, s.keyLen).u32(unix.NFTA_SET_ID, s.id)
+	a := wire(nil).Str(unix.NFTA_SET_TABLE, t).Str(unix.NFTA_SET_NAME, s.name).U32(unix.NFTA_SET_FLAGS, s.flags).
+		U32(unix.NFTA_SET_KEY_TYPE, s.keyType).U32(unix.NFTA_SET_KEY_LEN, s.keyLen).U32(unix.NFTA_SET_ID, s.id)
 	if s.flags&unix.NFT_SET_MAP != 0 {
-		a = a.u32(unix.NFTA_SET_DATA_TYPE, s.dataType).u32(unix.NFTA_SET_DATA_LEN, s.dataLen)
+		a = a.U32(unix.NFTA_SET_DATA_TYPE, s.dataType).U32(unix.NFTA_SET_DATA_LEN, s.dataLen)
 	}
 	if s.hostOrderKey {
 		// libnftnl's NFTNL_UDATA_SET_KEYBYTEORDER (type 0), 1: host order,
 		// as a host-order u32 (the library writes it little-endian).
-		a = a.add(unix.NFTA_SET_USERDATA, binary.NativeEndian.AppendUint32([]byte{0, 4}, 1))
+		a = a.Add(unix.NFTA_SET_USERDATA, binary.NativeEndian.AppendUint32([]byte{0, 4}, 1))
 	}
 	if s.counter {
 		// A counter expression (its name, and an empty attribute the
 		// library adds and the kernel ignores).
-		a = a.nest(nftaSetExpr, wire(nil).str(unix.NFTA_EXPR_NAME, "counter").add(unix.NFTA_SET_ELEM_PAD|unix.NFTA_SET_ELEM_DATA, nil))
+		a = a.Nest(nftaSetExpr, wire(nil).Str(unix.NFTA_EXPR_NAME, "counter").Add(unix.NFTA_SET_ELEM_PAD|unix.NFTA_SET_ELEM_DATA, nil))
 	}
-	b.add(unix.NFT_MSG_NEWSET, netlink.Create, a)
+	b.put(unix.NFT_MSG_NEWSET, nl.Create, a)
 }
 
 func (b *batch) delSet(t, name string) {
-	b.add(unix.NFT_MSG_DELSET, 0, wire(nil).str(unix.NFTA_SET_TABLE, t).str(unix.NFTA_SET_NAME, name))
+	b.put(unix.NFT_MSG_DELSET, 0, wire(nil).Str(unix.NFTA_SET_TABLE, t).Str(unix.NFTA_SET_NAME, name))
 }
 
 // flushSet deletes all of a set's elements.
 func (b *batch) flushSet(t, name string) {
-	b.add(unix.NFT_MSG_DELSETELEM, 0, wire(nil).str(unix.NFTA_SET_TABLE, t).str(unix.NFTA_SET_NAME, name))
+	b.put(unix.NFT_MSG_DELSETELEM, 0, wire(nil).Str(unix.NFTA_SET_TABLE, t).Str(unix.NFTA_SET_NAME, name))
 }
 
 // elements adds (NEWSETELEM) or deletes (DELSETELEM) elements of a set,
@@ -168,44 +161,43 @@ func (b *batch) flushSet(t, name string) {
 func (b *batch) elements(m uint16, t, set string, id uint32, els []engine.Element) {
 	var list wire
 	for i, e := range els {
-		item := wire(nil).nest(unix.NFTA_SET_ELEM_KEY, data(e.Key))
+		item := wire(nil).Nest(unix.NFTA_SET_ELEM_KEY, data(e.Key))
 		if len(e.Val) > 0 {
-			item = item.nest(unix.NFTA_SET_ELEM_DATA, data(e.Val))
+			item = item.Nest(unix.NFTA_SET_ELEM_DATA, data(e.Val))
 		}
-		list = list.nest(uint16(i+1), item)
+		list = list.Nest(uint16(i+1), item)
 	}
-	b.add(m, netlink.Create, wire(nil).str(unix.NFTA_SET_ELEM_LIST_SET, set).u32(unix.NFTA_SET_ELEM_LIST_SET_ID, id).
-		str(unix.NFTA_SET_ELEM_LIST_TABLE, t).nest(unix.NFTA_SET_ELEM_LIST_ELEMENTS, list))
+	b.put(m, nl.Create, wire(nil).Str(unix.NFTA_SET_ELEM_LIST_SET, set).U32(unix.NFTA_SET_ELEM_LIST_SET_ID, id).
+		Str(unix.NFTA_SET_ELEM_LIST_TABLE, t).Nest(unix.NFTA_SET_ELEM_LIST_ELEMENTS, list))
 }
 
 func (b *batch) addObj(t, name string, typ uint32, d wire) {
-	b.add(unix.NFT_MSG_NEWOBJ, netlink.Create, wire(nil).str(unix.NFTA_OBJ_TABLE, t).str(unix.NFTA_OBJ_NAME, name).
-		u32(unix.NFTA_OBJ_TYPE, typ).nest(unix.NFTA_OBJ_DATA, d))
+	b.put(unix.NFT_MSG_NEWOBJ, nl.Create, wire(nil).Str(unix.NFTA_OBJ_TABLE, t).Str(unix.NFTA_OBJ_NAME, name).
+		U32(unix.NFTA_OBJ_TYPE, typ).Nest(unix.NFTA_OBJ_DATA, d))
 }
 
 func (b *batch) delObj(t, name string, typ uint32) {
-	b.add(unix.NFT_MSG_DELOBJ, 0, wire(nil).str(unix.NFTA_OBJ_TABLE, t).str(unix.NFTA_OBJ_NAME, name).
-		u32(unix.NFTA_OBJ_TYPE, typ).nest(unix.NFTA_OBJ_DATA, nil))
+	b.put(unix.NFT_MSG_DELOBJ, 0, wire(nil).Str(unix.NFTA_OBJ_TABLE, t).Str(unix.NFTA_OBJ_NAME, name).
+		U32(unix.NFTA_OBJ_TYPE, typ).Nest(unix.NFTA_OBJ_DATA, nil))
 }
 
 // counterObj is a named counter's data, starting at zero. Adding one that
 // exists changes nothing: it keeps counting.
 func counterObj() wire {
-	return wire(nil).u64(unix.NFTA_COUNTER_BYTES, 0).u64(unix.NFTA_COUNTER_PACKETS, 0)
+	return wire(nil).U64(unix.NFTA_COUNTER_BYTES, 0).U64(unix.NFTA_COUNTER_PACKETS, 0)
 }
 
 func helperObj(name string, l3 uint16, l4 uint8) wire {
-	return wire(nil).add(unix.NFTA_CT_HELPER_NAME, []byte(name)).u16(unix.NFTA_CT_HELPER_L3PROTO, l3).
-		add(unix.NFTA_CT_HELPER_L4PROTO, []byte{l4})
+	return wire(nil).Add(unix.NFTA_CT_HELPER_NAME, []byte(name)).U16(unix.NFTA_CT_HELPER_L3PROTO, l3).
+		Add(unix.NFTA_CT_HELPER_L4PROTO, []byte{l4})
 }
 
 // batchMessages wraps b's messages in the batch begin and end messages.
-func batchMessages(b *batch) []netlink.Message {
-	mark := func(t uint16) netlink.Message {
-		return netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(t), Flags: netlink.Request},
-			Data: []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, unix.NFNL_SUBSYS_NFTABLES}}
+func batchMessages(b *batch) []nl.Message {
+	mark := func(t uint16) nl.Message {
+		return nl.Message{Type: t, Flags: nl.Request, Data: []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, unix.NFNL_SUBSYS_NFTABLES}}
 	}
-	out := make([]netlink.Message, 0, len(b.msgs)+2)
+	out := make([]nl.Message, 0, len(b.msgs)+2)
 	out = append(out, mark(unix.NFNL_MSG_BATCH_BEGIN))
 	out = append(out, b.msgs...)
 	return append(out, mark(unix.NFNL_MSG_BATCH_END))
@@ -223,7 +215,7 @@ func (n *Conn) commit(b *batch) error {
 		return err
 	}
 	defer c.Close()
-	if _, err := c.SendMessages(batchMessages(b)); err != nil {
+	if _, err := c.Send(batchMessages(b)...); err != nil {
 		return explain(err)
 	}
 	// Each acknowledgement is its own datagram; the deadline bounds the
@@ -237,7 +229,7 @@ func (n *Conn) commit(b *batch) error {
 			return errors.New("netlink: empty reply")
 		}
 		for _, m := range msgs {
-			if m.Header.Type == netlink.Error {
+			if m.Type == unix.NLMSG_ERROR {
 				acked++
 			}
 		}

@@ -55,9 +55,9 @@ func sameMessages(t *testing.T, where string, ours *batch, lib []netlink.Message
 	}
 	for i, m := range ours.msgs {
 		l := lib[i]
-		if m.Header.Type != l.Header.Type || m.Header.Flags != l.Header.Flags&^unix.NLM_F_ECHO || !bytes.Equal(m.Data, l.Data) {
+		if m.Type != uint16(l.Header.Type) || m.Flags != uint16(l.Header.Flags)&^unix.NLM_F_ECHO || !bytes.Equal(m.Data, l.Data) {
 			t.Fatalf("%s: message %d:\n ours type %#x flags %#x %x\n  lib type %#x flags %#x %x", where, i+1,
-				m.Header.Type, m.Header.Flags, m.Data, l.Header.Type, l.Header.Flags, l.Data)
+				m.Type, m.Flags, m.Data, l.Header.Type, l.Header.Flags, l.Data)
 		}
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vpn-passthrough/vpn-passthrough/src/nl"
 )
 
 // Reading our table back: what Apply needs to know of the installed state,
@@ -38,7 +40,7 @@ type objInfo struct {
 
 // Exists reports whether our table is installed.
 func (n *Conn) Exists(name string) (bool, error) {
-	_, err := n.request(unix.NFT_MSG_GETTABLE, unix.NFT_MSG_NEWTABLE, 0, wire(nil).str(unix.NFTA_TABLE_NAME, name))
+	_, err := n.request(unix.NFT_MSG_GETTABLE, unix.NFT_MSG_NEWTABLE, 0, wire(nil).Str(unix.NFTA_TABLE_NAME, name))
 	if err == nil {
 		return true, nil
 	}
@@ -50,14 +52,14 @@ func (n *Conn) Exists(name string) (bool, error) {
 
 // chains lists the chains of an inet table.
 func (n *Conn) chains(table string) ([]chainInfo, error) {
-	msgs, err := n.dump(unix.NFT_MSG_GETCHAIN, unix.NFT_MSG_NEWCHAIN, wire(nil).str(unix.NFTA_CHAIN_TABLE, table))
+	msgs, err := n.dump(unix.NFT_MSG_GETCHAIN, unix.NFT_MSG_NEWCHAIN, wire(nil).Str(unix.NFTA_CHAIN_TABLE, table))
 	if err != nil {
 		return nil, err
 	}
 	var out []chainInfo
 	for _, m := range msgs {
 		var c chainInfo
-		err := attrs(m, func(typ uint16, d []byte) error {
+		err := nl.Walk(m, func(typ uint16, d []byte) error {
 			switch typ {
 			case unix.NFTA_CHAIN_TABLE:
 				c.table = string(trimNUL(d))
@@ -69,7 +71,7 @@ func (n *Conn) chains(table string) ([]chainInfo, error) {
 				c.ctype = string(trimNUL(d))
 			case unix.NFTA_CHAIN_HOOK:
 				var okH, okP bool
-				err := attrs(d, func(typ uint16, d []byte) error {
+				err := nl.Walk(d, func(typ uint16, d []byte) error {
 					switch typ {
 					case unix.NFTA_HOOK_HOOKNUM:
 						c.hook, okH = u32be(d)
@@ -96,14 +98,14 @@ func (n *Conn) chains(table string) ([]chainInfo, error) {
 
 // sets lists the sets and maps of an inet table.
 func (n *Conn) sets(table string) ([]setInfo, error) {
-	msgs, err := n.dump(unix.NFT_MSG_GETSET, unix.NFT_MSG_NEWSET, wire(nil).str(unix.NFTA_SET_TABLE, table))
+	msgs, err := n.dump(unix.NFT_MSG_GETSET, unix.NFT_MSG_NEWSET, wire(nil).Str(unix.NFTA_SET_TABLE, table))
 	if err != nil {
 		return nil, err
 	}
 	var out []setInfo
 	for _, m := range msgs {
 		var s setInfo
-		err := attrs(m, func(typ uint16, d []byte) error {
+		err := nl.Walk(m, func(typ uint16, d []byte) error {
 			switch typ {
 			case unix.NFTA_SET_TABLE:
 				s.table = string(trimNUL(d))
@@ -134,7 +136,7 @@ func (n *Conn) sets(table string) ([]setInfo, error) {
 
 // objects lists the named objects of an inet table, with counters' values.
 func (n *Conn) objects(table string) ([]objInfo, error) {
-	msgs, err := n.dump(unix.NFT_MSG_GETOBJ, unix.NFT_MSG_NEWOBJ, wire(nil).str(unix.NFTA_OBJ_TABLE, table))
+	msgs, err := n.dump(unix.NFT_MSG_GETOBJ, unix.NFT_MSG_NEWOBJ, wire(nil).Str(unix.NFTA_OBJ_TABLE, table))
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +144,7 @@ func (n *Conn) objects(table string) ([]objInfo, error) {
 	for _, m := range msgs {
 		var o objInfo
 		var tbl string
-		err := attrs(m, func(typ uint16, d []byte) error {
+		err := nl.Walk(m, func(typ uint16, d []byte) error {
 			switch typ {
 			case unix.NFTA_OBJ_TABLE:
 				tbl = string(trimNUL(d))
@@ -151,7 +153,7 @@ func (n *Conn) objects(table string) ([]objInfo, error) {
 			case unix.NFTA_OBJ_TYPE:
 				o.typ, _ = u32be(d)
 			case unix.NFTA_OBJ_DATA:
-				return attrs(d, func(typ uint16, d []byte) error {
+				return nl.Walk(d, func(typ uint16, d []byte) error {
 					if len(d) != 8 {
 						return nil
 					}
@@ -178,7 +180,7 @@ func (n *Conn) objects(table string) ([]objInfo, error) {
 
 // rules lists a chain's rules, in order.
 func (n *Conn) rules(table, chain string) ([]rawRule, error) {
-	msgs, err := n.dump(unix.NFT_MSG_GETRULE, unix.NFT_MSG_NEWRULE, wire(nil).str(unix.NFTA_RULE_TABLE, table).str(unix.NFTA_RULE_CHAIN, chain))
+	msgs, err := n.dump(unix.NFT_MSG_GETRULE, unix.NFT_MSG_NEWRULE, wire(nil).Str(unix.NFTA_RULE_TABLE, table).Str(unix.NFTA_RULE_CHAIN, chain))
 	if err != nil {
 		return nil, err
 	}

@@ -200,7 +200,7 @@ func TestRulesReadBackOnThisKernel(t *testing.T) {
 				t.Fatalf("%s rule %d: %d expressions, library %d", pc.Name, i+1, len(got[i].exprs), len(want[i].Exprs))
 			}
 		}
-		raw, err := c.dump(unix.NFT_MSG_GETRULE, unix.NFT_MSG_NEWRULE, wire(nil).str(unix.NFTA_RULE_TABLE, p.Table).str(unix.NFTA_RULE_CHAIN, pc.Name))
+		raw, err := c.dump(unix.NFT_MSG_GETRULE, unix.NFT_MSG_NEWRULE, wire(nil).Str(unix.NFTA_RULE_TABLE, p.Table).Str(unix.NFTA_RULE_CHAIN, pc.Name))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine"
+	"github.com/vpn-passthrough/vpn-passthrough/src/nl"
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
 )
 
@@ -73,7 +74,7 @@ func (n *Conn) Diff(p *plan.Plan) string {
 			if err != nil {
 				return err.Error()
 			}
-			want, ok := parseRule(wire(nil).nest(unix.NFTA_RULE_EXPRESSIONS, w))
+			want, ok := parseRule(wire(nil).Nest(unix.NFTA_RULE_EXPRESSIONS, w))
 			if !ok {
 				return fmt.Sprintf("chain %s rule %d: cannot read its encoding", pc.Name, i+1)
 			}
@@ -198,7 +199,7 @@ func sameExpr(g, w rawExpr) bool {
 // dataValue is the NFTA_DATA_VALUE inside a nested data attribute.
 func dataValue(b []byte) []byte {
 	var v []byte
-	_ = attrs(b, func(typ uint16, d []byte) error {
+	_ = nl.Walk(b, func(typ uint16, d []byte) error {
 		if typ == unix.NFTA_DATA_VALUE {
 			v = d
 		}
@@ -210,9 +211,9 @@ func dataValue(b []byte) []byte {
 // verdictCode is an immediate's verdict code (-1 if it sets no verdict).
 func verdictCode(e rawExpr) int64 {
 	code := int64(-1)
-	_ = attrs(e.attr[unix.NFTA_IMMEDIATE_DATA], func(typ uint16, d []byte) error {
+	_ = nl.Walk(e.attr[unix.NFTA_IMMEDIATE_DATA], func(typ uint16, d []byte) error {
 		if typ == unix.NFTA_DATA_VERDICT {
-			return attrs(d, func(typ uint16, d []byte) error {
+			return nl.Walk(d, func(typ uint16, d []byte) error {
 				if c, ok := u32be(d); ok && typ == unix.NFTA_VERDICT_CODE {
 					code = int64(c)
 				}

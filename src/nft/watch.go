@@ -6,8 +6,9 @@ import (
 	"slices"
 	"time"
 
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/vpn-passthrough/vpn-passthrough/src/nl"
 )
 
 // WatchFilter says which nftables changes Watch signals.
@@ -97,8 +98,8 @@ const watchReadBuffer = 1 << 20
 
 // subscribe opens a netlink socket on the nftables multicast group in the
 // Conn's network namespace.
-func (n *Conn) subscribe() (*netlink.Conn, error) {
-	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: n.netns})
+func (n *Conn) subscribe() (*nl.Conn, error) {
+	c, err := nl.Dial(unix.NETLINK_NETFILTER, n.netns)
 	if err != nil {
 		return nil, errorf("watch: netlink: %w", err)
 	}
@@ -109,11 +110,9 @@ func (n *Conn) subscribe() (*netlink.Conn, error) {
 	// SO_RCVBUFFORCE (CAP_NET_ADMIN, which the daemon keeps) passes
 	// net.core.rmem_max; without it the ordinary limit applies.
 	forced := false
-	if rc, err := c.SyscallConn(); err == nil {
-		_ = rc.Control(func(fd uintptr) {
-			forced = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, watchReadBuffer) == nil
-		})
-	}
+	_ = c.SyscallConn().Control(func(fd uintptr) {
+		forced = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, watchReadBuffer) == nil
+	})
 	if !forced {
 		_ = c.SetReadBuffer(watchReadBuffer)
 	}
@@ -143,31 +142,28 @@ func (e event) element() bool {
 // NFTA_FLOWTABLE_TABLE) and, in element lists, type 2 the set's
 // (NFTA_SET_ELEM_LIST_SET). ok is false for other messages (NEWGEN, TRACE,
 // other subsystems) and for malformed ones.
-func parseEvent(m netlink.Message) (ev event, ok bool) {
-	if m.Header.Type>>8 != unix.NFNL_SUBSYS_NFTABLES || len(m.Data) < 4 {
+func parseEvent(m nl.Message) (ev event, ok bool) {
+	if m.Type>>8 != unix.NFNL_SUBSYS_NFTABLES || len(m.Data) < 4 {
 		return event{}, false
 	}
-	ev.msg = uint16(m.Header.Type & 0xff)
+	ev.msg = m.Type & 0xff
 	switch ev.msg {
 	case unix.NFT_MSG_NEWGEN, unix.NFT_MSG_TRACE:
 		return event{}, false
 	}
 	ev.family = m.Data[0]
-	ad, err := netlink.NewAttributeDecoder(m.Data[4:])
-	if err != nil {
-		return event{}, false
-	}
-	for ad.Next() {
-		switch ad.Type() {
+	err := nl.Walk(m.Data[4:], func(typ uint16, d []byte) error {
+		switch typ {
 		case 1:
-			ev.table = ad.String()
+			ev.table = nl.String(d)
 		case 2:
 			if ev.element() {
-				ev.set = ad.String()
+				ev.set = nl.String(d)
 			}
 		}
-	}
-	if ad.Err() != nil || ev.table == "" {
+		return nil
+	})
+	if err != nil || ev.table == "" {
 		return event{}, false
 	}
 	return ev, true

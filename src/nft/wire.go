@@ -5,6 +5,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vpn-passthrough/vpn-passthrough/src/nl"
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
 )
 
@@ -12,91 +13,68 @@ import (
 // google/nftables sent before netlink.go replaced it (TestWireMatchesLibrary
 // compares the two on every rule of the system test's plans).
 
-// wire is a run of netlink attributes: a 4-byte header (length and type in
-// host byte order), the data, padding to 4 bytes.
-type wire []byte
-
-func (a wire) add(typ uint16, data []byte) wire {
-	a = binary.NativeEndian.AppendUint16(a, uint16(4+len(data)))
-	a = binary.NativeEndian.AppendUint16(a, typ)
-	a = append(a, data...)
-	for len(a)%4 != 0 {
-		a = append(a, 0)
-	}
-	return a
-}
-
-func (a wire) u16(typ uint16, v uint16) wire {
-	return a.add(typ, binary.BigEndian.AppendUint16(nil, v))
-}
-func (a wire) u32(typ uint16, v uint32) wire {
-	return a.add(typ, binary.BigEndian.AppendUint32(nil, v))
-}
-func (a wire) u64(typ uint16, v uint64) wire {
-	return a.add(typ, binary.BigEndian.AppendUint64(nil, v))
-}
-func (a wire) str(typ uint16, s string) wire { return a.add(typ, append([]byte(s), 0)) }
-func (a wire) nest(typ uint16, in wire) wire { return a.add(unix.NLA_F_NESTED|typ, in) }
+// wire is a run of netlink attributes being built.
+type wire = nl.Attrs
 
 // data is an NFTA_DATA_VALUE wrapped for a nested data attribute.
-func data(v []byte) wire { return wire(nil).add(unix.NFTA_DATA_VALUE, v) }
+func data(v []byte) wire { return wire(nil).Add(unix.NFTA_DATA_VALUE, v) }
 
 // wexpr is one expression: its name and, unless nil, its data.
 func wexpr(name string, d wire) wire {
-	a := wire(nil).str(unix.NFTA_EXPR_NAME, name)
+	a := wire(nil).Str(unix.NFTA_EXPR_NAME, name)
 	if d != nil {
-		a = a.nest(unix.NFTA_EXPR_DATA, d)
+		a = a.Nest(unix.NFTA_EXPR_DATA, d)
 	}
 	return a
 }
 
 func wMeta(key, reg uint32) wire {
-	return wexpr("meta", wire(nil).u32(unix.NFTA_META_KEY, key).u32(unix.NFTA_META_DREG, reg))
+	return wexpr("meta", wire(nil).U32(unix.NFTA_META_KEY, key).U32(unix.NFTA_META_DREG, reg))
 }
 
 func wMetaSet(key, reg uint32) wire {
-	return wexpr("meta", wire(nil).u32(unix.NFTA_META_KEY, key).u32(unix.NFTA_META_SREG, reg))
+	return wexpr("meta", wire(nil).U32(unix.NFTA_META_KEY, key).U32(unix.NFTA_META_SREG, reg))
 }
 
 func wCmp(op uint32, v []byte) wire {
-	return wexpr("cmp", wire(nil).u32(unix.NFTA_CMP_SREG, 1).u32(unix.NFTA_CMP_OP, op).nest(unix.NFTA_CMP_DATA, data(v)))
+	return wexpr("cmp", wire(nil).U32(unix.NFTA_CMP_SREG, 1).U32(unix.NFTA_CMP_OP, op).Nest(unix.NFTA_CMP_DATA, data(v)))
 }
 
 func wPayload(base, offset, length, reg uint32) wire {
-	return wexpr("payload", wire(nil).u32(unix.NFTA_PAYLOAD_DREG, reg).u32(unix.NFTA_PAYLOAD_BASE, base).
-		u32(unix.NFTA_PAYLOAD_OFFSET, offset).u32(unix.NFTA_PAYLOAD_LEN, length))
+	return wexpr("payload", wire(nil).U32(unix.NFTA_PAYLOAD_DREG, reg).U32(unix.NFTA_PAYLOAD_BASE, base).
+		U32(unix.NFTA_PAYLOAD_OFFSET, offset).U32(unix.NFTA_PAYLOAD_LEN, length))
 }
 
 func wBitwise(length uint32, mask, xor []byte) wire {
-	return wexpr("bitwise", wire(nil).u32(unix.NFTA_BITWISE_SREG, 1).u32(unix.NFTA_BITWISE_DREG, 1).
-		u32(unix.NFTA_BITWISE_LEN, length).nest(unix.NFTA_BITWISE_MASK, data(mask)).nest(unix.NFTA_BITWISE_XOR, data(xor)))
+	return wexpr("bitwise", wire(nil).U32(unix.NFTA_BITWISE_SREG, 1).U32(unix.NFTA_BITWISE_DREG, 1).
+		U32(unix.NFTA_BITWISE_LEN, length).Nest(unix.NFTA_BITWISE_MASK, data(mask)).Nest(unix.NFTA_BITWISE_XOR, data(xor)))
 }
 
 // wLookup tests register 1 against a set (dreg 0) or maps it into register
 // 1 (dreg 1).
 func wLookup(set string, id uint32, dreg bool, invert bool) wire {
-	a := wire(nil).u32(unix.NFTA_LOOKUP_SREG, 1)
+	a := wire(nil).U32(unix.NFTA_LOOKUP_SREG, 1)
 	if dreg {
-		a = a.u32(unix.NFTA_LOOKUP_DREG, 1)
+		a = a.U32(unix.NFTA_LOOKUP_DREG, 1)
 	}
 	if invert {
-		a = a.u32(unix.NFTA_LOOKUP_FLAGS, unix.NFT_LOOKUP_F_INV)
+		a = a.U32(unix.NFTA_LOOKUP_FLAGS, unix.NFT_LOOKUP_F_INV)
 	}
-	return wexpr("lookup", a.str(unix.NFTA_LOOKUP_SET, set).u32(unix.NFTA_LOOKUP_SET_ID, id))
+	return wexpr("lookup", a.Str(unix.NFTA_LOOKUP_SET, set).U32(unix.NFTA_LOOKUP_SET_ID, id))
 }
 
 func wCt(key uint32) wire {
-	return wexpr("ct", wire(nil).u32(unix.NFTA_CT_KEY, key).u32(unix.NFTA_CT_DREG, 1))
+	return wexpr("ct", wire(nil).U32(unix.NFTA_CT_KEY, key).U32(unix.NFTA_CT_DREG, 1))
 }
 
 func wVerdict(code uint32) wire {
-	v := wire(nil).nest(unix.NFTA_DATA_VERDICT, wire(nil).u32(unix.NFTA_VERDICT_CODE, code))
-	return wexpr("immediate", wire(nil).u32(unix.NFTA_IMMEDIATE_DREG, unix.NFT_REG_VERDICT).nest(unix.NFTA_IMMEDIATE_DATA, v))
+	v := wire(nil).Nest(unix.NFTA_DATA_VERDICT, wire(nil).U32(unix.NFTA_VERDICT_CODE, code))
+	return wexpr("immediate", wire(nil).U32(unix.NFTA_IMMEDIATE_DREG, unix.NFT_REG_VERDICT).Nest(unix.NFTA_IMMEDIATE_DATA, v))
 }
 
 func wObjref(typ uint32, name string) wire {
 	// The library sends the name without its NUL; the kernel takes both.
-	return wexpr("objref", wire(nil).u32(unix.NFTA_OBJREF_IMM_TYPE, typ).add(unix.NFTA_OBJREF_IMM_NAME, []byte(name)))
+	return wexpr("objref", wire(nil).U32(unix.NFTA_OBJREF_IMM_TYPE, typ).Add(unix.NFTA_OBJREF_IMM_NAME, []byte(name)))
 }
 
 // ctStatusDNAT is IPS_DST_NAT (uapi nf_conntrack_common.h): a port forward.
@@ -138,18 +116,18 @@ func fieldWire(f plan.Field, reg uint32) (wire, error) {
 // mapWriteWire is mapWrite's twin.
 func mapWriteWire(f plan.Field) (wire, error) {
 	i := f.Info()
-	a := wire(nil).u32(unix.NFTA_PAYLOAD_SREG, 1)
+	a := wire(nil).U32(unix.NFTA_PAYLOAD_SREG, 1)
 	if f == plan.FieldGREKey {
-		return wexpr("payload", a.u32(unix.NFTA_PAYLOAD_BASE, unix.NFT_PAYLOAD_TRANSPORT_HEADER).
-			u32(unix.NFTA_PAYLOAD_OFFSET, i.Offset).u32(unix.NFTA_PAYLOAD_LEN, i.Len)), nil
+		return wexpr("payload", a.U32(unix.NFTA_PAYLOAD_BASE, unix.NFT_PAYLOAD_TRANSPORT_HEADER).
+			U32(unix.NFTA_PAYLOAD_OFFSET, i.Offset).U32(unix.NFTA_PAYLOAD_LEN, i.Len)), nil
 	}
 	if i.Base != "network" {
 		return nil, errorf("field %s cannot be written", f)
 	}
-	return wexpr("payload", a.u32(unix.NFTA_PAYLOAD_BASE, unix.NFT_PAYLOAD_NETWORK_HEADER).
-		u32(unix.NFTA_PAYLOAD_OFFSET, i.Offset).u32(unix.NFTA_PAYLOAD_LEN, i.Len).
-		u32(unix.NFTA_PAYLOAD_CSUM_TYPE, unix.NFT_PAYLOAD_CSUM_INET).u32(unix.NFTA_PAYLOAD_CSUM_OFFSET, 10).
-		u32(unix.NFTA_PAYLOAD_CSUM_FLAGS, unix.NFT_PAYLOAD_L4CSUM_PSEUDOHDR)), nil
+	return wexpr("payload", a.U32(unix.NFTA_PAYLOAD_BASE, unix.NFT_PAYLOAD_NETWORK_HEADER).
+		U32(unix.NFTA_PAYLOAD_OFFSET, i.Offset).U32(unix.NFTA_PAYLOAD_LEN, i.Len).
+		U32(unix.NFTA_PAYLOAD_CSUM_TYPE, unix.NFT_PAYLOAD_CSUM_INET).U32(unix.NFTA_PAYLOAD_CSUM_OFFSET, 10).
+		U32(unix.NFTA_PAYLOAD_CSUM_FLAGS, unix.NFT_PAYLOAD_L4CSUM_PSEUDOHDR)), nil
 }
 
 // ruleWire encodes a plan rule's expressions as the NFTA_RULE_EXPRESSIONS
@@ -159,7 +137,7 @@ func ruleWire(r plan.Rule, setID func(name string) (uint32, bool), queueCompat b
 	var list wire
 	emit := func(es ...wire) {
 		for _, e := range es {
-			list = list.nest(unix.NFTA_LIST_ELEM, e)
+			list = list.Nest(unix.NFTA_LIST_ELEM, e)
 		}
 	}
 	// Expressions are built as runs and split into list elements: each
@@ -270,11 +248,11 @@ func ruleWire(r plan.Rule, setID func(name string) (uint32, bool), queueCompat b
 		emit(wLookup(ms.Map, id, true, false), w)
 	}
 	if r.Limit != nil {
-		emit(wexpr("limit", wire(nil).u64(unix.NFTA_LIMIT_RATE, r.Limit.PerSecond).u64(unix.NFTA_LIMIT_UNIT, 1).
-			u32(unix.NFTA_LIMIT_BURST, r.Limit.Burst).u32(unix.NFTA_LIMIT_TYPE, unix.NFT_LIMIT_PKTS).u32(unix.NFTA_LIMIT_FLAGS, 0)))
+		emit(wexpr("limit", wire(nil).U64(unix.NFTA_LIMIT_RATE, r.Limit.PerSecond).U64(unix.NFTA_LIMIT_UNIT, 1).
+			U32(unix.NFTA_LIMIT_BURST, r.Limit.Burst).U32(unix.NFTA_LIMIT_TYPE, unix.NFT_LIMIT_PKTS).U32(unix.NFTA_LIMIT_FLAGS, 0)))
 	}
 	if r.Log != "" {
-		emit(wexpr("log", wire(nil).str(unix.NFTA_LOG_PREFIX, r.Log)))
+		emit(wexpr("log", wire(nil).Str(unix.NFTA_LOG_PREFIX, r.Log)))
 	}
 	if r.Counter != "" {
 		emit(wObjref(unix.NFT_OBJECT_COUNTER, r.Counter))
@@ -296,7 +274,7 @@ func ruleWire(r plan.Rule, setID func(name string) (uint32, bool), queueCompat b
 			if q.Bypass {
 				flags = unix.NFT_QUEUE_FLAG_BYPASS
 			}
-			emit(wexpr("queue", wire(nil).u16(unix.NFTA_QUEUE_NUM, q.Num).u16(unix.NFTA_QUEUE_TOTAL, 1).u16(unix.NFTA_QUEUE_FLAGS, flags)))
+			emit(wexpr("queue", wire(nil).U16(unix.NFTA_QUEUE_NUM, q.Num).U16(unix.NFTA_QUEUE_TOTAL, 1).U16(unix.NFTA_QUEUE_FLAGS, flags)))
 		} else {
 			info := make([]byte, 8)
 			binary.NativeEndian.PutUint16(info[0:], q.Num)
@@ -304,8 +282,8 @@ func ruleWire(r plan.Rule, setID func(name string) (uint32, bool), queueCompat b
 			if q.Bypass {
 				binary.NativeEndian.PutUint16(info[4:], xtNFQueueFlagBypass)
 			}
-			emit(wexpr("target", wire(nil).str(unix.NFTA_TARGET_NAME, "NFQUEUE").u32(unix.NFTA_TARGET_REV, xtNFQueueRev).
-				add(unix.NFTA_TARGET_INFO, info)))
+			emit(wexpr("target", wire(nil).Str(unix.NFTA_TARGET_NAME, "NFQUEUE").U32(unix.NFTA_TARGET_REV, xtNFQueueRev).
+				Add(unix.NFTA_TARGET_INFO, info)))
 		}
 	}
 	switch r.Verdict {
@@ -332,7 +310,7 @@ func emitKey(list *wire, k plan.Key) error {
 		if err != nil {
 			return err
 		}
-		*list = list.nest(unix.NFTA_LIST_ELEM, e)
+		*list = list.Nest(unix.NFTA_LIST_ELEM, e)
 	}
 	return nil
 }

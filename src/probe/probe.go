@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,6 +15,7 @@ import (
 	"github.com/vpn-passthrough/vpn-passthrough/src/ct"
 	"github.com/vpn-passthrough/vpn-passthrough/src/gunzip"
 	"github.com/vpn-passthrough/vpn-passthrough/src/nft"
+	"github.com/vpn-passthrough/vpn-passthrough/src/nl"
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
 )
 
@@ -205,12 +205,12 @@ var errNotProbed = errors.New("not probed")
 // System lists links and the IPv4 default route's device.
 func System(r Root) (config.System, error) {
 	var s config.System
-	ifs, err := net.Interfaces()
+	links, err := nl.Links()
 	if err != nil {
 		return s, fmt.Errorf("probe: list links: %w", err)
 	}
-	for _, i := range ifs {
-		s.Links = append(s.Links, config.Link{Name: i.Name, Up: i.Flags&net.FlagUp != 0, Loopback: i.Flags&net.FlagLoopback != 0})
+	for _, l := range links {
+		s.Links = append(s.Links, config.Link{Name: l.Name, Up: l.Flags&unix.IFF_UP != 0, Loopback: l.Flags&unix.IFF_LOOPBACK != 0})
 	}
 	// Without /proc/net/route there is no default route to find; topology
 	// resolution then says so if it needs one.

@@ -36,9 +36,10 @@ func TestNoHeavyStdlib(t *testing.T) {
 		// flag (~25 KB for seven flags): flags.go; text/tabwriter (~12 KB
 		// for one table): status.writeColumns; bufio (~8 KB for one loop);
 		// google/nftables (~290 KB; its expression package registers every
-		// decoder at init): src/nft/netlink.go.
+		// decoder at init): src/nft/netlink.go; mdlayher/netlink and package
+		// net (~200 KB with mdlayher/socket): src/nl.
 		for _, heavy := range []string{"crypto/", "regexp", "net/http", "text/template", "html/template", "encoding/xml", "math/big", "compress/",
-			"flag", "text/tabwriter", "bufio", "github.com/google/nftables", "github.com/google/nftables/"} {
+			"flag", "text/tabwriter", "bufio", "github.com/google/nftables", "github.com/google/nftables/", "github.com/mdlayher/", "net"} {
 			if dep == strings.TrimSuffix(heavy, "/") || (strings.HasSuffix(heavy, "/") && strings.HasPrefix(dep, heavy)) {
 				t.Errorf("the daemon links %s", dep)
 			}

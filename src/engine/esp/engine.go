@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/netip"
 	"runtime/debug"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine"
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine/statefile"
 	"github.com/vpn-passthrough/vpn-passthrough/src/nfqueue"
+	"github.com/vpn-passthrough/vpn-passthrough/src/nl"
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
 	"github.com/vpn-passthrough/vpn-passthrough/src/status"
 )
@@ -422,20 +422,16 @@ var _ engine.Engine[Config] = (*Engine)(nil)
 // ifaceIPv4 returns the first IPv4 address of a device: its primary
 // address, which is also what masquerade would pick.
 func ifaceIPv4(idx uint32) (netip.Addr, error) {
-	ifi, err := net.InterfaceByIndex(int(idx))
+	addrs, err := nl.IPv4Addrs(idx)
 	if err != nil {
 		return netip.Addr{}, err
 	}
-	addrs, err := ifi.Addrs()
-	if err != nil {
-		return netip.Addr{}, err
+	if len(addrs) > 0 {
+		return addrs[0], nil
 	}
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok {
-			if ip, ok := netip.AddrFromSlice(n.IP.To4()); ok && n.IP.To4() != nil {
-				return ip, nil
-			}
-		}
+	name := fmt.Sprint(idx)
+	if l, err := nl.LinkByIndex(idx); err == nil {
+		name = l.Name
 	}
-	return netip.Addr{}, fmt.Errorf("%s has no IPv4 address", ifi.Name)
+	return netip.Addr{}, fmt.Errorf("%s has no IPv4 address", name)
 }

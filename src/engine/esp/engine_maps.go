@@ -2,7 +2,6 @@ package esp
 
 import (
 	"encoding/binary"
-	"net"
 	"net/netip"
 	"runtime"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine"
+	"github.com/vpn-passthrough/vpn-passthrough/src/nl"
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
 )
 
@@ -158,8 +158,8 @@ func (e *Engine) mapErr(errs ...error) {
 // WAN device's.
 func (e *Engine) primaryWANLocked() netip.Addr {
 	for _, name := range e.wanDevs {
-		if ifi, err := net.InterfaceByName(name); err == nil {
-			if a, ok := e.wan[uint32(ifi.Index)]; ok && a.Is4() {
+		if l, err := nl.LinkByName(name); err == nil {
+			if a, ok := e.wan[l.Index]; ok && a.Is4() {
 				return a
 			}
 		}
@@ -176,12 +176,12 @@ func (e *Engine) syncWAN() bool {
 	devs := e.wanDevs
 	e.mu.Unlock()
 	for _, name := range devs {
-		ifi, err := net.InterfaceByName(name)
+		l, err := nl.LinkByName(name)
 		if err != nil {
 			continue
 		}
-		if a, err := e.addr(uint32(ifi.Index)); err == nil && a.Is4() {
-			want[uint32(ifi.Index)] = a
+		if a, err := e.addr(l.Index); err == nil && a.Is4() {
+			want[l.Index] = a
 		}
 	}
 	e.mu.Lock()
@@ -287,7 +287,7 @@ func (e *Engine) syncWAN() bool {
 
 func (e *Engine) isWANLocked(idx uint32) bool {
 	for _, name := range e.wanDevs {
-		if ifi, err := net.InterfaceByName(name); err == nil && uint32(ifi.Index) == idx {
+		if l, err := nl.LinkByName(name); err == nil && l.Index == idx {
 			return true
 		}
 	}
