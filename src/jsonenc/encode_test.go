@@ -158,7 +158,9 @@ func (t *ptrText) MarshalText() ([]byte, error) { return []byte("p:" + t.s), nil
 
 type ptrJSON struct{ n int }
 
-func (j *ptrJSON) MarshalJSON() ([]byte, error) { return []byte(fmt.Sprintf(" { \"n\" : %d , \"h\":\"<&>\u2028\" } ", j.n)), nil }
+func (j *ptrJSON) MarshalJSON() ([]byte, error) {
+	return []byte(fmt.Sprintf(" { \"n\" : %d , \"h\":\"<&>\u2028\" } ", j.n)), nil
+}
 
 type failing struct{}
 
