@@ -30,12 +30,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"time"
 
 	godbus "github.com/godbus/dbus/v5"
 	"github.com/godbus/dbus/v5/introspect"
 
+	"github.com/vpn-passthrough/vpn-passthrough/src/kvlog"
 	"github.com/vpn-passthrough/vpn-passthrough/src/status"
 )
 
@@ -187,7 +187,7 @@ func serveOnce(ctx context.Context, conn *godbus.Conn, api status.API, events <-
 
 // Serve keeps the service on the bus until ctx ends, reconnecting when the
 // bus goes away (dbus-daemon restarted).
-func Serve(ctx context.Context, bus string, api status.API, log *slog.Logger) error {
+func Serve(ctx context.Context, bus string, api status.API, log *kvlog.Logger) error {
 	events, cancel := api.Subscribe()
 	defer cancel()
 	warned := false

@@ -8,12 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"syscall"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/daemon"
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine/statefile"
+	"github.com/vpn-passthrough/vpn-passthrough/src/kvlog"
 	"github.com/vpn-passthrough/vpn-passthrough/src/loader"
 	"github.com/vpn-passthrough/vpn-passthrough/src/nft"
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
@@ -78,7 +78,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	} else if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log := kvlog.New(stderr, kvlog.LevelInfo)
 	switch cmd {
 	case "daemon":
 		// Netlink needs CAP_NET_ADMIN only: drop the rest first (privs.go).
