@@ -11,7 +11,8 @@
 // (on T, or on *T when addressable), HTML-safe strings. It differs where
 // the daemon's values never go: it does not detect pointer cycles, does
 // not check that MarshalJSON returns valid JSON (it only compacts it), and
-// its errors are plain errors, not encoding/json's error types.
+// its errors are plain errors, not encoding/json's error types, and it
+// takes any non-ASCII rune in a tag's name for a letter.
 package jsonenc
 
 import (
@@ -20,11 +21,10 @@ import (
 	"io"
 	"math"
 	"reflect"
-	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"unicode"
 	"unicode/utf8"
 )
 
@@ -277,7 +277,7 @@ func (e *encoder) mapObject(v reflect.Value) error {
 		}
 		entries = append(entries, entry{k, it.Value()})
 	}
-	slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.key, b.key) })
+	sort.Slice(entries, func(i, j int) bool { return entries[i].key < entries[j].key })
 	e.b = append(e.b, '{')
 	for i, en := range entries {
 		if i > 0 {
@@ -591,20 +591,20 @@ func typeFields(t reflect.Type) []field {
 			}
 		}
 	}
-	slices.SortFunc(fields, func(a, b field) int {
-		if c := strings.Compare(a.name, b.name); c != 0 {
-			return c
+	// sort.Slice, not slices.SortFunc: the daemon links sort.Slice anyway,
+	// and each slices.SortFunc instance costs ~10 KB on mipsel.
+	sort.Slice(fields, func(i, j int) bool {
+		a, b := fields[i], fields[j]
+		if a.name != b.name {
+			return a.name < b.name
 		}
-		if c := len(a.index) - len(b.index); c != 0 {
-			return c
+		if len(a.index) != len(b.index) {
+			return len(a.index) < len(b.index)
 		}
 		if a.tagged != b.tagged {
-			if a.tagged {
-				return -1
-			}
-			return 1
+			return a.tagged
 		}
-		return slices.Compare(a.index, b.index)
+		return before(a.index, b.index)
 	})
 	out := fields[:0]
 	for i := 0; i < len(fields); {
@@ -617,8 +617,19 @@ func typeFields(t reflect.Type) []field {
 		}
 		i = j
 	}
-	slices.SortFunc(out, func(a, b field) int { return slices.Compare(a.index, b.index) })
+	sort.Slice(out, func(i, j int) bool { return before(out[i].index, out[j].index) })
 	return out
+}
+
+// before orders index sequences as field order in the struct: the first
+// difference decides, and a prefix comes first.
+func before(a, b []int) bool {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		if a[i] != b[i] {
+			return a[i] < b[i]
+		}
+	}
+	return len(a) < len(b)
 }
 
 func hasOption(opts, name string) bool {
@@ -633,13 +644,16 @@ func hasOption(opts, name string) bool {
 }
 
 // validName is encoding/json's test of a tag's name: letters, digits and
-// some punctuation; otherwise the field keeps its Go name.
+// some punctuation; otherwise the field keeps its Go name. Any rune
+// outside ASCII counts as a letter: encoding/json asks package unicode,
+// whose tables cost ~4 KB, and the daemon's tags are ASCII.
 func validName(s string) bool {
 	if s == "" {
 		return false
 	}
 	for _, c := range s {
-		if !strings.ContainsRune("!#$%&()*+-./:;<=>?@[]^_{|}~ ", c) && !unicode.IsLetter(c) && !unicode.IsDigit(c) {
+		if !strings.ContainsRune("!#$%&()*+-./:;<=>?@[]^_{|}~ ", c) && c < utf8.RuneSelf &&
+			!('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
 			return false
 		}
 	}

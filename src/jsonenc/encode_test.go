@@ -319,3 +319,17 @@ func TestIndent(t *testing.T) {
 		t.Errorf("MarshalIndent with no indent:\n got %s\nwant %s", got, want)
 	}
 }
+
+// The one documented difference: a non-ASCII rune that is not a letter or
+// digit in a tag's name (encoding/json then keeps the Go name).
+func TestNonASCIITag(t *testing.T) {
+	v := struct {
+		A int `json:"a→b"`
+		B int `json:"é"`
+	}{1, 2}
+	want, _ := json.Marshal(v)
+	got, _ := jsonenc.Marshal(v)
+	if string(want) != `{"A":1,"é":2}` || string(got) != `{"a→b":1,"é":2}` {
+		t.Errorf("encoding/json %s, jsonenc %s", want, got)
+	}
+}
