@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/daemon"
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine/statefile"
+	"github.com/vpn-passthrough/vpn-passthrough/src/jsonenc"
 	"github.com/vpn-passthrough/vpn-passthrough/src/kvlog"
 	"github.com/vpn-passthrough/vpn-passthrough/src/loader"
 	"github.com/vpn-passthrough/vpn-passthrough/src/nft"
@@ -99,7 +99,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			for _, w := range l.Warnings {
 				cw = append(cw, w.String())
 			}
-			return json.NewEncoder(stdout).Encode(map[string]any{
+			return jsonenc.Encode(stdout, map[string]any{
 				"capabilities": l.Caps, "protocols": l.Plan.Decisions, "topology": l.Plan.Topology, "offload": l.Plan.Offload,
 				"warnings": l.Plan.Warnings, "config_warnings": cw})
 		}
@@ -156,9 +156,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return err
 		}
 		if fl.json {
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			return enc.Encode(s)
+			b, err := jsonenc.MarshalIndent(s, "", "  ")
+			if err != nil {
+				return err
+			}
+			_, err = stdout.Write(append(b, '\n'))
+			return err
 		}
 		fmt.Fprint(stdout, s.Text())
 		return nil
