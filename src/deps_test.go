@@ -12,7 +12,7 @@ import (
 func TestPureImports(t *testing.T) {
 	const mod = "github.com/vpn-passthrough/vpn-passthrough/src/"
 	banned := []string{"golang.org/x/sys/unix", "github.com/mdlayher/netlink", "github.com/google/nftables", "os/exec", "net"}
-	for _, pkg := range []string{"uci", "config", "plan", "packet", "jsondec"} {
+	for _, pkg := range []string{"uci", "config", "plan", "packet", "jsondec", "jsonenc", "kvlog"} {
 		out, err := exec.Command("go", "list", "-deps", mod+pkg).CombinedOutput()
 		if err != nil {
 			t.Fatalf("go list %s: %v: %s", pkg, err, out)

@@ -3,13 +3,13 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/vpn-passthrough/vpn-passthrough/src/kvlog"
 	"github.com/vpn-passthrough/vpn-passthrough/src/loader"
 	"github.com/vpn-passthrough/vpn-passthrough/src/nft"
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
@@ -27,7 +27,7 @@ type Options struct {
 	// FW4IncludeDir holds our fw4 include (fw4IncludeDir under Root by
 	// default); the daemon keeps its mark equal to globals.mark.
 	FW4IncludeDir string
-	Log           *slog.Logger
+	Log           *kvlog.Logger
 	// Frontends (ubus, D-Bus) serve the API once the first apply is done.
 	Frontends []Frontend
 }

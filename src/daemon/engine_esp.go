@@ -1,11 +1,10 @@
 package daemon
 
 import (
-	"log/slog"
-
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine"
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine/esp"
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine/statefile"
+	"github.com/vpn-passthrough/vpn-passthrough/src/kvlog"
 	"github.com/vpn-passthrough/vpn-passthrough/src/loader"
 	"github.com/vpn-passthrough/vpn-passthrough/src/nft"
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
@@ -15,10 +14,10 @@ import (
 // tables and applies the new limits and keep_ike_port (Updater).
 type espEngine struct {
 	*esp.Engine
-	log *slog.Logger
+	log *kvlog.Logger
 }
 
-func espOptions(l *loader.Loaded, log *slog.Logger) esp.Options {
+func espOptions(l *loader.Loaded, log *kvlog.Logger) esp.Options {
 	c := l.Config.IPsec
 	return esp.Options{
 		MaxSAs:       c.MaxSAs,

@@ -3,9 +3,9 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"time"
 
+	"github.com/vpn-passthrough/vpn-passthrough/src/kvlog"
 	"github.com/vpn-passthrough/vpn-passthrough/src/loader"
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
 	"github.com/vpn-passthrough/vpn-passthrough/src/status"
@@ -28,7 +28,7 @@ type Updater interface {
 
 // EngineEnv is what every engine gets from the daemon besides its config.
 type EngineEnv struct {
-	Log      *slog.Logger
+	Log      *kvlog.Logger
 	StateDir string // where engines keep state across a crash (statefile)
 }
 

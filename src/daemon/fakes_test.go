@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"reflect"
 	"slices"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/config"
 	"github.com/vpn-passthrough/vpn-passthrough/src/ct"
+	"github.com/vpn-passthrough/vpn-passthrough/src/kvlog"
 	"github.com/vpn-passthrough/vpn-passthrough/src/loader"
 	"github.com/vpn-passthrough/vpn-passthrough/src/nft"
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
@@ -351,9 +350,9 @@ func newRig(t *testing.T, cfg config.Config) *rig {
 			}
 		},
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := kvlog.Discard()
 	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(testWriter{t}, nil))
+		log = kvlog.New(testWriter{t}, kvlog.LevelInfo)
 	}
 	r.d = New(ectx, Options{ConfigPath: "/fake/vpn-passthrough", Log: log}, k)
 	return r

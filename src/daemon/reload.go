@@ -2,12 +2,12 @@ package daemon
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/ct"
+	"github.com/vpn-passthrough/vpn-passthrough/src/jsonenc"
 	"github.com/vpn-passthrough/vpn-passthrough/src/loader"
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
 )
@@ -185,12 +185,12 @@ func (d *Daemon) applyGuard(p *plan.Plan) {
 }
 
 // samePlan reports whether two plans are the same, compared by their JSON:
-// reflect.DeepEqual costs ~8 KB of the mipsel binary and encoding/json's
-// encoder is linked anyway (log/slog). Plans have only exported fields and
+// reflect.DeepEqual costs ~8 KB of the mipsel binary and src/jsonenc is
+// linked anyway (status, state files). Plans have only exported fields and
 // no funcs or custom marshalers, so every field shows (TestSamePlanSeesEveryField);
 // a nil and an empty list are the same, as they are for the ruleset.
 func samePlan(a, b *plan.Plan) bool {
-	ja, errA := json.Marshal(a)
-	jb, errB := json.Marshal(b)
+	ja, errA := jsonenc.Marshal(a)
+	jb, errB := jsonenc.Marshal(b)
 	return errA == nil && errB == nil && bytes.Equal(ja, jb)
 }

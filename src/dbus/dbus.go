@@ -27,15 +27,15 @@ package dbus
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"time"
 
 	godbus "github.com/godbus/dbus/v5"
 	"github.com/godbus/dbus/v5/introspect"
 
+	"github.com/vpn-passthrough/vpn-passthrough/src/jsonenc"
+	"github.com/vpn-passthrough/vpn-passthrough/src/kvlog"
 	"github.com/vpn-passthrough/vpn-passthrough/src/status"
 )
 
@@ -57,7 +57,7 @@ func dbusErr(name string, err error) *godbus.Error {
 }
 
 func jsonReply(v any) (string, *godbus.Error) {
-	b, err := json.Marshal(v)
+	b, err := jsonenc.Marshal(v)
 	if err != nil {
 		return "", dbusErr("Failed", err)
 	}
@@ -169,7 +169,7 @@ func serveOnce(ctx context.Context, conn *godbus.Conn, api status.API, events <-
 			var err error
 			switch e.Name {
 			case status.EventSessionNew, status.EventSessionEnd:
-				b, _ := json.Marshal(e.Session)
+				b, _ := jsonenc.Marshal(e.Session)
 				sig := "SessionNew"
 				if e.Name == status.EventSessionEnd {
 					sig = "SessionEnd"
@@ -187,7 +187,7 @@ func serveOnce(ctx context.Context, conn *godbus.Conn, api status.API, events <-
 
 // Serve keeps the service on the bus until ctx ends, reconnecting when the
 // bus goes away (dbus-daemon restarted).
-func Serve(ctx context.Context, bus string, api status.API, log *slog.Logger) error {
+func Serve(ctx context.Context, bus string, api status.API, log *kvlog.Logger) error {
 	events, cancel := api.Subscribe()
 	defer cancel()
 	warned := false

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
@@ -16,6 +14,7 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/dbus/dbustest"
+	"github.com/vpn-passthrough/vpn-passthrough/src/kvlog"
 	"github.com/vpn-passthrough/vpn-passthrough/src/status"
 	"github.com/vpn-passthrough/vpn-passthrough/src/status/statustest"
 )
@@ -46,7 +45,7 @@ func serve(t *testing.T, addr string, api status.API) *godbus.Conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
-		Serve(ctx, addr, api, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		Serve(ctx, addr, api, kvlog.Discard())
 		close(done)
 	}()
 	t.Cleanup(func() { cancel(); <-done })

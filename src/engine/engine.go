@@ -8,9 +8,9 @@ package engine
 
 import (
 	"context"
-	"log/slog"
 	"time"
 
+	"github.com/vpn-passthrough/vpn-passthrough/src/kvlog"
 	"github.com/vpn-passthrough/vpn-passthrough/src/status"
 )
 
@@ -40,7 +40,7 @@ type Common struct {
 	MaxPerClient int           // ipsec.max_sas_per_client, pptp.max_calls_per_client
 	IdleTimeout  time.Duration // a session without traffic this long ends
 	StatePath    string        // state file ("": none)
-	Log          *slog.Logger
+	Log          *kvlog.Logger // nil discards
 	// Maps is the kernel data plane (nil: every packet of every session
 	// crosses NFQUEUE, the fallback on kernels without the fast path).
 	Maps Maps

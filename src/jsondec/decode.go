@@ -1,9 +1,8 @@
 // Package jsondec reads JSON into Go values the way encoding/json's
 // Unmarshal does, for what the daemon reads back: its state files, the
 // status socket's answer and ubus replies. It exists for size: encoding/json's
-// decoder costs ~68 KB of the mipsel binary (its encoder comes with log/slog
-// anyway), this one ~31 KB, on the reflect package that fmt and slog link
-// already.
+// decoder costs ~68 KB of the mipsel binary, this one ~31 KB, on the
+// reflect package that fmt links already (src/jsonenc is its encoder).
 //
 // What it takes: objects into structs (fields by their `json` tag, else by
 // name; exact match first, then case-insensitive; `json:"-"` skipped;

@@ -2,7 +2,6 @@ package status
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/jsondec"
+	"github.com/vpn-passthrough/vpn-passthrough/src/jsonenc"
 	"github.com/vpn-passthrough/vpn-passthrough/src/unixsock"
 )
 
@@ -51,7 +51,7 @@ func Serve(ctx context.Context, path string, get func() Status) error {
 			continue
 		}
 		c.SetDeadline(time.Now().Add(5 * time.Second))
-		json.NewEncoder(c).Encode(get())
+		jsonenc.Encode(c, get())
 		c.Close()
 	}
 }

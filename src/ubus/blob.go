@@ -2,7 +2,6 @@ package ubus
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -10,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/jsondec"
+	"github.com/vpn-passthrough/vpn-passthrough/src/jsonenc"
 )
 
 // Blob attribute header bits (libubox blob.h).
@@ -257,7 +257,7 @@ func fieldOf(name string, v any) Field {
 	return Field{Name: name, Type: TypeString, Value: fmt.Sprint(v)}
 }
 
-// ToJSON turns fields of a table back into a Go value for encoding/json:
+// ToJSON turns fields of a table back into a Go value for JSON (src/jsonenc):
 // tables become map[string]any, arrays []any.
 func ToJSON(fs []Field, table bool) any {
 	if !table {
@@ -281,10 +281,10 @@ func valueOf(f Field) any {
 	return f.Value
 }
 
-// Marshal encodes v (anything encoding/json takes that is an object) as
+// Marshal encodes v (anything src/jsonenc takes that is an object) as
 // the fields of a blobmsg table.
 func Marshal(v any) ([]byte, error) {
-	js, err := json.Marshal(v)
+	js, err := jsonenc.Marshal(v)
 	if err != nil {
 		return nil, err
 	}

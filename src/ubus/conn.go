@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"sync"
 	"time"
 
+	"github.com/vpn-passthrough/vpn-passthrough/src/kvlog"
 	"github.com/vpn-passthrough/vpn-passthrough/src/unixsock"
 )
 
@@ -314,7 +314,7 @@ func StatusText(st int) string {
 // Serve keeps obj registered on the ubusd at path until ctx ends,
 // reconnecting when ubusd restarts, and sends each event from events
 // (name, data) while connected. It returns only when ctx ends.
-func Serve(ctx context.Context, path string, obj *Object, events <-chan [2]any, log *slog.Logger) {
+func Serve(ctx context.Context, path string, obj *Object, events <-chan [2]any, log *kvlog.Logger) {
 	backoff := 500 * time.Millisecond
 	warned := false
 	for ctx.Err() == nil {

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 
+	"github.com/vpn-passthrough/vpn-passthrough/src/kvlog"
 	"github.com/vpn-passthrough/vpn-passthrough/src/status"
 )
 
@@ -110,7 +110,7 @@ func apiError(err error) error {
 
 // ServeAPI registers the object on the ubusd at path and sends the
 // daemon's events until ctx ends, reconnecting when ubusd restarts.
-func ServeAPI(ctx context.Context, path string, api status.API, log *slog.Logger) error {
+func ServeAPI(ctx context.Context, path string, api status.API, log *kvlog.Logger) error {
 	evs, cancel := api.Subscribe()
 	defer cancel()
 	out := make(chan [2]any, 64)

@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vpn-passthrough/vpn-passthrough/src/kvlog"
 	"github.com/vpn-passthrough/vpn-passthrough/src/status"
 	"github.com/vpn-passthrough/vpn-passthrough/src/status/statustest"
 )
@@ -100,7 +99,7 @@ func TestRealUbusd(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
-		ServeAPI(ctx, u.sock, api, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		ServeAPI(ctx, u.sock, api, kvlog.Discard())
 		close(done)
 	}()
 	defer func() { cancel(); <-done }()

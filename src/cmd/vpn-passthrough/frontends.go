@@ -2,16 +2,16 @@ package main
 
 import (
 	"context"
-	"log/slog"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/daemon"
+	"github.com/vpn-passthrough/vpn-passthrough/src/kvlog"
 	"github.com/vpn-passthrough/vpn-passthrough/src/status"
 	"github.com/vpn-passthrough/vpn-passthrough/src/ubus"
 )
 
 // frontends are the APIs the daemon serves besides its status socket: the
 // ubus object (OpenWrt) and, in builds with D-Bus, the D-Bus service.
-func frontends(ubusSock, dbusBus string, log *slog.Logger) []daemon.Frontend {
+func frontends(ubusSock, dbusBus string, log *kvlog.Logger) []daemon.Frontend {
 	var fs []daemon.Frontend
 	if ubusSock != "off" && ubusSock != "" {
 		fs = append(fs, func(ctx context.Context, api status.API) error {

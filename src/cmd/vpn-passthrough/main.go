@@ -4,16 +4,16 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"syscall"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/daemon"
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine/statefile"
+	"github.com/vpn-passthrough/vpn-passthrough/src/jsonenc"
+	"github.com/vpn-passthrough/vpn-passthrough/src/kvlog"
 	"github.com/vpn-passthrough/vpn-passthrough/src/loader"
 	"github.com/vpn-passthrough/vpn-passthrough/src/nft"
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
@@ -78,7 +78,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	} else if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log := kvlog.New(stderr, kvlog.LevelInfo)
 	switch cmd {
 	case "daemon":
 		// Netlink needs CAP_NET_ADMIN only: drop the rest first (privs.go).
@@ -99,7 +99,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			for _, w := range l.Warnings {
 				cw = append(cw, w.String())
 			}
-			return json.NewEncoder(stdout).Encode(map[string]any{
+			return jsonenc.Encode(stdout, map[string]any{
 				"capabilities": l.Caps, "protocols": l.Plan.Decisions, "topology": l.Plan.Topology, "offload": l.Plan.Offload,
 				"warnings": l.Plan.Warnings, "config_warnings": cw})
 		}
@@ -156,9 +156,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return err
 		}
 		if fl.json {
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			return enc.Encode(s)
+			b, err := jsonenc.MarshalIndent(s, "", "  ")
+			if err != nil {
+				return err
+			}
+			_, err = stdout.Write(append(b, '\n'))
+			return err
 		}
 		fmt.Fprint(stdout, s.Text())
 		return nil

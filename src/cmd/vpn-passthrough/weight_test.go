@@ -37,9 +37,12 @@ func TestNoHeavyStdlib(t *testing.T) {
 		// for one table): status.writeColumns; bufio (~8 KB for one loop);
 		// google/nftables (~290 KB; its expression package registers every
 		// decoder at init): src/nft/netlink.go; mdlayher/netlink and package
-		// net (~200 KB with mdlayher/socket): src/nl.
+		// net (~200 KB with mdlayher/socket): src/nl; log/slog (~93 KB):
+		// src/kvlog writes the same lines; encoding/json (~170 KB with its
+		// decoder and base64): src/jsonenc, src/jsondec.
 		for _, heavy := range []string{"crypto/", "regexp", "net/http", "text/template", "html/template", "encoding/xml", "math/big", "compress/",
-			"flag", "text/tabwriter", "bufio", "github.com/google/nftables", "github.com/google/nftables/", "github.com/mdlayher/", "net"} {
+			"flag", "text/tabwriter", "bufio", "github.com/google/nftables", "github.com/google/nftables/", "github.com/mdlayher/", "net",
+			"log/slog", "encoding/json"} {
 			if dep == strings.TrimSuffix(heavy, "/") || (strings.HasSuffix(heavy, "/") && strings.HasPrefix(dep, heavy)) {
 				t.Errorf("the daemon links %s", dep)
 			}
@@ -87,8 +90,8 @@ func TestNoResolver(t *testing.T) {
 	if strings.Contains(string(out), "reflect.deepValueEqual") {
 		t.Error("the daemon links reflect.DeepEqual: compare plans with samePlan")
 	}
-	// encoding/json's decoder (~68 KB; its encoder comes with log/slog):
-	// src/jsondec reads what the daemon reads back.
+	// encoding/json's decoder (~68 KB; TestNoHeavyStdlib keeps the whole
+	// package out): src/jsondec reads what the daemon reads back.
 	if strings.Contains(string(out), "encoding/json.(*decodeState)") {
 		t.Error("the daemon links encoding/json's decoder (json.Unmarshal, json.NewDecoder): use src/jsondec")
 	}

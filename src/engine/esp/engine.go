@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/netip"
 	"runtime/debug"
 	"sync"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine"
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine/statefile"
+	"github.com/vpn-passthrough/vpn-passthrough/src/kvlog"
 	"github.com/vpn-passthrough/vpn-passthrough/src/nfqueue"
 	"github.com/vpn-passthrough/vpn-passthrough/src/nl"
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
@@ -51,7 +51,7 @@ type Config struct {
 
 // Engine runs a Tracker on an NFQUEUE.
 type Engine struct {
-	log   *slog.Logger
+	log   *kvlog.Logger
 	q     *nfqueue.Queue
 	epoch time.Time
 	addr  func(uint32) (netip.Addr, error)
@@ -85,9 +85,6 @@ type Engine struct {
 // New binds the queue, so packets can be queued to it as soon as New
 // returns; Run must follow.
 func New(c Config) (*Engine, error) {
-	if c.Log == nil {
-		c.Log = slog.New(discard{})
-	}
 	c.Options = c.options()
 	if c.Addr == nil {
 		c.Addr = ifaceIPv4

@@ -66,7 +66,7 @@ func TestSyncWANReplacesAndFirstPassOnlyAdds(t *testing.T) {
 	old := netip.MustParseAddr("198.51.100.7").As4()
 	_ = maps.Add(plan.MapESPWANSrc, []engine.Element{{Key: key, Val: old[:]}})
 	_ = maps.Add(plan.MapESPWANAddrs, []engine.Element{{Key: old[:]}})
-	e := &Engine{log: slogDiscard(), maps: maps, wanDevs: []string{"lo"}, wan: map[uint32]netip.Addr{},
+	e := &Engine{log: discardLog(), maps: maps, wanDevs: []string{"lo"}, wan: map[uint32]netip.Addr{},
 		addr: func(uint32) (netip.Addr, error) {
 			if fail {
 				return netip.Addr{}, net.UnknownNetworkError("no address yet")

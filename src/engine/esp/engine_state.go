@@ -2,8 +2,8 @@ package esp
 
 import (
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine/statefile"
+	"github.com/vpn-passthrough/vpn-passthrough/src/jsonenc"
 
-	"encoding/json"
 	"time"
 )
 
@@ -36,7 +36,7 @@ func (e *Engine) saveState(path string, force bool) error {
 	s := e.tr.Snapshot(e.now(), time.Now(), e.boot)
 	e.mu.Unlock()
 	s.NetNS = e.netns
-	data, err := json.Marshal(s)
+	data, err := jsonenc.Marshal(s)
 	if err != nil {
 		return err
 	}

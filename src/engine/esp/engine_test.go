@@ -13,7 +13,7 @@ import (
 
 // testEngine is an Engine without a queue: HandleBatch only.
 func testEngine(addr func(uint32) (netip.Addr, error)) *Engine {
-	return &Engine{log: slogDiscard(), epoch: time.Now(), addr: addr, tr: NewTracker(Options{}), wan: map[uint32]netip.Addr{}}
+	return &Engine{log: discardLog(), epoch: time.Now(), addr: addr, tr: NewTracker(Options{}), wan: map[uint32]netip.Addr{}}
 }
 
 func TestHandleBatch(t *testing.T) {

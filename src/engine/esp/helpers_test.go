@@ -3,12 +3,12 @@ package esp
 import (
 	"bytes"
 	"encoding/binary"
-	"log/slog"
 	"net/netip"
 	"os"
 	"testing"
 	"time"
 
+	"github.com/vpn-passthrough/vpn-passthrough/src/kvlog"
 	"github.com/vpn-passthrough/vpn-passthrough/src/packet"
 )
 
@@ -112,7 +112,7 @@ type rig struct {
 func newRig(t *testing.T, o Options) *rig {
 	t.Helper()
 	if o.Log == nil && testing.Verbose() {
-		o.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		o.Log = kvlog.New(os.Stderr, kvlog.LevelDebug)
 	}
 	return &rig{t: t, tr: NewTracker(o), now: time.Hour}
 }
@@ -225,4 +225,5 @@ func (r *rig) session(proto, client string, spi string) (found bool, state strin
 	return false, ""
 }
 
-func slogDiscard() *slog.Logger { return slog.New(discard{}) }
+// discardLog is a logger for tests that check no lines.
+func discardLog() *kvlog.Logger { return kvlog.Discard() }

@@ -46,7 +46,7 @@ type simLab struct {
 
 func simulateRace(t *testing.T, rng *rand.Rand, c simLab) simResult {
 	n, count, interval, jitter, delays := c.n, c.count, c.interval, c.jitter, c.delays
-	r := newRig(t, Options{Log: slogDiscard()})
+	r := newRig(t, Options{Log: discardLog()})
 	client := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 10, byte(i), 2}) }
 	out := func(i int) uint32 { return 0xc0000000 + uint32(i) }
 	in := func(i int) uint32 { return 0x5e000000 + uint32(i) }

@@ -1,12 +1,11 @@
 package esp
 
 import (
-	"context"
 	"encoding/binary"
-	"log/slog"
 	"net/netip"
 	"time"
 
+	"github.com/vpn-passthrough/vpn-passthrough/src/kvlog"
 	"github.com/vpn-passthrough/vpn-passthrough/src/packet"
 )
 
@@ -51,7 +50,7 @@ type Options struct {
 	ReplyWindow time.Duration
 	// Log gets one line per learning, hold, remap and expiry event, never
 	// one per forwarded packet. nil discards.
-	Log *slog.Logger
+	Log *kvlog.Logger
 }
 
 func (o Options) withDefaults() Options {
@@ -81,9 +80,6 @@ func (o Options) withDefaults() Options {
 	}
 	if o.RekeyGrace > o.IdleTimeout {
 		o.RekeyGrace = o.IdleTimeout
-	}
-	if o.Log == nil {
-		o.Log = slog.New(discard{})
 	}
 	return o
 }
@@ -908,12 +904,3 @@ func hexSPI64(v uint64) string {
 	}
 	return string(b[:])
 }
-
-// discard is a slog.Handler that drops everything (slog.DiscardHandler is
-// Go 1.24).
-type discard struct{}
-
-func (discard) Enabled(context.Context, slog.Level) bool  { return false }
-func (discard) Handle(context.Context, slog.Record) error { return nil }
-func (d discard) WithAttrs([]slog.Attr) slog.Handler      { return d }
-func (d discard) WithGroup(string) slog.Handler           { return d }

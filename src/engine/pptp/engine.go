@@ -5,8 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/netip"
 	"sort"
 	"strconv"
@@ -17,6 +15,7 @@ import (
 	"github.com/vpn-passthrough/vpn-passthrough/src/ct"
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine"
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine/statefile"
+	"github.com/vpn-passthrough/vpn-passthrough/src/kvlog"
 	"github.com/vpn-passthrough/vpn-passthrough/src/nfqueue"
 	"github.com/vpn-passthrough/vpn-passthrough/src/packet"
 	"github.com/vpn-passthrough/vpn-passthrough/src/status"
@@ -31,7 +30,7 @@ type Queue interface {
 
 // Options are the engine's dependencies; zero values mean the real ones.
 type Options struct {
-	Log *slog.Logger
+	Log *kvlog.Logger
 	Now func() time.Time
 	// Rand returns random 16-bit values for translated Call IDs.
 	Rand func() uint16
@@ -256,9 +255,6 @@ func New(cfg Config, opts ...Options) (*Engine, error) {
 		blocks: map[transKey]int{}, perClient: map[uint32]int{}, limitLog: map[uint32]time.Time{},
 		ctq: o.Conntrack, ctView: o.Conntrack != nil, maps: cfg.Maps, orphans: map[string]*orphan{},
 	}, flows: o.Flows, statePath: cfg.StatePath}
-	if e.log == nil {
-		e.log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
 	if e.now == nil {
 		e.now = time.Now
 	}

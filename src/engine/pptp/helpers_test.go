@@ -3,13 +3,13 @@ package pptp
 import (
 	"bytes"
 	"encoding/binary"
-	"log/slog"
 	"net/netip"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/ct"
+	"github.com/vpn-passthrough/vpn-passthrough/src/kvlog"
 	"github.com/vpn-passthrough/vpn-passthrough/src/nfqueue"
 	"github.com/vpn-passthrough/vpn-passthrough/src/packet"
 )
@@ -163,7 +163,7 @@ func newHarnessWith(t testing.TB, cfg Config, opt func(*Options)) *harness {
 		cfg.Mark, cfg.MarkMask = testMark, testMask
 	}
 	o := Options{
-		Log: slog.New(slog.NewTextHandler(h.log, nil)),
+		Log: kvlog.New(h.log, kvlog.LevelInfo),
 		Now: func() time.Time { return h.now },
 		Rand: func() uint16 {
 			// xorshift: deterministic but spread out.

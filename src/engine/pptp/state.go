@@ -2,8 +2,8 @@ package pptp
 
 import (
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine/statefile"
+	"github.com/vpn-passthrough/vpn-passthrough/src/jsonenc"
 
-	"encoding/json"
 	"errors"
 	"io/fs"
 	"net/netip"
@@ -54,7 +54,7 @@ func (e *Engine) snapshotLocked() []byte {
 			sf.Calls = append(sf.Calls, sc)
 		}
 	}
-	b, _ := json.Marshal(sf)
+	b, _ := jsonenc.Marshal(sf)
 	return b
 }
 

@@ -3,7 +3,6 @@ package pptp
 import (
 	"encoding/binary"
 	"errors"
-	"log/slog"
 	"net/netip"
 	"sync"
 	"time"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/ct"
 	"github.com/vpn-passthrough/vpn-passthrough/src/engine"
+	"github.com/vpn-passthrough/vpn-passthrough/src/kvlog"
 	"github.com/vpn-passthrough/vpn-passthrough/src/nfqueue"
 	"github.com/vpn-passthrough/vpn-passthrough/src/packet"
 )
@@ -154,7 +154,7 @@ type counters struct {
 // the Engine fills with the real sockets and tests with fakes; it makes no
 // system call itself.
 type tracker struct {
-	log    *slog.Logger
+	log    *kvlog.Logger
 	now    func() time.Time
 	rand   func() uint16
 	helper HelperClearer
