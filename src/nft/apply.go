@@ -248,10 +248,12 @@ func setElements(s plan.Set) ([]engine.Element, error) {
 }
 
 // sameSet reports whether an installed set can stay as the plan's set or
-// map (same kind, key and value; a map then keeps its elements).
+// map (same kind, key, value and counters; a map then keeps its elements).
+// The kernel refuses to re-add a set with other properties (EEXIST), so any
+// difference means delete and add.
 func sameSet(cur setInfo, want setSpec) bool {
 	return cur.flags&unix.NFT_SET_MAP == want.flags&unix.NFT_SET_MAP && cur.keyType == want.keyType &&
-		cur.keyLen == want.keyLen && cur.dataType == want.dataType
+		cur.keyLen == want.keyLen && cur.dataType == want.dataType && cur.dataLen == want.dataLen && cur.counter == want.counter
 }
 
 // installed is what our table holds now (empty if it does not exist).
@@ -383,6 +385,9 @@ func ifname(s string) []byte {
 func comment(c string) []byte {
 	if c == "" {
 		return nil
+	}
+	if len(c) > 254 { // the TLV's length is a byte, NUL included
+		c = c[:254]
 	}
 	return append(append([]byte{0, byte(len(c) + 1)}, c...), 0)
 }

@@ -18,8 +18,8 @@ import (
 // rules are (files/usr/share/nftables.d/ruleset-post/10-vpn-passthrough.nft:
 // established/related TCP 1723 and UDP 500, by destination port and by
 // source port, accepted), so the planner can judge it (plan/offload.go).
-// Like FW4AcceptMark it reads the raw rule dump itself: google/nftables
-// cannot decode every expression fw4 and users put there.
+// Like FW4AcceptMark it reads the rule dump with parseRule, which skips the
+// expressions (fw4's and users' of every kind) it does not need.
 func (n *Conn) FW4Offload() plan.FW4Chain {
 	rules, sets, err := n.FW4ForwardDump()
 	if errors.Is(err, os.ErrNotExist) {
@@ -186,7 +186,7 @@ func parseRule(b []byte) (rawRule, bool) {
 				err := nl.Walk(data, func(typ uint16, data []byte) error {
 					switch typ {
 					case unix.NFTA_EXPR_NAME:
-						e.name = string(trimNUL(data))
+						e.name = nl.String(data)
 					case unix.NFTA_EXPR_DATA:
 						return nl.Walk(data, func(typ uint16, data []byte) error {
 							e.attr[typ] = data
@@ -216,7 +216,7 @@ func u32be(b []byte) (uint32, bool) {
 func (r rawRule) flowOffload() (string, bool) {
 	for _, e := range r.exprs {
 		if e.name == "flow_offload" {
-			return string(trimNUL(e.attr[nftaFlowTableName])), true
+			return nl.String(e.attr[nftaFlowTableName]), true
 		}
 	}
 	return "", false
@@ -236,7 +236,7 @@ func (r rawRule) exemption() (set string, off uint32, ok bool) {
 		o, _ := u32be(p.attr[unix.NFTA_PAYLOAD_OFFSET])
 		n, _ := u32be(p.attr[unix.NFTA_PAYLOAD_LEN])
 		flags, _ := u32be(l.attr[unix.NFTA_LOOKUP_FLAGS])
-		name := string(trimNUL(l.attr[unix.NFTA_LOOKUP_SET]))
+		name := nl.String(l.attr[unix.NFTA_LOOKUP_SET])
 		if key != unix.NFT_META_L4PROTO || base != unix.NFT_PAYLOAD_TRANSPORT_HEADER || n != 2 || (o != 0 && o != 2) ||
 			flags&unix.NFT_LOOKUP_F_INV != 0 || name == "" {
 			continue

@@ -140,8 +140,7 @@ func notFound(err error) bool {
 }
 
 // AddAll inserts the elements of several maps in one transaction: one
-// netlink round trip and one commit, where Add costs two round trips (the
-// set's lookup and the batch) and a commit per map. The PPTP engine adds a
+// netlink round trip and one commit, where Add costs one of each per map. The PPTP engine adds a
 // new call's four elements this way while the call's Outgoing-Call-Request
 // waits in the queue (test/bench/pptp measures that wait). The kernel finds
 // each set by its name. If the batch is refused (an element exists with

@@ -3,7 +3,6 @@ package nft
 import (
 	"encoding/binary"
 	"errors"
-	"os"
 
 	"golang.org/x/sys/unix"
 
@@ -40,24 +39,13 @@ func listSetElements(netns int, table, name string) ([]engine.Element, error) {
 		return nil, explain(err)
 	}
 	var l elemLister
-	buf := make([]byte, 64<<10) // a dump message is at most 32 KiB
 	// The deadline bounds the dump's time, this its datagrams.
 	for range 1 << 20 {
-		var n int
-		var rerr error
-		if err := c.SyscallConn().Read(func(fd uintptr) bool {
-			n, _, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_TRUNC)
-			return rerr != unix.EAGAIN && rerr != unix.EINTR
-		}); err != nil {
+		b, err := c.ReadDatagram()
+		if err != nil {
 			return nil, explain(err)
 		}
-		if rerr != nil {
-			return nil, rerr
-		}
-		if n > len(buf) {
-			return nil, errors.New("netlink: dump message truncated")
-		}
-		done, err := l.parse(buf[:n], seq)
+		done, err := l.parse(b, seq)
 		if err != nil {
 			return nil, err
 		}
@@ -79,46 +67,23 @@ const setElemExpressions = 0xb // NFTA_SET_ELEM_EXPRESSIONS
 
 // parse reads one datagram of the dump (messages of request seq); it
 // reports whether the dump ended.
-func (l *elemLister) parse(b []byte, seq uint32) (bool, error) {
-	for len(b) >= unix.NLMSG_HDRLEN {
-		size := int(binary.NativeEndian.Uint32(b[0:4]))
-		typ := binary.NativeEndian.Uint16(b[4:6])
-		if size < unix.NLMSG_HDRLEN || size > len(b) {
-			return false, errors.New("netlink: bad message length")
+func (l *elemLister) parse(b []byte, seq uint32) (done bool, err error) {
+	err = nl.Messages(b, func(m nl.Message) error {
+		if m.Seq != seq || done {
+			return nil
 		}
-		msg := b[unix.NLMSG_HDRLEN:size]
-		mseq := binary.NativeEndian.Uint32(b[8:12])
-		b = b[min(nl.Align(size), len(b)):]
-		if mseq != seq {
-			continue
+		if err := m.Err(); err != nil {
+			return err // an error, or a dump the kernel ended with one
 		}
-		switch typ {
-		case unix.NLMSG_DONE:
-			return true, nil
-		case unix.NLMSG_ERROR:
-			if len(msg) < 4 {
-				return false, errors.New("netlink: short error message")
-			}
-			if errno := int32(binary.NativeEndian.Uint32(msg[:4])); errno != 0 {
-				err := unix.Errno(-errno)
-				if err == unix.ENOENT {
-					return false, &os.SyscallError{Syscall: "netlink receive", Err: err}
-				}
-				return false, err
-			}
-			continue
-		case unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWSETELEM:
-		default:
-			continue
+		switch {
+		case m.Type == unix.NLMSG_DONE:
+			done = true
+		case m.Type == nftMsg(unix.NFT_MSG_NEWSETELEM) && len(m.Data) >= 4:
+			return l.message(m.Data[4:])
 		}
-		if len(msg) < 4 {
-			continue
-		}
-		if err := l.message(msg[4:]); err != nil {
-			return false, err
-		}
-	}
-	return false, nil
+		return nil
+	})
+	return done, err
 }
 
 func (l *elemLister) message(b []byte) error {
@@ -190,7 +155,7 @@ func (l *elemLister) expr(b []byte, e *engine.Element) {
 	_ = nl.Walk(b, func(typ uint16, d []byte) error {
 		switch typ {
 		case unix.NFTA_EXPR_NAME:
-			isCounter = string(trimNUL(d)) == "counter"
+			isCounter = nl.String(d) == "counter"
 		case unix.NFTA_EXPR_DATA:
 			data = d
 		}
@@ -211,11 +176,4 @@ func (l *elemLister) expr(b []byte, e *engine.Element) {
 		}
 		return nil
 	})
-}
-
-func trimNUL(b []byte) []byte {
-	for len(b) > 0 && b[len(b)-1] == 0 {
-		b = b[:len(b)-1]
-	}
-	return b
 }

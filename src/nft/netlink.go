@@ -2,7 +2,6 @@ package nft
 
 import (
 	"encoding/binary"
-	"errors"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -72,8 +71,8 @@ type batch struct {
 	msgs []nl.Message
 }
 
-// add queues a message; every one asks for an acknowledgement, which commit
-// counts.
+// put queues a message; every one asks for an acknowledgement, which
+// commit waits for.
 func (b *batch) put(m uint16, flags uint16, a wire) {
 	b.msgs = append(b.msgs, nl.Message{Type: nftMsg(m), Flags: nl.Request | nl.Acknowledge | flags,
 		Data: append(append([]byte(nil), nfgen...), a...)})
@@ -156,19 +155,36 @@ func (b *batch) flushSet(t, name string) {
 	b.put(unix.NFT_MSG_DELSETELEM, 0, wire(nil).Str(unix.NFTA_SET_TABLE, t).Str(unix.NFTA_SET_NAME, name))
 }
 
+// elemChunk bounds the element list of one message: an attribute's length
+// is 16 bits, and a list past it would wrap (the kernel then reads a
+// shorter list and says yes).
+const elemChunk = 32 << 10
+
 // elements adds (NEWSETELEM) or deletes (DELSETELEM) elements of a set,
-// found by name, or by id when it is added in the same batch.
+// found by name, or by id when it is added in the same batch: as many
+// messages as the list needs, all in the batch's one transaction.
 func (b *batch) elements(m uint16, t, set string, id uint32, els []engine.Element) {
 	var list wire
-	for i, e := range els {
+	n := 0
+	flush := func() {
+		b.put(m, nl.Create, wire(nil).Str(unix.NFTA_SET_ELEM_LIST_SET, set).U32(unix.NFTA_SET_ELEM_LIST_SET_ID, id).
+			Str(unix.NFTA_SET_ELEM_LIST_TABLE, t).Nest(unix.NFTA_SET_ELEM_LIST_ELEMENTS, list))
+		list, n = nil, 0
+	}
+	for _, e := range els {
 		item := wire(nil).Nest(unix.NFTA_SET_ELEM_KEY, data(e.Key))
 		if len(e.Val) > 0 {
 			item = item.Nest(unix.NFTA_SET_ELEM_DATA, data(e.Val))
 		}
-		list = list.Nest(uint16(i+1), item)
+		if len(list)+len(item) > elemChunk {
+			flush()
+		}
+		n++
+		list = list.Nest(uint16(n), item)
 	}
-	b.put(m, nl.Create, wire(nil).Str(unix.NFTA_SET_ELEM_LIST_SET, set).U32(unix.NFTA_SET_ELEM_LIST_SET_ID, id).
-		Str(unix.NFTA_SET_ELEM_LIST_TABLE, t).Nest(unix.NFTA_SET_ELEM_LIST_ELEMENTS, list))
+	if n > 0 || len(els) == 0 {
+		flush()
+	}
 }
 
 func (b *batch) addObj(t, name string, typ uint32, d wire) {
@@ -205,7 +221,9 @@ func batchMessages(b *batch) []nl.Message {
 
 // commit sends a batch and reads one acknowledgement per message. The
 // kernel answers only after it has committed or aborted the whole batch, so
-// the first error means nothing changed.
+// an error from the kernel means nothing changed; a socket error (a
+// deadline, say) leaves the outcome unknown, which the daemon's next check
+// of the table settles.
 func (n *Conn) commit(b *batch) error {
 	if len(b.msgs) == 0 {
 		return nil
@@ -215,24 +233,7 @@ func (n *Conn) commit(b *batch) error {
 		return err
 	}
 	defer c.Close()
-	if _, err := c.Send(batchMessages(b)...); err != nil {
-		return explain(err)
-	}
-	// Each acknowledgement is its own datagram; the deadline bounds the
-	// wait, the count the loop.
-	for acked := 0; acked < len(b.msgs); {
-		msgs, err := c.Receive()
-		if err != nil {
-			return explain(err)
-		}
-		if len(msgs) == 0 {
-			return errors.New("netlink: empty reply")
-		}
-		for _, m := range msgs {
-			if m.Type == unix.NLMSG_ERROR {
-				acked++
-			}
-		}
-	}
-	return nil
+	// Every message but the batch's begin and end asks for its
+	// acknowledgement.
+	return explain(c.Transact(batchMessages(b), func(i int) bool { return i > 0 && i <= len(b.msgs) }))
 }

@@ -16,12 +16,12 @@ import (
 
 // chainInfo is an installed chain.
 type chainInfo struct {
-	name         string
-	hooked       bool // a base chain
-	hook, prio   uint32
-	hasPolicy    bool
-	policy       uint32
-	table, ctype string
+	name       string
+	hooked     bool // a base chain
+	hook, prio uint32
+	hasPolicy  bool
+	policy     uint32
+	table      string
 }
 
 // setInfo is an installed set or map.
@@ -29,6 +29,7 @@ type setInfo struct {
 	name, table            string
 	flags, keyType, keyLen uint32
 	dataType, dataLen      uint32
+	counter                bool // its elements carry an expression (ours: a counter)
 }
 
 // objInfo is an installed named object (counter or ct helper).
@@ -62,13 +63,11 @@ func (n *Conn) chains(table string) ([]chainInfo, error) {
 		err := nl.Walk(m, func(typ uint16, d []byte) error {
 			switch typ {
 			case unix.NFTA_CHAIN_TABLE:
-				c.table = string(trimNUL(d))
+				c.table = nl.String(d)
 			case unix.NFTA_CHAIN_NAME:
-				c.name = string(trimNUL(d))
+				c.name = nl.String(d)
 			case unix.NFTA_CHAIN_POLICY:
 				c.policy, c.hasPolicy = u32be(d)
-			case unix.NFTA_CHAIN_TYPE:
-				c.ctype = string(trimNUL(d))
 			case unix.NFTA_CHAIN_HOOK:
 				var okH, okP bool
 				err := nl.Walk(d, func(typ uint16, d []byte) error {
@@ -108,9 +107,9 @@ func (n *Conn) sets(table string) ([]setInfo, error) {
 		err := nl.Walk(m, func(typ uint16, d []byte) error {
 			switch typ {
 			case unix.NFTA_SET_TABLE:
-				s.table = string(trimNUL(d))
+				s.table = nl.String(d)
 			case unix.NFTA_SET_NAME:
-				s.name = string(trimNUL(d))
+				s.name = nl.String(d)
 			case unix.NFTA_SET_FLAGS:
 				s.flags, _ = u32be(d)
 			case unix.NFTA_SET_KEY_TYPE:
@@ -121,6 +120,8 @@ func (n *Conn) sets(table string) ([]setInfo, error) {
 				s.dataType, _ = u32be(d)
 			case unix.NFTA_SET_DATA_LEN:
 				s.dataLen, _ = u32be(d)
+			case nftaSetExpr, nftaSetExpr + 1: // NFTA_SET_EXPR, NFTA_SET_EXPRESSIONS
+				s.counter = true
 			}
 			return nil
 		})
@@ -147,9 +148,9 @@ func (n *Conn) objects(table string) ([]objInfo, error) {
 		err := nl.Walk(m, func(typ uint16, d []byte) error {
 			switch typ {
 			case unix.NFTA_OBJ_TABLE:
-				tbl = string(trimNUL(d))
+				tbl = nl.String(d)
 			case unix.NFTA_OBJ_NAME:
-				o.name = string(trimNUL(d))
+				o.name = nl.String(d)
 			case unix.NFTA_OBJ_TYPE:
 				o.typ, _ = u32be(d)
 			case unix.NFTA_OBJ_DATA:

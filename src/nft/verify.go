@@ -159,7 +159,7 @@ func sameExpr(g, w rawExpr) bool {
 	val := func(e rawExpr, typ uint16) []byte { return dataValue(e.attr[typ]) }
 	eqVal := func(typ uint16) bool { return bytes.Equal(val(g, typ), val(w, typ)) }
 	has := func(e rawExpr, typ uint16) bool { _, ok := e.attr[typ]; return ok }
-	str := func(e rawExpr, typ uint16) string { return string(trimNUL(e.attr[typ])) }
+	str := func(e rawExpr, typ uint16) string { return nl.String(e.attr[typ]) }
 	switch w.name {
 	case "cmp":
 		return eq(unix.NFTA_CMP_OP) && eqVal(unix.NFTA_CMP_DATA)
@@ -168,8 +168,10 @@ func sameExpr(g, w rawExpr) bool {
 	case "lookup":
 		gf, _ := u32be(g.attr[unix.NFTA_LOOKUP_FLAGS])
 		wf, _ := u32be(w.attr[unix.NFTA_LOOKUP_FLAGS])
+		// The kernel dumps a register for every lookup in a map, even
+		// one that only tests membership: only ours decides.
 		return str(g, unix.NFTA_LOOKUP_SET) == str(w, unix.NFTA_LOOKUP_SET) &&
-			gf&unix.NFT_LOOKUP_F_INV == wf&unix.NFT_LOOKUP_F_INV && has(g, unix.NFTA_LOOKUP_DREG) == has(w, unix.NFTA_LOOKUP_DREG)
+			gf&unix.NFT_LOOKUP_F_INV == wf&unix.NFT_LOOKUP_F_INV && (!has(w, unix.NFTA_LOOKUP_DREG) || has(g, unix.NFTA_LOOKUP_DREG))
 	case "meta":
 		return eq(unix.NFTA_META_KEY) && has(g, unix.NFTA_META_SREG) == has(w, unix.NFTA_META_SREG)
 	case "payload":

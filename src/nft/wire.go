@@ -98,7 +98,7 @@ const (
 	nfDrop           = 0      // NF_DROP, a verdict code
 )
 
-// fieldWire loads one field into register reg (fieldLoad's twin).
+// fieldWire loads one field into register reg.
 func fieldWire(f plan.Field, reg uint32) (wire, error) {
 	i := f.Info()
 	switch i.Base {
@@ -113,7 +113,10 @@ func fieldWire(f plan.Field, reg uint32) (wire, error) {
 	return nil, errorf("field %d cannot be loaded", f)
 }
 
-// mapWriteWire is mapWrite's twin.
+// mapWriteWire writes register 1 to a header field, fixing the IPv4 header
+// checksum (and transport checksums that cover the pseudo-header), as nft
+// encodes `ip daddr set ...`; enhanced GRE carries no checksum (RFC 2637
+// 4.1: C is 0).
 func mapWriteWire(f plan.Field) (wire, error) {
 	i := f.Info()
 	a := wire(nil).U32(unix.NFTA_PAYLOAD_SREG, 1)

@@ -3,6 +3,7 @@ package nl
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 
 	"golang.org/x/sys/unix"
 )
@@ -12,8 +13,16 @@ import (
 // Integers are written big-endian, as nf_tables and ctnetlink want them.
 type Attrs []byte
 
-// Add appends an attribute holding data.
+// MaxAttr is the most data one attribute holds (its length is 16 bits).
+const MaxAttr = 0xffff - 4
+
+// Add appends an attribute holding data. More than MaxAttr bytes is a bug
+// of the caller, who must split (the length would wrap, and the kernel
+// read a shorter attribute than was meant): it panics rather than send it.
 func (a Attrs) Add(typ uint16, data []byte) Attrs {
+	if len(data) > MaxAttr {
+		panic(fmt.Sprintf("nl: attribute %d of %d bytes", typ, len(data)))
+	}
 	a = binary.NativeEndian.AppendUint16(a, uint16(4+len(data)))
 	a = binary.NativeEndian.AppendUint16(a, typ)
 	a = append(a, data...)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -22,6 +23,9 @@ func route(typ, flags uint16, body []byte) ([]Message, error) {
 		return nil, err
 	}
 	defer c.Close()
+	if err := c.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		return nil, err
+	}
 	return c.Execute(Message{Type: typ, Flags: Request | flags, Data: body})
 }
 

@@ -1,7 +1,8 @@
-// Package nl is the netlink the daemon needs (nf_tables and ctnetlink
-// requests, dumps, batches and the nf_tables event group) on raw sockets.
-// It replaced github.com/mdlayher/netlink, which with its socket package
-// and the net package it pulls in cost about 160 KB of the mipsel binary.
+// Package nl is the netlink the daemon needs on raw sockets: nf_tables and
+// ctnetlink requests, dumps, batches and the nf_tables event group, and the
+// rtnetlink link and address lookups. It replaced github.com/mdlayher/netlink
+// and package net's interface lookups, which with mdlayher/socket and
+// package net cost about 200 KB of the mipsel binary.
 package nl
 
 import (
@@ -20,7 +21,6 @@ import (
 // Header flags (linux/netlink.h).
 const (
 	Request     = unix.NLM_F_REQUEST
-	Multi       = unix.NLM_F_MULTI
 	Acknowledge = unix.NLM_F_ACK
 	Dump        = unix.NLM_F_DUMP
 	Create      = unix.NLM_F_CREATE
@@ -53,7 +53,6 @@ type Conn struct {
 	rc  syscall.RawConn
 	mu  sync.Mutex
 	seq uint32
-	buf []byte
 }
 
 // Dial opens a netlink socket of protocol proto in the network namespace
@@ -67,6 +66,9 @@ func Dial(proto int, netns int) (*Conn, error) {
 		unix.Close(fd)
 		return nil, &OpError{Op: "bind", Err: err}
 	}
+	// Acknowledgements without a copy of the request: an error for a
+	// large request then still fits the buffer (Linux 4.2).
+	_ = unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_CAP_ACK, 1)
 	// A non-blocking descriptor joins Go's poller: deadlines and Close
 	// from another goroutine work.
 	f := os.NewFile(uintptr(fd), "netlink")
@@ -75,12 +77,13 @@ func Dial(proto int, netns int) (*Conn, error) {
 		f.Close()
 		return nil, &OpError{Op: "dial", Err: err}
 	}
-	return &Conn{f: f, rc: rc, seq: uint32(time.Now().UnixNano()), buf: make([]byte, 64<<10)}, nil
+	return &Conn{f: f, rc: rc, seq: uint32(time.Now().UnixNano())}, nil
 }
 
 // socketIn creates the socket inside namespace netns: a socket stays in the
-// namespace it was created in. The thread returns to its own namespace, or
-// is never reused (it stays locked and exits with the goroutine).
+// namespace it was created in. A goroutine of its own does it on a locked
+// thread, so a thread that fails to return to its namespace is never
+// reused (it exits with that goroutine) and the caller's is never moved.
 func socketIn(netns, proto int) (int, error) {
 	mk := func() (int, error) {
 		return unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, proto)
@@ -88,26 +91,38 @@ func socketIn(netns, proto int) (int, error) {
 	if netns == 0 {
 		return mk()
 	}
-	runtime.LockOSThread()
-	self, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return -1, err
+	type result struct {
+		fd  int
+		err error
 	}
-	defer unix.Close(self)
-	if err := unix.Setns(netns, unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		return -1, fmt.Errorf("setns: %w", err)
-	}
-	fd, err := mk()
-	if rerr := unix.Setns(self, unix.CLONE_NEWNET); rerr != nil {
-		if fd >= 0 {
-			unix.Close(fd)
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		self, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- result{-1, err}
+			return
 		}
-		return -1, fmt.Errorf("setns back: %w", rerr)
-	}
-	runtime.UnlockOSThread()
-	return fd, err
+		defer unix.Close(self)
+		if err := unix.Setns(netns, unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			done <- result{-1, fmt.Errorf("setns: %w", err)}
+			return
+		}
+		fd, err := mk()
+		if rerr := unix.Setns(self, unix.CLONE_NEWNET); rerr != nil {
+			if err == nil {
+				unix.Close(fd)
+			}
+			done <- result{-1, fmt.Errorf("setns back: %w", rerr)} // the thread stays locked and exits
+			return
+		}
+		runtime.UnlockOSThread()
+		done <- result{fd, err}
+	}()
+	r := <-done
+	return r.fd, r.err
 }
 
 // Close closes the socket; a Receive blocked on it returns.
@@ -126,9 +141,22 @@ func (c *Conn) JoinGroup(group int) error {
 	})
 }
 
-// SetReadBuffer sets SO_RCVBUF.
-func (c *Conn) SetReadBuffer(n int) error {
-	return c.control(func(fd int) error { return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, n) })
+// SetReadBuffer sets the receive buffer to n bytes: past net.core.rmem_max
+// with CAP_NET_ADMIN (SO_RCVBUFFORCE), else up to it.
+func (c *Conn) SetReadBuffer(n int) error { return c.setBuffer(unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, n) }
+
+// SetWriteBuffer is SetReadBuffer for the send buffer.
+func (c *Conn) SetWriteBuffer(n int) error {
+	return c.setBuffer(unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, n)
+}
+
+func (c *Conn) setBuffer(force, plain, n int) error {
+	return c.control(func(fd int) error {
+		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, force, n) == nil {
+			return nil
+		}
+		return unix.SetsockoptInt(fd, unix.SOL_SOCKET, plain, n)
+	})
 }
 
 func (c *Conn) control(f func(fd int) error) error {
@@ -172,54 +200,137 @@ func (c *Conn) Send(msgs ...Message) (uint32, error) {
 	return first, nil
 }
 
-// Receive reads one datagram's messages. An error message with an errno is
-// returned as an *OpError; acknowledgements (errno 0) are returned as
+// Receive reads one datagram's messages. An error message with an errno
+// (NLMSG_ERROR, or NLMSG_DONE ending a dump the kernel could not finish)
+// is returned as an *OpError; acknowledgements (errno 0) are returned as
 // messages of type unix.NLMSG_ERROR.
 func (c *Conn) Receive() ([]Message, error) {
-	var n int
-	var rerr error
-	err := c.rc.Read(func(fd uintptr) bool {
-		n, _, rerr = unix.Recvfrom(int(fd), c.buf, unix.MSG_TRUNC)
-		return rerr != unix.EAGAIN && rerr != unix.EINTR
-	})
-	if err == nil {
-		err = rerr
-	}
+	msgs, err := c.receive()
 	if err != nil {
-		return nil, &OpError{Op: "receive", Err: err}
+		return nil, err
 	}
-	if n > len(c.buf) {
-		return nil, &OpError{Op: "receive", Err: errors.New("message truncated")}
+	for _, m := range msgs {
+		if err := m.Err(); err != nil {
+			return nil, err
+		}
 	}
-	return ParseMessages(c.buf[:n])
+	return msgs, nil
 }
 
-// ParseMessages splits a datagram into messages (their data copied out of
-// b) and turns the first error message with an errno into an error.
-func ParseMessages(b []byte) ([]Message, error) {
+// receive reads one datagram's messages, error messages included (their
+// data in the datagram's own buffer).
+func (c *Conn) receive() ([]Message, error) {
+	b, err := c.ReadDatagram()
+	if err != nil {
+		return nil, err
+	}
 	var out []Message
-	for len(b) >= unix.NLMSG_HDRLEN {
+	err = Messages(b, func(m Message) error {
+		out = append(out, m)
+		return nil
+	})
+	return out, err
+}
+
+// ReadDatagram reads one datagram into a buffer of its size (learnt by
+// peeking first): the daemon opens a socket per nf_tables request, and a
+// large buffer for each would be garbage the heap grows by.
+func (c *Conn) ReadDatagram() ([]byte, error) {
+	var one [1]byte
+	n, err := c.recv(one[:], unix.MSG_PEEK|unix.MSG_TRUNC)
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, n)
+	m, err := c.recv(b, unix.MSG_TRUNC)
+	if err != nil {
+		return nil, err
+	}
+	if m > len(b) {
+		return nil, &OpError{Op: "receive", Err: errors.New("message truncated")}
+	}
+	return b[:m], nil
+}
+
+func (c *Conn) recv(b []byte, flags int) (int, error) {
+	var n int
+	var rerr error
+	for range 100 { // EINTR: read again at once (the data is there)
+		err := c.rc.Read(func(fd uintptr) bool {
+			n, _, rerr = unix.Recvfrom(int(fd), b, flags)
+			return rerr != unix.EAGAIN
+		})
+		if err == nil {
+			err = rerr
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, &OpError{Op: "receive", Err: err}
+		}
+		return n, nil
+	}
+	return 0, &OpError{Op: "receive", Err: unix.EINTR}
+}
+
+// Err is the errno an error message (or a dump's final NLMSG_DONE) carries,
+// as an *OpError; nil for other messages and for acknowledgements.
+func (m Message) Err() error {
+	if m.Type != unix.NLMSG_ERROR && m.Type != unix.NLMSG_DONE {
+		return nil
+	}
+	if len(m.Data) < 4 {
+		if m.Type == unix.NLMSG_DONE {
+			return nil // a DONE without its int
+		}
+		return &OpError{Op: "receive", Err: errors.New("short error message")}
+	}
+	if errno := int32(binary.NativeEndian.Uint32(m.Data[:4])); errno < 0 {
+		return &OpError{Op: "receive", Err: unix.Errno(-errno)}
+	}
+	return nil
+}
+
+// Messages calls f on each message of a datagram (Data pointing into b).
+func Messages(b []byte, f func(Message) error) error {
+	for len(b) > 0 {
+		if len(b) < unix.NLMSG_HDRLEN {
+			return &OpError{Op: "receive", Err: errors.New("short message")}
+		}
 		size := int(binary.NativeEndian.Uint32(b[0:4]))
 		if size < unix.NLMSG_HDRLEN || size > len(b) {
-			return nil, &OpError{Op: "receive", Err: errors.New("bad message length")}
+			return &OpError{Op: "receive", Err: errors.New("bad message length")}
 		}
 		m := Message{
 			Type:  binary.NativeEndian.Uint16(b[4:6]),
 			Flags: binary.NativeEndian.Uint16(b[6:8]),
 			Seq:   binary.NativeEndian.Uint32(b[8:12]),
 			PID:   binary.NativeEndian.Uint32(b[12:16]),
-			Data:  append([]byte(nil), b[unix.NLMSG_HDRLEN:size]...),
+			Data:  b[unix.NLMSG_HDRLEN:size],
 		}
-		if m.Type == unix.NLMSG_ERROR {
-			if len(m.Data) < 4 {
-				return nil, &OpError{Op: "receive", Err: errors.New("short error message")}
-			}
-			if errno := int32(binary.NativeEndian.Uint32(m.Data[:4])); errno != 0 {
-				return nil, &OpError{Op: "receive", Err: unix.Errno(-errno)}
-			}
+		if err := f(m); err != nil {
+			return err
 		}
-		out = append(out, m)
 		b = b[min(Align(size), len(b)):]
+	}
+	return nil
+}
+
+// ParseMessages splits a datagram into messages (their data copied out of
+// b) and turns the first error message with an errno into an error.
+func ParseMessages(b []byte) ([]Message, error) {
+	var out []Message
+	err := Messages(b, func(m Message) error {
+		if err := m.Err(); err != nil {
+			return err
+		}
+		m.Data = append([]byte(nil), m.Data...)
+		out = append(out, m)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -234,7 +345,8 @@ const maxReplies = 1 << 20
 // Execute sends one request and returns its replies: for a dump, every
 // message up to NLMSG_DONE; with Acknowledge, every message up to the
 // acknowledgement; else the first datagram that answers it. Messages left
-// from earlier requests (a sequence number not this one's) are skipped.
+// from earlier requests (a sequence number not this one's), errors
+// included, are skipped.
 func (c *Conn) Execute(m Message) ([]Message, error) {
 	seq, err := c.Send(m)
 	if err != nil {
@@ -242,7 +354,7 @@ func (c *Conn) Execute(m Message) ([]Message, error) {
 	}
 	var out []Message
 	for range maxReplies {
-		msgs, err := c.Receive()
+		msgs, err := c.receive()
 		if err != nil {
 			return nil, err
 		}
@@ -250,6 +362,9 @@ func (c *Conn) Execute(m Message) ([]Message, error) {
 		for _, r := range msgs {
 			if r.Seq != seq {
 				continue
+			}
+			if err := r.Err(); err != nil {
+				return nil, err
 			}
 			switch {
 			case r.Type == unix.NLMSG_DONE || r.Type == unix.NLMSG_ERROR:
@@ -264,4 +379,70 @@ func (c *Conn) Execute(m Message) ([]Message, error) {
 		}
 	}
 	return nil, &OpError{Op: "receive", Err: errors.New("too many replies")}
+}
+
+// Transact sends messages in one datagram (a batch) and reads until every
+// one numbered want(i) for message i has its acknowledgement or error; it
+// returns the first error. The buffers are sized for the batch and its
+// acknowledgements first: the kernel queues them all before the first is
+// read, and drops what does not fit.
+func (c *Conn) Transact(msgs []Message, acked func(i int) bool) error {
+	size := 0
+	n := 0
+	for i, m := range msgs {
+		size += unix.NLMSG_HDRLEN + Align(len(m.Data))
+		if acked(i) {
+			n++
+		}
+	}
+	if size > 64<<10 {
+		_ = c.SetWriteBuffer(size + 64<<10)
+	}
+	if n > 64 {
+		// An acknowledgement is a small datagram, but the kernel charges
+		// each about 1 KiB (its buffer's true size) to the receive buffer.
+		_ = c.SetReadBuffer(n<<10 + 64<<10)
+	}
+	first, err := c.Send(msgs...)
+	if err != nil {
+		return err
+	}
+	pending := map[uint32]bool{}
+	for i := range msgs {
+		if acked(i) {
+			pending[first+uint32(i)] = true
+		}
+	}
+	var firstErr error
+	for range maxReplies {
+		if len(pending) == 0 {
+			return firstErr
+		}
+		got, err := c.receive()
+		if err != nil {
+			if firstErr != nil {
+				return firstErr
+			}
+			return err
+		}
+		for _, r := range got {
+			if r.Type != unix.NLMSG_ERROR || r.Seq-first >= uint32(len(msgs)) {
+				continue
+			}
+			delete(pending, r.Seq)
+			err := r.Err()
+			if err == nil {
+				continue
+			}
+			// An error on the batch's first message (no CAP_NET_ADMIN,
+			// say) or a lost acknowledgement: nothing more will come.
+			if r.Seq == first || errors.Is(err, unix.ENOBUFS) {
+				return err
+			}
+			if firstErr == nil {
+				firstErr = err
+			}
+		}
+	}
+	return &OpError{Op: "receive", Err: errors.New("too many replies")}
 }

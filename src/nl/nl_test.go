@@ -29,7 +29,7 @@ func msg(typ, flags uint16, seq uint32, data []byte) []byte {
 
 func TestParseMessages(t *testing.T) {
 	errno := func(e int32) []byte { return binary.NativeEndian.AppendUint32(nil, uint32(-e)) }
-	b := append(msg(16, Multi, 7, []byte{1, 2, 3}), msg(unix.NLMSG_ERROR, 0, 7, errno(0))...)
+	b := append(msg(16, unix.NLM_F_MULTI, 7, []byte{1, 2, 3}), msg(unix.NLMSG_ERROR, 0, 7, errno(0))...)
 	ms, err := ParseMessages(b)
 	if err != nil || len(ms) != 2 || ms[0].Type != 16 || ms[0].Seq != 7 || !bytes.Equal(ms[0].Data, []byte{1, 2, 3}) || ms[1].Type != unix.NLMSG_ERROR {
 		t.Fatalf("%+v, %v", ms, err)
@@ -37,6 +37,13 @@ func TestParseMessages(t *testing.T) {
 	_, err = ParseMessages(msg(unix.NLMSG_ERROR, 0, 1, errno(int32(unix.ENOENT))))
 	if !errors.Is(err, unix.ENOENT) || !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("error message: %v, want ENOENT", err)
+	}
+	// A dump the kernel ends with an error says so in its NLMSG_DONE.
+	if _, err := ParseMessages(msg(unix.NLMSG_DONE, unix.NLM_F_MULTI, 1, errno(int32(unix.EINTR)))); !errors.Is(err, unix.EINTR) {
+		t.Fatalf("DONE with an errno: %v", err)
+	}
+	if ms, err := ParseMessages(msg(unix.NLMSG_DONE, unix.NLM_F_MULTI, 1, errno(0))); err != nil || len(ms) != 1 {
+		t.Fatalf("plain DONE: %v %v", ms, err)
 	}
 	for _, bad := range [][]byte{msg(1, 0, 0, nil)[:15], {200, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, msg(unix.NLMSG_ERROR, 0, 0, []byte{1})} {
 		if _, err := ParseMessages(bad); err == nil && len(bad) >= unix.NLMSG_HDRLEN {
@@ -83,7 +90,7 @@ func TestAttrsWalk(t *testing.T) {
 // FuzzParseMessages: any datagram parses or fails without a panic, and
 // what parses fits in it.
 func FuzzParseMessages(f *testing.F) {
-	f.Add(msg(16, Multi, 7, []byte{1, 2, 3}))
+	f.Add(msg(16, unix.NLM_F_MULTI, 7, []byte{1, 2, 3}))
 	f.Add(msg(unix.NLMSG_ERROR, 0, 1, []byte{0xfe, 0xff, 0xff, 0xff}))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -160,8 +160,10 @@ wait:
 		return err
 	}
 	sas := "?"
-	if out, _, err := d.CLI("status", "--json", "--socket", d.Socket); err == nil {
+	if out, serr, err := d.CLI("status", "--json", "--socket", d.Socket); err == nil {
 		sas = strconv.Itoa(strings.Count(out, `"orig_id"`))
+	} else {
+		fmt.Fprintf(os.Stderr, "rss: status --json: %v: %s\n", err, serr)
 	}
 	fmt.Printf("daemon RSS (%s, GOMEMLIMIT=%s GOGC=%s):\n", *label, *memLimit, *gogc)
 	fmt.Printf("  idle (3 s after start)        %s (anonymous %s, file-backed: the binary's pages %s)\n",
