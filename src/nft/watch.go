@@ -107,15 +107,8 @@ func (n *Conn) subscribe() (*nl.Conn, error) {
 		c.Close()
 		return nil, errorf("watch: subscribe to nftables events: %w", err)
 	}
-	// SO_RCVBUFFORCE (CAP_NET_ADMIN, which the daemon keeps) passes
-	// net.core.rmem_max; without it the ordinary limit applies.
-	forced := false
-	_ = c.SyscallConn().Control(func(fd uintptr) {
-		forced = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, watchReadBuffer) == nil
-	})
-	if !forced {
-		_ = c.SetReadBuffer(watchReadBuffer)
-	}
+	// Past net.core.rmem_max with CAP_NET_ADMIN, which the daemon keeps.
+	_ = c.SetReadBuffer(watchReadBuffer)
 	return c, nil
 }
 
