@@ -3,7 +3,6 @@ package esp
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/netip"
 	"runtime/debug"
 	"sync"
@@ -65,7 +64,6 @@ type Engine struct {
 	tr    *Tracker
 	floor time.Duration // the latest time handed to tr
 
-	stamps io.Closer // keeps the kernel timestamping packets (nil if it refused)
 	// wan caches the address of each outgoing device; the housekeeping
 	// loop refreshes it, so the packet path never resolves addresses.
 	wan map[uint32]netip.Addr
@@ -126,11 +124,6 @@ func New(c Config) (*Engine, error) {
 		return nil, fmt.Errorf("esp engine: %w", err)
 	}
 	e.q = q
-	// Re-learning judges by the gaps between packets: have the kernel
-	// stamp them, so a batch read late does not blur them.
-	if e.stamps, err = nfqueue.EnableTimestamps(); err != nil {
-		c.Log.Warn("esp engine: packets are timed when read, not when queued", "err", err)
-	}
 	return e, nil
 }
 
@@ -166,8 +159,13 @@ func (e *Engine) packetTime(p *nfqueue.Packet, batch time.Duration, wall time.Ti
 // expires idle entries and refreshes WAN addresses every second.
 func (e *Engine) Run(ctx context.Context) error {
 	defer e.q.Close()
-	if e.stamps != nil {
-		defer e.stamps.Close()
+	// Re-learning judges by the gaps between packets: have the kernel
+	// stamp them, so a batch read late does not blur them. Run owns the
+	// socket that keeps stamping on, so an engine never run leaks none.
+	if stamps, err := nfqueue.EnableTimestamps(); err != nil {
+		e.log.Warn("esp engine: packets are timed when read, not when queued", "err", err)
+	} else {
+		defer stamps.Close()
 	}
 	done := make(chan struct{})
 	defer close(done)
