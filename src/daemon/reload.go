@@ -187,8 +187,9 @@ func (d *Daemon) applyGuard(p *plan.Plan) {
 // samePlan reports whether two plans are the same, compared by their JSON:
 // reflect.DeepEqual costs ~8 KB of the mipsel binary and src/jsonenc is
 // linked anyway (status, state files). Plans have only exported fields and
-// no funcs or custom marshalers, so every field shows (TestSamePlanSeesEveryField);
-// a nil and an empty list are the same, as they are for the ruleset.
+// no funcs or custom marshalers, so every field shows (TestSamePlanSeesEveryField).
+// A nil and an empty list differ (null and []), which costs at most one
+// needless apply.
 func samePlan(a, b *plan.Plan) bool {
 	ja, errA := jsonenc.Marshal(a)
 	jb, errB := jsonenc.Marshal(b)

@@ -5,8 +5,8 @@
 // ~100 KB of the mipsel binary. The tests compare it with encoding/json on
 // the daemon's types and on fuzzed values.
 //
-// It follows encoding/json's rules: struct tags (names, omitempty, string,
-// "-"), embedded structs and their name conflicts, sorted map keys, nil
+// It follows encoding/json's rules: struct tags (names, omitempty,
+// omitzero as Go 1.24 has it, string, "-"), embedded structs and their name conflicts, sorted map keys, nil
 // slices and maps as null, []byte as base64, MarshalJSON and MarshalText
 // (on T, or on *T when addressable), HTML-safe strings. It differs where
 // the daemon's values never go: it does not detect pointer cycles, does
@@ -216,7 +216,7 @@ fields:
 			}
 			fv = fv.Field(i)
 		}
-		if f.omitEmpty && isEmpty(fv) {
+		if f.omitEmpty && isEmpty(fv) || f.omitZero && zero(f, fv) {
 			continue
 		}
 		if n > 0 {
@@ -506,7 +506,48 @@ type field struct {
 	typ       reflect.Type
 	tagged    bool
 	omitEmpty bool
+	omitZero  bool                     // ",omitzero" (Go 1.24's encoding/json)
+	isZero    func(reflect.Value) bool // the type's IsZero method, if it has one
 	quoted    bool
+}
+
+// zero is ",omitzero"'s test: the field type's IsZero method, else its
+// zero value.
+func zero(f field, v reflect.Value) bool {
+	if f.isZero != nil {
+		return f.isZero(v)
+	}
+	return v.IsZero()
+}
+
+type isZeroer interface{ IsZero() bool }
+
+var isZeroerType = reflect.TypeFor[isZeroer]()
+
+// zeroMethod is how ",omitzero" calls t's IsZero, if t (or *t) has one; a
+// nil pointer or interface is zero without a call.
+func zeroMethod(t reflect.Type) func(reflect.Value) bool {
+	call := func(v reflect.Value) bool { return v.Interface().(isZeroer).IsZero() }
+	switch {
+	case t.Kind() == reflect.Interface && t.Implements(isZeroerType):
+		return func(v reflect.Value) bool {
+			return v.IsNil() || v.Elem().Kind() == reflect.Pointer && v.Elem().IsNil() || call(v)
+		}
+	case t.Kind() == reflect.Pointer && t.Implements(isZeroerType):
+		return func(v reflect.Value) bool { return v.IsNil() || call(v) }
+	case t.Implements(isZeroerType):
+		return call
+	case reflect.PointerTo(t).Implements(isZeroerType):
+		return func(v reflect.Value) bool {
+			if !v.CanAddr() { // a copy that can be addressed
+				c := reflect.New(v.Type()).Elem()
+				c.Set(v)
+				v = c
+			}
+			return call(v.Addr())
+		}
+	}
+	return nil
 }
 
 var fieldCache sync.Map // reflect.Type -> []field
@@ -564,7 +605,11 @@ func typeFields(t reflect.Type) []field {
 					ft = ft.Elem()
 				}
 				if name != "" || !sf.Anonymous || ft.Kind() != reflect.Struct {
-					fl := field{name: name, index: index, typ: ft, tagged: name != "", omitEmpty: hasOption(opts, "omitempty")}
+					fl := field{name: name, index: index, typ: ft, tagged: name != "", omitEmpty: hasOption(opts, "omitempty"),
+						omitZero: hasOption(opts, "omitzero")}
+					if fl.omitZero {
+						fl.isZero = zeroMethod(sf.Type)
+					}
 					if fl.name == "" {
 						fl.name = sf.Name
 					}

@@ -155,7 +155,12 @@ func appendValue(b []byte, v any) []byte {
 	case time.Time:
 		return appendTime(b, x)
 	case encoding.TextMarshaler:
-		t, err := x.MarshalText()
+		// A nil *netip.Addr or *time.Time would panic in MarshalText: as
+		// slog, write <nil>, and !PANIC for any other panic.
+		if rv := reflect.ValueOf(x); rv.Kind() == reflect.Pointer && rv.IsNil() {
+			return append(b, "<nil>"...)
+		}
+		t, err := marshalText(x)
 		if err != nil {
 			return appendString(b, "!ERROR:"+err.Error())
 		}
@@ -206,4 +211,14 @@ func needsQuoting(s string) bool {
 		i += n
 	}
 	return false
+}
+
+// marshalText calls MarshalText, turning a panic into the value slog writes.
+func marshalText(x encoding.TextMarshaler) (t []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			t, err = []byte(fmt.Sprintf("!PANIC: %v", r)), nil
+		}
+	}()
+	return x.MarshalText()
 }

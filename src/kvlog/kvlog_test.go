@@ -34,6 +34,11 @@ func (s stringer) String() string { return "str:" + s.s }
 
 type bytesNamed []byte
 
+// panicky is a text marshaler that panics: slog writes !PANIC.
+type panicky struct{}
+
+func (panicky) MarshalText() ([]byte, error) { panic("no text") }
+
 // values has one of each kind of value the daemon logs, and the awkward ones.
 var values = []any{
 	"plain", "", "two words", "a=b", `q"uote`, `back\slash`, "tab\there", "nl\n", "\x00", "\x7f", "é", "\u00a0", "\u2028",
@@ -42,6 +47,7 @@ var values = []any{
 	1500 * time.Millisecond, time.Duration(0), clock, time.Time{}, errors.New("boom: it failed"), fmt.Errorf("wrapped: %w", errors.New("x")),
 	nil, netip.MustParseAddr("192.0.2.1"), netip.Addr{}, netip.MustParseAddrPort("[2001:db8::1]:500"), []string{"pptp", "ipsec"},
 	[]byte("by tes"), bytesNamed("n"), stringer{"x y"}, &stringer{"p"}, map[string]int{"a": 1}, struct{ A, B int }{1, 2}, [2]int{1, 2},
+	(*netip.Addr)(nil), (*time.Time)(nil), panicky{},
 }
 
 func TestSameAsSlog(t *testing.T) {
