@@ -117,11 +117,11 @@ IPK_COMMON = -version $(VERSION) -mtime $(SOURCE_DATE_EPOCH) -maintainer '$(MAIN
 export IPK_DESC := $(shell sed -n '/^define Package\/vpn-passthrough\/description/,/^endef/{/^define\|^endef/!p}' openwrt-feed/net/vpn-passthrough/Makefile | tr -s ' \n' '  ' | sed 's/^ //;s/ $$//')
 export LUCI_DESC := $(shell sed -n 's/^LUCI_DESCRIPTION:=//p' luci-app/Makefile)
 # Packages whose tests also run big-endian under qemu-user (no netlink there).
-QEMU_TEST_PKGS := src/packet src/uci src/config src/plan src/ipk src/engine/esp src/engine/pptp src/gunzip src/jsondec
+QEMU_TEST_PKGS := src/packet src/uci src/config src/plan src/ipk src/engine/esp src/engine/pptp src/gunzip src/jsondec src/jsonenc src/kvlog
 # Packages that also open netlink sockets: only their wire-format tests run
 # under qemu-user (NETLINK_NETFILTER does not work there).
-QEMU_WIRE_PKGS := ./src/nfqueue/ ./src/ct/
-QEMU_WIRE_TESTS := ^(TestParse.*|TestTruncated|TestVerdict.*|TestNoAllocs|TestRememberLost|TestClearHelperMsg|Fuzz.*)$$
+QEMU_WIRE_PKGS := ./src/nfqueue/ ./src/ct/ ./src/nl/ ./src/nft/
+QEMU_WIRE_TESTS := ^(TestParse.*|TestTruncated|TestVerdict.*|TestNoAllocs|TestRememberLost|TestClearHelperMsg|TestAttrsWalk|TestWire.*|TestRulesReadMIPS.*|TestDumpEndedByError|Fuzz.*)$$
 
 .PHONY: test-pkg version dist feed-release apk
 
