@@ -2,6 +2,7 @@ package esp
 
 import (
 	"encoding/binary"
+	"errors"
 	"net/netip"
 	"runtime"
 	"time"
@@ -298,30 +299,22 @@ func (e *Engine) isWANLocked(idx uint32) bool {
 // link change, until done is closed. It returns at once (no signals) if
 // the socket cannot be opened; the once-a-second refresh still runs.
 func watchAddrs(done <-chan struct{}, ch chan<- struct{}) error {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	c, err := nl.Dial(unix.NETLINK_ROUTE, 0)
 	if err != nil {
 		return err
 	}
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK,
-		Groups: unix.RTMGRP_IPV4_IFADDR | unix.RTMGRP_LINK}); err != nil {
-		unix.Close(fd)
-		return err
+	for _, g := range []int{unix.RTNLGRP_IPV4_IFADDR, unix.RTNLGRP_LINK} {
+		if err := c.JoinGroup(g); err != nil {
+			c.Close()
+			return err
+		}
 	}
-	// A timeout lets the loop see done without a second descriptor.
-	tv := unix.Timeval{Sec: 0, Usec: 200000}
-	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	go func() { <-done; c.Close() }() // ends the blocked Receive below
 	go func() {
-		defer unix.Close(fd)
-		buf := make([]byte, 16384)
 		for {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			n, _, err := unix.Recvfrom(fd, buf, 0)
-			if err != unix.ENOBUFS && (err != nil || n <= 0) {
-				continue // timeout (ENOBUFS: events were lost, refresh)
+			// ENOBUFS: events were lost; refresh all the same.
+			if _, err := c.Receive(); err != nil && !errors.Is(err, unix.ENOBUFS) {
+				return // closed, or broken: the once-a-second refresh runs on
 			}
 			select {
 			case ch <- struct{}{}:
