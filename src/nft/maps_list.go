@@ -164,16 +164,23 @@ func (l *elemLister) expr(b []byte, e *engine.Element) {
 	if !isCounter {
 		return
 	}
-	_ = nl.Walk(data, func(typ uint16, d []byte) error {
+	e.Packets, e.Bytes = counterValues(data)
+}
+
+// counterValues reads a counter's data (NFTA_COUNTER_*), an element's or a
+// named counter's.
+func counterValues(b []byte) (packets, bytes uint64) {
+	_ = nl.Walk(b, func(typ uint16, d []byte) error {
 		if len(d) != 8 {
 			return nil
 		}
 		switch typ {
 		case unix.NFTA_COUNTER_BYTES:
-			e.Bytes = binary.BigEndian.Uint64(d)
+			bytes = binary.BigEndian.Uint64(d)
 		case unix.NFTA_COUNTER_PACKETS:
-			e.Packets = binary.BigEndian.Uint64(d)
+			packets = binary.BigEndian.Uint64(d)
 		}
 		return nil
 	})
+	return packets, bytes
 }

@@ -233,7 +233,5 @@ func (n *Conn) commit(b *batch) error {
 		return err
 	}
 	defer c.Close()
-	// Every message but the batch's begin and end asks for its
-	// acknowledgement.
-	return explain(c.Transact(batchMessages(b), func(i int) bool { return i > 0 && i <= len(b.msgs) }))
+	return explain(c.Transact(batchMessages(b)))
 }

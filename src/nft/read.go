@@ -1,8 +1,6 @@
 package nft
 
 import (
-	"encoding/binary"
-
 	"golang.org/x/sys/unix"
 
 	"github.com/vpn-passthrough/vpn-passthrough/src/nl"
@@ -154,18 +152,7 @@ func (n *Conn) objects(table string) ([]objInfo, error) {
 			case unix.NFTA_OBJ_TYPE:
 				o.typ, _ = u32be(d)
 			case unix.NFTA_OBJ_DATA:
-				return nl.Walk(d, func(typ uint16, d []byte) error {
-					if len(d) != 8 {
-						return nil
-					}
-					switch typ {
-					case unix.NFTA_COUNTER_BYTES:
-						o.bytes = binary.BigEndian.Uint64(d)
-					case unix.NFTA_COUNTER_PACKETS:
-						o.packets = binary.BigEndian.Uint64(d)
-					}
-					return nil
-				})
+				o.packets, o.bytes = counterValues(d)
 			}
 			return nil
 		})

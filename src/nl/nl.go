@@ -131,9 +131,6 @@ func (c *Conn) Close() error { return c.f.Close() }
 // SetDeadline bounds every later send and receive.
 func (c *Conn) SetDeadline(t time.Time) error { return c.f.SetDeadline(t) }
 
-// SyscallConn gives the socket for socket options.
-func (c *Conn) SyscallConn() syscall.RawConn { return c.rc }
-
 // JoinGroup subscribes to a multicast group.
 func (c *Conn) JoinGroup(group int) error {
 	return c.control(func(fd int) error {
@@ -317,24 +314,6 @@ func Messages(b []byte, f func(Message) error) error {
 	return nil
 }
 
-// ParseMessages splits a datagram into messages (their data copied out of
-// b) and turns the first error message with an errno into an error.
-func ParseMessages(b []byte) ([]Message, error) {
-	var out []Message
-	err := Messages(b, func(m Message) error {
-		if err := m.Err(); err != nil {
-			return err
-		}
-		m.Data = append([]byte(nil), m.Data...)
-		out = append(out, m)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
 // Align rounds a length up to netlink's 4-byte alignment.
 func Align(n int) int { return (n + 3) &^ 3 }
 
@@ -381,17 +360,17 @@ func (c *Conn) Execute(m Message) ([]Message, error) {
 	return nil, &OpError{Op: "receive", Err: errors.New("too many replies")}
 }
 
-// Transact sends messages in one datagram (a batch) and reads until every
-// one numbered want(i) for message i has its acknowledgement or error; it
+// Transact sends messages in one datagram (a batch) and reads until each
+// that asks for one (Acknowledge) has its acknowledgement or error; it
 // returns the first error. The buffers are sized for the batch and its
 // acknowledgements first: the kernel queues them all before the first is
 // read, and drops what does not fit.
-func (c *Conn) Transact(msgs []Message, acked func(i int) bool) error {
+func (c *Conn) Transact(msgs []Message) error {
 	size := 0
 	n := 0
-	for i, m := range msgs {
+	for _, m := range msgs {
 		size += unix.NLMSG_HDRLEN + Align(len(m.Data))
-		if acked(i) {
+		if m.Flags&Acknowledge != 0 {
 			n++
 		}
 	}
@@ -408,8 +387,8 @@ func (c *Conn) Transact(msgs []Message, acked func(i int) bool) error {
 		return err
 	}
 	pending := map[uint32]bool{}
-	for i := range msgs {
-		if acked(i) {
+	for i, m := range msgs {
+		if m.Flags&Acknowledge != 0 {
 			pending[first+uint32(i)] = true
 		}
 	}

@@ -27,26 +27,40 @@ func msg(typ, flags uint16, seq uint32, data []byte) []byte {
 	return b
 }
 
+// parse reads a datagram as Receive does: its messages, and the first
+// errno one of them carries as an error.
+func parse(b []byte) ([]Message, error) {
+	var out []Message
+	err := Messages(b, func(m Message) error {
+		out = append(out, m)
+		return m.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func TestParseMessages(t *testing.T) {
 	errno := func(e int32) []byte { return binary.NativeEndian.AppendUint32(nil, uint32(-e)) }
 	b := append(msg(16, unix.NLM_F_MULTI, 7, []byte{1, 2, 3}), msg(unix.NLMSG_ERROR, 0, 7, errno(0))...)
-	ms, err := ParseMessages(b)
+	ms, err := parse(b)
 	if err != nil || len(ms) != 2 || ms[0].Type != 16 || ms[0].Seq != 7 || !bytes.Equal(ms[0].Data, []byte{1, 2, 3}) || ms[1].Type != unix.NLMSG_ERROR {
 		t.Fatalf("%+v, %v", ms, err)
 	}
-	_, err = ParseMessages(msg(unix.NLMSG_ERROR, 0, 1, errno(int32(unix.ENOENT))))
+	_, err = parse(msg(unix.NLMSG_ERROR, 0, 1, errno(int32(unix.ENOENT))))
 	if !errors.Is(err, unix.ENOENT) || !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("error message: %v, want ENOENT", err)
 	}
 	// A dump the kernel ends with an error says so in its NLMSG_DONE.
-	if _, err := ParseMessages(msg(unix.NLMSG_DONE, unix.NLM_F_MULTI, 1, errno(int32(unix.EINTR)))); !errors.Is(err, unix.EINTR) {
+	if _, err := parse(msg(unix.NLMSG_DONE, unix.NLM_F_MULTI, 1, errno(int32(unix.EINTR)))); !errors.Is(err, unix.EINTR) {
 		t.Fatalf("DONE with an errno: %v", err)
 	}
-	if ms, err := ParseMessages(msg(unix.NLMSG_DONE, unix.NLM_F_MULTI, 1, errno(0))); err != nil || len(ms) != 1 {
+	if ms, err := parse(msg(unix.NLMSG_DONE, unix.NLM_F_MULTI, 1, errno(0))); err != nil || len(ms) != 1 {
 		t.Fatalf("plain DONE: %v %v", ms, err)
 	}
 	for _, bad := range [][]byte{msg(1, 0, 0, nil)[:15], {200, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, msg(unix.NLMSG_ERROR, 0, 0, []byte{1})} {
-		if _, err := ParseMessages(bad); err == nil && len(bad) >= unix.NLMSG_HDRLEN {
+		if _, err := parse(bad); err == nil && len(bad) >= unix.NLMSG_HDRLEN {
 			t.Errorf("%x parsed", bad)
 		}
 	}
@@ -94,7 +108,7 @@ func FuzzParseMessages(f *testing.F) {
 	f.Add(msg(unix.NLMSG_ERROR, 0, 1, []byte{0xfe, 0xff, 0xff, 0xff}))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		ms, err := ParseMessages(b)
+		ms, err := parse(b)
 		if err != nil {
 			return
 		}
