@@ -226,6 +226,25 @@ func TestRulesReadBackOnThisKernel(t *testing.T) {
 	if d := c.Diff(p); d != "" {
 		t.Fatalf("Diff right after the apply: %s", d)
 	}
+	// An empty chain lists no rules and no error, and so does an absent one
+	// (the kernel's dump filter just matches nothing): Intact and Diff
+	// look the chains up first.
+	var b batch
+	b.addChain(p.Table, "empty", unix.NF_INET_FORWARD, 7)
+	if err := c.commit(&b); err != nil {
+		t.Fatal(err)
+	}
+	if rs, err := c.rules(p.Table, "empty"); err != nil || len(rs) != 0 {
+		t.Fatalf("empty chain: %d rules, %v", len(rs), err)
+	}
+	if rs, err := c.rules(p.Table, "nosuch"); err != nil || len(rs) != 0 {
+		t.Fatalf("absent chain: %d rules, %v", len(rs), err)
+	}
+	b = batch{}
+	b.delChain(p.Table, "empty")
+	if err := c.commit(&b); err != nil {
+		t.Fatal(err)
+	}
 	if !c.Intact(p) {
 		t.Fatal("Intact false right after the apply")
 	}
