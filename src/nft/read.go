@@ -19,12 +19,11 @@ type chainInfo struct {
 	hook, prio uint32
 	hasPolicy  bool
 	policy     uint32
-	table      string
 }
 
 // setInfo is an installed set or map.
 type setInfo struct {
-	name, table            string
+	name                   string
 	flags, keyType, keyLen uint32
 	dataType, dataLen      uint32
 	counter                bool // its elements carry an expression (ours: a counter)
@@ -49,19 +48,43 @@ func (n *Conn) Exists(name string) (bool, error) {
 	return false, errorf("list table inet %s: %w", name, err)
 }
 
+// attrTable is the table's name attribute, type 1 for chains, sets and
+// objects alike (NFTA_CHAIN_TABLE, NFTA_SET_TABLE, NFTA_OBJ_TABLE).
+const attrTable = 1
+
+// eachInTable calls f on the attributes of each object of one kind
+// (chains, sets, objects) of an inet table. Objects of other tables are
+// left out: older kernels dump every table's chains.
+func (n *Conn) eachInTable(get, reply uint16, table, what string, f func(attrs []byte) error) error {
+	msgs, err := n.dump(get, reply, wire(nil).Str(attrTable, table))
+	if err != nil {
+		return err
+	}
+	for _, m := range msgs {
+		var tbl string
+		err := nl.Walk(m, func(typ uint16, d []byte) error {
+			if typ == attrTable {
+				tbl = nl.String(d)
+			}
+			return nil
+		})
+		if err == nil && tbl == table {
+			err = f(m)
+		}
+		if err != nil {
+			return errorf("list %s of inet %s: %w", what, table, err)
+		}
+	}
+	return nil
+}
+
 // chains lists the chains of an inet table.
 func (n *Conn) chains(table string) ([]chainInfo, error) {
-	msgs, err := n.dump(unix.NFT_MSG_GETCHAIN, unix.NFT_MSG_NEWCHAIN, wire(nil).Str(unix.NFTA_CHAIN_TABLE, table))
-	if err != nil {
-		return nil, err
-	}
 	var out []chainInfo
-	for _, m := range msgs {
+	err := n.eachInTable(unix.NFT_MSG_GETCHAIN, unix.NFT_MSG_NEWCHAIN, table, "chains", func(m []byte) error {
 		var c chainInfo
 		err := nl.Walk(m, func(typ uint16, d []byte) error {
 			switch typ {
-			case unix.NFTA_CHAIN_TABLE:
-				c.table = nl.String(d)
 			case unix.NFTA_CHAIN_NAME:
 				c.name = nl.String(d)
 			case unix.NFTA_CHAIN_POLICY:
@@ -82,30 +105,19 @@ func (n *Conn) chains(table string) ([]chainInfo, error) {
 			}
 			return nil
 		})
-		if err != nil {
-			return nil, errorf("list chains of inet %s: %w", table, err)
-		}
-		// Older kernels dump every table's chains.
-		if c.table == table {
-			out = append(out, c)
-		}
-	}
-	return out, nil
+		out = append(out, c)
+		return err
+	})
+	return out, err
 }
 
 // sets lists the sets and maps of an inet table.
 func (n *Conn) sets(table string) ([]setInfo, error) {
-	msgs, err := n.dump(unix.NFT_MSG_GETSET, unix.NFT_MSG_NEWSET, wire(nil).Str(unix.NFTA_SET_TABLE, table))
-	if err != nil {
-		return nil, err
-	}
 	var out []setInfo
-	for _, m := range msgs {
+	err := n.eachInTable(unix.NFT_MSG_GETSET, unix.NFT_MSG_NEWSET, table, "sets", func(m []byte) error {
 		var s setInfo
 		err := nl.Walk(m, func(typ uint16, d []byte) error {
 			switch typ {
-			case unix.NFTA_SET_TABLE:
-				s.table = nl.String(d)
 			case unix.NFTA_SET_NAME:
 				s.name = nl.String(d)
 			case unix.NFTA_SET_FLAGS:
@@ -123,30 +135,19 @@ func (n *Conn) sets(table string) ([]setInfo, error) {
 			}
 			return nil
 		})
-		if err != nil {
-			return nil, errorf("list sets of inet %s: %w", table, err)
-		}
-		if s.table == table {
-			out = append(out, s)
-		}
-	}
-	return out, nil
+		out = append(out, s)
+		return err
+	})
+	return out, err
 }
 
 // objects lists the named objects of an inet table, with counters' values.
 func (n *Conn) objects(table string) ([]objInfo, error) {
-	msgs, err := n.dump(unix.NFT_MSG_GETOBJ, unix.NFT_MSG_NEWOBJ, wire(nil).Str(unix.NFTA_OBJ_TABLE, table))
-	if err != nil {
-		return nil, err
-	}
 	var out []objInfo
-	for _, m := range msgs {
+	err := n.eachInTable(unix.NFT_MSG_GETOBJ, unix.NFT_MSG_NEWOBJ, table, "objects", func(m []byte) error {
 		var o objInfo
-		var tbl string
 		err := nl.Walk(m, func(typ uint16, d []byte) error {
 			switch typ {
-			case unix.NFTA_OBJ_TABLE:
-				tbl = nl.String(d)
 			case unix.NFTA_OBJ_NAME:
 				o.name = nl.String(d)
 			case unix.NFTA_OBJ_TYPE:
@@ -156,14 +157,10 @@ func (n *Conn) objects(table string) ([]objInfo, error) {
 			}
 			return nil
 		})
-		if err != nil {
-			return nil, errorf("list objects of inet %s: %w", table, err)
-		}
-		if tbl == table {
-			out = append(out, o)
-		}
-	}
-	return out, nil
+		out = append(out, o)
+		return err
+	})
+	return out, err
 }
 
 // rules lists a chain's rules, in order.
