@@ -17,12 +17,7 @@ import (
 // one Add installed 79 and said yes (the element list's length wrapped),
 // and a batch of 300 rules was installed but reported ENOBUFS.
 func TestLargeTransactions(t *testing.T) {
-	ns := newNetns(t)
-	c := ns.conn(t)
-	p := everyField()
-	if err := c.Apply(p); err != nil {
-		t.Fatal(err)
-	}
+	_, c, p := appliedEveryField(t)
 	m := c.Maps(p.Table)
 	const n = 6000 // m_in: 12-byte keys, 4-byte values: about 250 KB of elements
 	els := make([]engine.Element, n)

@@ -11,12 +11,7 @@ import (
 // again (existing elements are not an error), with a changed value (the
 // batch is refused and each map's Add replaces it), and removed in one.
 func TestMapsAddAllDeleteAll(t *testing.T) {
-	ns := newNetns(t)
-	c := ns.conn(t)
-	p := everyField()
-	if err := c.Apply(p); err != nil {
-		t.Fatal(err)
-	}
+	_, c, p := appliedEveryField(t)
 	m := c.Maps(p.Table)
 	k := []byte{198, 51, 100, 2, 0, 0, 0, 0, 0x12, 0x34, 0, 0}
 	addr := []byte{198, 51, 100, 1}

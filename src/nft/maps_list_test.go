@@ -11,12 +11,7 @@ import (
 // reads (keys, values, counters), over a dump of many netlink messages, for a
 // map with values and counters and a plain set; a missing map is an error.
 func TestListMatchesLibrary(t *testing.T) {
-	ns := newNetns(t)
-	c := ns.conn(t)
-	p := everyField()
-	if err := c.Apply(p); err != nil {
-		t.Fatal(err)
-	}
+	ns, c, p := appliedEveryField(t)
 	var sb strings.Builder
 	for k := 0; k < 3000; k += 500 {
 		var in, addr []string

@@ -50,12 +50,7 @@ func TestMapsMatchKernel(t *testing.T) {
 }
 
 func TestMapElementsAddListDeleteAndSurviveApply(t *testing.T) {
-	ns := newNetns(t)
-	c := ns.conn(t)
-	p := everyField()
-	if err := c.Apply(p); err != nil {
-		t.Fatal(err)
-	}
+	ns, c, p := appliedEveryField(t)
 	m := c.Maps(p.Table)
 	k1 := []byte{198, 51, 100, 2, 0, 0, 0, 0, 0x12, 0x34, 0, 0} // SPI 0x00001234 in two padded halves
 	k2 := []byte{198, 51, 100, 2, 0x12, 0x34, 0, 0, 0x56, 0x78, 0, 0}

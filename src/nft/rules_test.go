@@ -172,12 +172,7 @@ func FuzzParseRule(f *testing.F) {
 // with the same expressions, limits included, and the same once padded the
 // way a MIPS kernel pads them.
 func TestRulesReadBackOnThisKernel(t *testing.T) {
-	ns := newNetns(t)
-	c := ns.conn(t)
-	p := everyField()
-	if err := c.Apply(p); err != nil {
-		t.Fatal(err)
-	}
+	_, c, p := appliedEveryField(t)
 	lib, err := c.nc()
 	if err != nil {
 		t.Fatal(err)

@@ -64,6 +64,18 @@ func (n *netns) nft(t *testing.T, stdin string, args ...string) string {
 	return out.String()
 }
 
+// appliedEveryField is a fresh namespace with everyField's plan applied.
+func appliedEveryField(t *testing.T) (*netns, *Conn, *plan.Plan) {
+	t.Helper()
+	ns := newNetns(t)
+	c := ns.conn(t)
+	p := everyField()
+	if err := c.Apply(p); err != nil {
+		t.Fatal(err)
+	}
+	return ns, c, p
+}
+
 func (n *netns) list(t *testing.T) string {
 	return n.nft(t, "", "list", "table", "inet", plan.TableName)
 }
