@@ -1,23 +1,17 @@
 package config
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/vpn-passthrough/vpn-passthrough/src/internal/samples"
 	"github.com/vpn-passthrough/vpn-passthrough/src/uci"
 )
 
-// samples is ../shared/openwrt-samples next to the repository.
-func samples(t *testing.T, name string) *uci.File {
+// sample is one of OpenWrt's sample configs, parsed.
+func sample(t *testing.T, name string) *uci.File {
 	t.Helper()
-	p := filepath.Join("..", "..", "..", "shared", "openwrt-samples", name)
-	data, err := os.ReadFile(p)
-	if err != nil {
-		t.Skipf("OpenWrt sample %s not available (%v): it lives in ../shared next to the repository", name, err)
-	}
-	f, err := uci.Parse(name, data)
+	f, err := uci.Parse(name, samples.Read(t, name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +28,7 @@ func mustUCI(t *testing.T, text string) *uci.File {
 }
 
 func TestTopologyFromOpenWrtSamples(t *testing.T) {
-	fw, nw := samples(t, "firewall"), samples(t, "network.RECONSTRUCTED")
+	fw, nw := sample(t, "firewall"), sample(t, "network.RECONSTRUCTED")
 	topo, err := ResolveTopology(Default(), fw, nw, System{})
 	if err != nil {
 		t.Fatal(err)

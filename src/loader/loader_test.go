@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vpn-passthrough/vpn-passthrough/src/internal/samples"
 	"github.com/vpn-passthrough/vpn-passthrough/src/plan"
 	"github.com/vpn-passthrough/vpn-passthrough/src/probe"
 )
@@ -14,7 +15,7 @@ func copyFile(t *testing.T, src, dst string) {
 	t.Helper()
 	data, err := os.ReadFile(src)
 	if err != nil {
-		t.Skipf("%s not available: %v", src, err)
+		t.Fatal(err)
 	}
 	if err := os.WriteFile(dst, data, 0o644); err != nil {
 		t.Fatal(err)
@@ -26,8 +27,11 @@ func copyFile(t *testing.T, src, dst string) {
 func TestLoadOpenWrtLayout(t *testing.T) {
 	dir := t.TempDir()
 	copyFile(t, "../../files/etc/config/vpn-passthrough", filepath.Join(dir, "vpn-passthrough"))
-	copyFile(t, "../../../shared/openwrt-samples/firewall", filepath.Join(dir, "firewall"))
-	copyFile(t, "../../../shared/openwrt-samples/network.RECONSTRUCTED", filepath.Join(dir, "network"))
+	for src, dst := range map[string]string{"firewall": "firewall", "network.RECONSTRUCTED": "network"} {
+		if err := os.WriteFile(filepath.Join(dir, dst), samples.Read(t, src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	root := t.TempDir() // no kernel facts: the plan must still be made (nf_tables unknown -> error)
 	_, err := Load(filepath.Join(dir, "vpn-passthrough"), probe.Root(root), nil)
 	if err == nil || !strings.Contains(err.Error(), "nf_tables") {

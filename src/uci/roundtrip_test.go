@@ -7,14 +7,13 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/vpn-passthrough/vpn-passthrough/src/internal/samples"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from Bytes")
 
-// samplesDir holds real OpenWrt files; it sits in shared/, beside the repo.
-const samplesDir = "../../../shared/openwrt-samples"
-
-// sampleFiles are the UCI-format files in samplesDir.
+// sampleFiles are the UCI-format files among OpenWrt's samples.
 var sampleFiles = []string{"firewall", "firewall4-helpers", "network.RECONSTRUCTED", "upnpd"}
 
 // roundTrip checks that f written out parses back to the same thing, and
@@ -34,17 +33,7 @@ func roundTrip(t testing.TB, f *File) {
 	}
 }
 
-func readSample(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(samplesDir, name))
-	if os.IsNotExist(err) {
-		t.Skipf("%s not found: the OpenWrt samples live in shared/ beside the repo", samplesDir)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
+func readSample(t testing.TB, name string) []byte { return samples.Read(t, name) }
 
 func TestSamples(t *testing.T) {
 	for _, name := range sampleFiles {
@@ -190,7 +179,7 @@ func FuzzParse(f *testing.F) {
 		f.Add([]byte(tc.in))
 	}
 	for _, name := range sampleFiles {
-		if b, err := os.ReadFile(filepath.Join(samplesDir, name)); err == nil {
+		if b, err := os.ReadFile(filepath.Join(samples.Dir(), name)); err == nil {
 			f.Add(b)
 		}
 	}
