@@ -118,6 +118,9 @@ export IPK_DESC := $(shell sed -n '/^define Package\/vpn-passthrough\/descriptio
 export LUCI_DESC := $(shell sed -n 's/^LUCI_DESCRIPTION:=//p' luci-app/Makefile)
 # Packages whose tests also run big-endian under qemu-user (no netlink there).
 QEMU_TEST_PKGS := src/packet src/uci src/config src/plan src/ipk src/engine/esp src/engine/pptp src/gunzip src/jsondec src/jsonenc src/kvlog
+# Their tests that need this machine's kernel (they re-run the test binary in
+# a namespace of their own, which qemu-user cannot): left out there.
+QEMU_TEST_SKIP := ^TestWatchAddrs$$
 # Packages that also open netlink sockets: only their wire-format tests run
 # under qemu-user (NETLINK_NETFILTER does not work there).
 QEMU_WIRE_PKGS := ./src/nfqueue/ ./src/ct/ ./src/nl/ ./src/nft/
@@ -261,7 +264,7 @@ qemu-test: qemu-user-test qemu-guests
 qemu-user-test:
 	@pkgs=""; for p in $(QEMU_TEST_PKGS); do ls $$p/*_test.go >/dev/null 2>&1 && pkgs="$$pkgs ./$$p/"; done; \
 	echo "GOARCH=mips GOMIPS=softfloat go test -exec qemu-mips-static$$pkgs"; \
-	CGO_ENABLED=0 GOARCH=mips GOMIPS=softfloat $(GO) test -count=1 -exec qemu-mips-static $$pkgs
+	CGO_ENABLED=0 GOARCH=mips GOMIPS=softfloat $(GO) test -count=1 -exec qemu-mips-static -skip '$(QEMU_TEST_SKIP)' $$pkgs
 	CGO_ENABLED=0 GOARCH=mips GOMIPS=softfloat $(GO) test -count=1 -exec qemu-mips-static -run '$(QEMU_WIRE_TESTS)' $(QEMU_WIRE_PKGS)
 
 # Build every .ipk and .apk, take each apart and check it against the feed
